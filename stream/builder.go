@@ -1,0 +1,172 @@
+package stream
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/sluicehq/sluice/internal/exec"
+)
+
+// Builder collects the operators of a topology. Create one with NewBuilder,
+// declare sources, operators, stores and outputs with the package's
+// functions, and call Build once.
+//
+// DSL calls never panic and never fail: a mistake (a nil codec, an empty name,
+// a store of another Builder) is recorded on the Builder and Build reports all
+// of them together. A Builder is not safe for concurrent use; the Topology it
+// builds is.
+type Builder struct {
+	nodes   []*node
+	stores  []*storeDecl
+	outputs []*outputDecl
+	errs    []error
+	seq     int // position of the next user-visible operator, for generated names
+	built   bool
+}
+
+// NewBuilder returns an empty Builder.
+func NewBuilder() *Builder { return &Builder{} }
+
+// topicRef is a topic an operator reads or writes.
+type topicRef struct {
+	name      string // logical name
+	internal  bool   // a repartition topic: physical name is app + "-" + name
+	generated bool   // the name was generated, not given with Named
+}
+
+func (t *topicRef) ref() TopicRef { return TopicRef{Name: t.name, Internal: t.internal} }
+
+func (t *topicRef) String() string {
+	if t.internal {
+		return t.name + " (internal)"
+	}
+	return t.name
+}
+
+// node is one operator in the graph. The typed execution closures live in the
+// streamNodes; a node carries what Build and the description need.
+//
+// INVARIANT: after a successful Build no node, and no streamNode's list of
+// downstream functions, changes: compiled Programs read them concurrently.
+type node struct {
+	b         *Builder
+	id        int    // index in b.nodes
+	op        string // the DSL function that made it: "Source", "Map", ...
+	name      string
+	generated bool
+	parent    *node   // the operator whose stream this one consumes; nil for sources
+	children  []*node // in creation order
+
+	// in is the topic a source (Source or the reading side of a
+	// repartition) consumes; entry decodes one of its records and runs the
+	// operators downstream.
+	in    *topicRef
+	entry func(h *Handle, r *exec.Record) error
+	// derived marks the reading side of a repartition: it carries the
+	// GroupBy's name and takes no place in the operator namespace.
+	derived bool
+	writer  *node // for a derived node: the GroupBy (GroupByKey) that writes its topic
+
+	out     []*topicRef   // topics written: To, GroupBy, EmitsTo
+	stores  []*storeDecl  // stores used: Count, Aggregate, Uses
+	emits   []*outputDecl // outputs declared with EmitsTo
+	details string        // extra text for the description
+}
+
+// label is how messages and the description name the node, e.g. `Count "counts"`.
+func (n *node) label() string { return fmt.Sprintf("%s %q", n.op, n.name) }
+
+// storeDecl is a state store: declared with DeclareStore, or made by Count or
+// Aggregate.
+type storeDecl struct {
+	b         *Builder
+	name      string
+	generated bool
+	by        string  // what declared it, for messages: `DeclareStore`, `Count "counts"`
+	users     []*node // operators that use it
+}
+
+// outputDecl is an output declared with DeclareOutput.
+type outputDecl struct {
+	b     *Builder
+	topic *topicRef
+	users []*node
+}
+
+// fail records a problem for Build to report.
+func (b *Builder) fail(kind error, format string, args ...any) {
+	b.errs = append(b.errs, errorf(kind, format, args...))
+}
+
+// newNode adds an operator. parent is nil for sources. The caller wires the
+// typed closures only if b.wireable().
+func (b *Builder) newNode(op string, parent *node, cfg opConfig) *node {
+	n := &node{b: b, id: len(b.nodes), op: op, parent: parent}
+	if cfg.named {
+		n.name = cfg.name
+		b.checkName(op, "the name given with Named", cfg.name)
+	} else {
+		n.name = strings.ToLower(op) + "-" + strconv.Itoa(b.seq)
+		n.generated = true
+	}
+	b.seq++
+	b.nodes = append(b.nodes, n)
+	if b.built {
+		b.fail(ErrBuilt, "%s called after Build; build a new topology with a new Builder", n.label())
+		return n
+	}
+	if parent != nil {
+		parent.children = append(parent.children, n)
+	}
+	return n
+}
+
+// wireable reports whether closures may still be attached: not after a
+// successful Build (see the INVARIANT on node).
+func (b *Builder) wireable() bool { return !b.built }
+
+// checkName records an error if name cannot become part of a topic name.
+// what says where the name came from ("Named", "topic", "store name").
+func (b *Builder) checkName(op, what, name string) bool {
+	if name == "" {
+		b.fail(ErrEmptyName, "%s: %s is empty; give a non-empty name", op, what)
+		return false
+	}
+	if err := validName(name); err != "" {
+		b.fail(ErrInvalidName, "%s: %s %q %s", op, what, name, err)
+		return false
+	}
+	return true
+}
+
+// validName returns why name cannot be (part of) a Kafka topic name, or "".
+func validName(name string) string {
+	if name == "." || name == ".." {
+		return `is not a legal topic name ("." and ".." are reserved)`
+	}
+	if len(name) > 249 {
+		return "is longer than Kafka's limit of 249 characters"
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Sprintf("contains %q; use only ASCII letters, digits, '.', '_' and '-'", rune(c))
+		}
+	}
+	return ""
+}
+
+// checkCodec records an error if a codec is nil. which is e.g. "key codec".
+func checkCodec(n *node, which string, isNil bool) {
+	if isNil {
+		n.b.fail(ErrNilCodec, "%s: %s is nil; pass one, e.g. codec.String{}", n.label(), which)
+	}
+}
+
+// checkFunc records an error if a function is nil.
+func checkFunc(n *node, which string, isNil bool) {
+	if isNil {
+		n.b.fail(ErrNilFunc, "%s: %s is nil", n.label(), which)
+	}
+}

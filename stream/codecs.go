@@ -1,0 +1,38 @@
+package stream
+
+import (
+	"bytes"
+
+	"github.com/sluicehq/sluice/codec"
+)
+
+// decoder decodes with a codec and makes sure the result owns its memory.
+//
+// The runtime's record and store buffers are valid only during a Program call
+// (records) or until the next store call (stores). The codec contract says a
+// Decode result does not refer to its input unless the codec documents
+// otherwise; codec.Bytes does (it returns its input). For it the decoder
+// decodes a copy, so that values handed to user functions, kept in Records,
+// or passed on to Emit (where the runtime keeps them until the transaction
+// ends) never alias runtime buffers. A user codec that returns its input must
+// copy it itself.
+type decoder[T any] struct {
+	c     codec.Codec[T]
+	clone bool
+}
+
+func newDecoder[T any](c codec.Codec[T]) decoder[T] {
+	d := decoder[T]{c: c}
+	switch any(c).(type) {
+	case codec.Bytes, *codec.Bytes:
+		d.clone = true
+	}
+	return d
+}
+
+func (d decoder[T]) decode(data []byte) (T, error) {
+	if d.clone && len(data) > 0 {
+		data = bytes.Clone(data)
+	}
+	return d.c.Decode(data)
+}

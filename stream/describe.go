@@ -1,0 +1,107 @@
+package stream
+
+import (
+	"fmt"
+	"strings"
+)
+
+// describe renders the description of a built topology.
+func describe(b *Builder, stages []*Stage) string {
+	var w strings.Builder
+	nstores := 0
+	for _, s := range stages {
+		nstores += len(s.Stores)
+	}
+	fmt.Fprintf(&w, "Topology: %s, %s\n", plural(len(stages), "stage"), plural(nstores, "store"))
+	var warnings []string
+	warn := func(format string, args ...any) { warnings = append(warnings, fmt.Sprintf(format, args...)) }
+
+	for _, s := range stages {
+		fmt.Fprintf(&w, "Stage %q\n", s.Name)
+		fmt.Fprintf(&w, "  inputs:  %s\n", refs(s.Inputs))
+		if len(s.Outputs) > 0 {
+			fmt.Fprintf(&w, "  outputs: %s\n", refs(s.Outputs))
+		}
+		if len(s.Stores) > 0 {
+			names := make([]string, len(s.Stores))
+			for i, st := range s.Stores {
+				names[i] = st.Name
+			}
+			fmt.Fprintf(&w, "  stores:  %s\n", strings.Join(names, ", "))
+		}
+		for _, src := range s.sources {
+			describeNode(&w, src, 1)
+		}
+
+		if s.GeneratedName {
+			warn("stage %q has a generated name: renaming it later loses its committed offsets; name its first operator with stream.Named", s.Name)
+		}
+		for _, r := range s.Outputs {
+			if r.Internal && isGeneratedTopic(s, r) {
+				warn("repartition topic %q has a generated name: renaming it later loses the records in it; name its GroupBy with stream.Named", r.Name)
+			}
+		}
+		for _, st := range s.Stores {
+			if st.GeneratedName {
+				warn("store %q has a generated name: renaming it later loses its state; name its operator with stream.Named", st.Name)
+			}
+		}
+	}
+	for _, st := range b.stores {
+		if len(st.users) == 0 {
+			warn("store %q is declared but no Process uses it; it belongs to no stage", st.name)
+		}
+	}
+	for _, o := range b.outputs {
+		if len(o.users) == 0 {
+			warn("output %q is declared but no Process emits to it", o.topic.name)
+		}
+	}
+	for _, m := range warnings {
+		fmt.Fprintf(&w, "WARNING: %s\n", m)
+	}
+	return w.String()
+}
+
+// describeNode writes n and the operators downstream of it, indented.
+func describeNode(w *strings.Builder, n *node, depth int) {
+	fmt.Fprintf(w, "%s%s", strings.Repeat("  ", depth), n.label())
+	if n.details != "" {
+		w.WriteString(" " + n.details)
+	} else if n.in != nil {
+		w.WriteString(" <- " + n.in.String())
+	}
+	w.WriteString("\n")
+	for _, c := range n.children {
+		describeNode(w, c, depth+1)
+	}
+}
+
+func isGeneratedTopic(s *Stage, r TopicRef) bool {
+	for _, n := range s.nodes {
+		for _, t := range n.out {
+			if t.ref() == r && t.generated {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func refs(rs []TopicRef) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = r.Name
+		if r.Internal {
+			parts[i] += " (internal)"
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}

@@ -1,0 +1,76 @@
+package stream
+
+// ProcessOption configures a Process or ProcessTo call. Every Option is a
+// ProcessOption; Uses and EmitsTo are ProcessOptions only, because only a
+// low-level processor reaches stores and outputs by reference.
+type ProcessOption interface {
+	apply(*opConfig)
+}
+
+// Option configures any operator (Source, Map, GroupBy, Count, To, ...).
+type Option interface {
+	ProcessOption
+	anyOperator()
+}
+
+// opConfig collects the options of one DSL call.
+type opConfig struct {
+	name    string
+	named   bool
+	stores  []AnyStoreRef
+	outputs []AnyOutputRef
+}
+
+func configure[O ProcessOption](opts []O) opConfig {
+	var c opConfig
+	for _, o := range opts {
+		if any(o) != nil {
+			o.apply(&c)
+		}
+	}
+	return c
+}
+
+type namedOpt string
+
+func (o namedOpt) apply(c *opConfig) { c.name, c.named = string(o), true }
+func (namedOpt) anyOperator()        {}
+
+// Named names the operator it is given to. Default: a generated name of the
+// operator's kind and its position in the builder, e.g. "count-3".
+//
+// The name is more than a label. It names, depending on the operator:
+//   - the stage, when the operator is the stage's first source (Source), or
+//     the repartition that feeds the stage (GroupBy, GroupByKey): the runtime
+//     derives the stage's consumer group and transactional ids from it;
+//   - the state store of Count and Aggregate, and so its changelog topic
+//     "<app>-<name>-changelog";
+//   - the repartition topic of GroupBy and GroupByKey: "<app>-<name>-repartition".
+//
+// Renaming any of these later silently loses committed offsets or state, so
+// the topology description warns about every generated one. Names must be
+// unique among operators (and among stores), and consist of ASCII letters,
+// digits, '.', '_' and '-'; Build reports violations. If Named is given twice,
+// the last one wins.
+func Named(name string) Option { return namedOpt(name) }
+
+type usesOpt []AnyStoreRef
+
+func (o usesOpt) apply(c *opConfig) { c.stores = append(c.stores, o...) }
+
+// Uses declares the stores a Process function reads or writes. A store must
+// be listed to be used: Get, Put, Delete and the scans return an error
+// wrapping ErrUndeclaredStore for any other store. Processors that share a
+// store run in the same stage (Build merges their stages), since a store
+// partition belongs to one task.
+func Uses(stores ...AnyStoreRef) ProcessOption { return usesOpt(stores) }
+
+type emitsOpt []AnyOutputRef
+
+func (o emitsOpt) apply(c *opConfig) { c.outputs = append(c.outputs, o...) }
+
+// EmitsTo declares the outputs a Process function emits to. Emit returns an
+// error wrapping ErrUndeclaredOutput for any other output. The outputs' topics
+// become outputs of the stage (see Stage.Outputs), which Build checks for
+// cycles.
+func EmitsTo(outputs ...AnyOutputRef) ProcessOption { return emitsOpt(outputs) }

@@ -1,0 +1,212 @@
+package stream
+
+import (
+	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/exec"
+)
+
+// Stream is an unbounded sequence of typed key-value records flowing out of an
+// operator. Streams are values: pass them to the operator functions (Map,
+// Filter, GroupBy, To, ...); using one stream several times fans its records
+// out to every consumer, in the order the consumers were added.
+//
+// The zero Stream belongs to no Builder; operators given one do nothing and
+// return zero values, and since nothing can record that mistake, nothing
+// reports it. Only use streams returned by this package.
+type Stream[K, V any] struct {
+	s *streamNode[K, V]
+}
+
+// KeyValue is one record produced by a FlatMap function.
+type KeyValue[K, V any] struct {
+	Key   K
+	Value V
+}
+
+// streamNode is the typed side of an operator's output: the functions
+// that consume its records, compiled at DSL time so that the per-record path
+// has no boxing and no reflection.
+type streamNode[K, V any] struct {
+	n    *node
+	down []func(h *Handle, k K, v V) error
+	// keyChanged reports whether the key may differ from the key the record
+	// had in the topic it was read from (after Map, FlatMap, ProcessTo), so
+	// that GroupByKey must repartition.
+	keyChanged bool
+}
+
+// forward hands a record to every downstream operator, stopping at the first
+// error.
+func (s *streamNode[K, V]) forward(h *Handle, k K, v V) error {
+	for _, f := range s.down {
+		if err := f(h, k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// child adds an operator that consumes s. It returns nil for the zero Stream.
+func (s Stream[K, V]) child(op string, cfg opConfig) *node {
+	if s.s == nil {
+		return nil
+	}
+	return s.s.n.b.newNode(op, s.s.n, cfg)
+}
+
+// attach adds a downstream function, unless the Builder was built.
+func (s Stream[K, V]) attach(f func(h *Handle, k K, v V) error) {
+	if s.s.n.b.wireable() {
+		s.s.down = append(s.s.down, f)
+	}
+}
+
+// Source reads topic, decoding keys with kc and values with vc. Each Source
+// starts a stage (unless a shared store joins it to another); the stage is
+// named after the Source's name (see Named), so give it one.
+//
+// A record whose key or value does not decode makes the stage's Program
+// return a *CodecError, which matches codec.ErrDecode; the runtime's error
+// policy decides what happens to the record. A topic may be read by only one
+// Source.
+func Source[K, V any](b *Builder, topic string, kc codec.Codec[K], vc codec.Codec[V], opts ...Option) Stream[K, V] {
+	if b == nil {
+		return Stream[K, V]{}
+	}
+	n := b.newNode("Source", nil, configure(opts))
+	n.in = &topicRef{name: topic}
+	b.checkName(n.label(), "topic", topic)
+	checkCodec(n, "key codec", kc == nil)
+	checkCodec(n, "value codec", vc == nil)
+	out := &streamNode[K, V]{n: n}
+	n.entry = sourceEntry(n, out, kc, vc)
+	return Stream[K, V]{out}
+}
+
+// sourceEntry compiles the decoding of one input topic's records.
+func sourceEntry[K, V any](n *node, out *streamNode[K, V], kc codec.Codec[K], vc codec.Codec[V]) func(h *Handle, r *exec.Record) error {
+	if kc == nil || vc == nil {
+		return nil // Build fails; no Program is ever compiled
+	}
+	kd, vd := newDecoder(kc), newDecoder(vc)
+	label, target := n.label(), "topic "+quote(n.in.name)
+	return func(h *Handle, r *exec.Record) error {
+		k, err := kd.decode(r.Key)
+		if err != nil {
+			return h.codecError("decode", "key", target, label, err)
+		}
+		v, err := vd.decode(r.Value)
+		if err != nil {
+			return h.codecError("decode", "value", target, label, err)
+		}
+		return out.forward(h, k, v)
+	}
+}
+
+// Map transforms every record's key and value. The key may change, so a
+// later GroupByKey repartitions.
+func Map[K, V, K2, V2 any](s Stream[K, V], fn func(K, V) (K2, V2), opts ...Option) Stream[K2, V2] {
+	n := s.child("Map", configure(opts))
+	if n == nil {
+		return Stream[K2, V2]{}
+	}
+	checkFunc(n, "function", fn == nil)
+	out := &streamNode[K2, V2]{n: n, keyChanged: true}
+	if fn != nil {
+		s.attach(func(h *Handle, k K, v V) error {
+			k2, v2 := fn(k, v)
+			return out.forward(h, k2, v2)
+		})
+	}
+	return Stream[K2, V2]{out}
+}
+
+// MapValues transforms every record's value and keeps its key.
+func MapValues[K, V, V2 any](s Stream[K, V], fn func(K, V) V2, opts ...Option) Stream[K, V2] {
+	n := s.child("MapValues", configure(opts))
+	if n == nil {
+		return Stream[K, V2]{}
+	}
+	checkFunc(n, "function", fn == nil)
+	out := &streamNode[K, V2]{n: n, keyChanged: s.s.keyChanged}
+	if fn != nil {
+		s.attach(func(h *Handle, k K, v V) error {
+			return out.forward(h, k, fn(k, v))
+		})
+	}
+	return Stream[K, V2]{out}
+}
+
+// Filter keeps the records for which fn returns true.
+func Filter[K, V any](s Stream[K, V], fn func(K, V) bool, opts ...Option) Stream[K, V] {
+	n := s.child("Filter", configure(opts))
+	if n == nil {
+		return Stream[K, V]{}
+	}
+	checkFunc(n, "function", fn == nil)
+	out := &streamNode[K, V]{n: n, keyChanged: s.s.keyChanged}
+	if fn != nil {
+		s.attach(func(h *Handle, k K, v V) error {
+			if fn(k, v) {
+				return out.forward(h, k, v)
+			}
+			return nil
+		})
+	}
+	return Stream[K, V]{out}
+}
+
+// FlatMap turns every record into zero or more records, in the order fn
+// returns them. The key may change, so a later GroupByKey repartitions.
+func FlatMap[K, V, K2, V2 any](s Stream[K, V], fn func(K, V) []KeyValue[K2, V2], opts ...Option) Stream[K2, V2] {
+	n := s.child("FlatMap", configure(opts))
+	if n == nil {
+		return Stream[K2, V2]{}
+	}
+	checkFunc(n, "function", fn == nil)
+	out := &streamNode[K2, V2]{n: n, keyChanged: true}
+	if fn != nil {
+		s.attach(func(h *Handle, k K, v V) error {
+			for _, kv := range fn(k, v) {
+				if err := out.forward(h, kv.Key, kv.Value); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return Stream[K2, V2]{out}
+}
+
+// To writes every record to topic, encoding keys with kc and values with vc.
+// The runtime picks the partition by hashing the key bytes (as Kafka's
+// default partitioner does). Outputs carry the input record's timestamp and
+// headers. A topic written by To must not be read by a Source of the same
+// topology upstream of it (Build reports the cycle).
+func To[K, V any](s Stream[K, V], topic string, kc codec.Codec[K], vc codec.Codec[V], opts ...Option) {
+	n := s.child("To", configure(opts))
+	if n == nil {
+		return
+	}
+	t := &topicRef{name: topic}
+	n.out = append(n.out, t)
+	n.details = "-> " + t.String()
+	n.b.checkName(n.label(), "topic", topic)
+	checkCodec(n, "key codec", kc == nil)
+	checkCodec(n, "value codec", vc == nil)
+	if kc == nil || vc == nil {
+		return
+	}
+	label, target := n.label(), "topic "+quote(topic)
+	s.attach(func(h *Handle, k K, v V) error {
+		kb, err := kc.Encode(k)
+		if err != nil {
+			return h.codecError("encode", "key", target, label, err)
+		}
+		vb, err := vc.Encode(v)
+		if err != nil {
+			return h.codecError("encode", "value", target, label, err)
+		}
+		return h.emit(topic, kb, vb)
+	})
+}

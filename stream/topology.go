@@ -1,0 +1,520 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/sluicehq/sluice/internal/exec"
+)
+
+// Topology is a validated, immutable topology, split into stages. It is safe
+// for concurrent use, and so are the Programs its stages compile.
+type Topology struct {
+	stages []*Stage
+	desc   string
+}
+
+// Stage is a sub-topology: the operators connected to each other without
+// crossing a repartition topic (operators that share a store are connected
+// too). The runtime runs a stage as one consumer group, with one task per
+// input partition.
+//
+// A stage with several inputs needs them co-partitioned (the same number of
+// partitions, keyed alike); checking that needs partition counts, so the
+// runtime does it.
+type Stage struct {
+	// Name is the name of the stage's first source: the Source's name, or
+	// the name of the GroupBy (GroupByKey) whose repartition topic it reads.
+	Name string
+	// GeneratedName reports that Name was generated (no Named was given):
+	// renaming it later loses the stage's committed offsets.
+	GeneratedName bool
+	// Inputs are the topics the stage consumes, in declaration order.
+	Inputs []TopicRef
+	// Outputs are the topics the stage emits to: sink topics, declared
+	// outputs and repartition topics, in declaration order, without
+	// duplicates.
+	Outputs []TopicRef
+	// Stores are the stage's state stores, in declaration order. Each has a
+	// changelog topic, ChangelogTopic(app, Name).
+	Stores []StoreSpec
+
+	nodes   []*node // in id order
+	sources []*node // nodes with an input topic, in id order
+	nnodes  int     // number of nodes of the Builder, for program.internal
+}
+
+// TopicRef names a topic a stage reads or writes.
+type TopicRef struct {
+	// Name is the logical name. For a user topic it is the topic's name;
+	// for an internal topic the physical name is app + "-" + Name (see
+	// TopicName).
+	Name string
+	// Internal reports a repartition topic, created and owned by the
+	// application.
+	Internal bool
+}
+
+// TopicName returns the physical topic name for application id app.
+func (r TopicRef) TopicName(app string) string {
+	if r.Internal {
+		return app + "-" + r.Name
+	}
+	return r.Name
+}
+
+// StoreSpec describes a state store of a stage.
+type StoreSpec struct {
+	// Name is the store's logical name, as Task.Store receives it.
+	Name string
+	// GeneratedName reports that Name was generated (no Named was given):
+	// renaming it later loses the store's state.
+	GeneratedName bool
+}
+
+// ChangelogTopic returns the name of store's changelog topic for application
+// id app: app + "-" + store + "-changelog".
+func ChangelogTopic(app, store string) string { return app + "-" + store + "-changelog" }
+
+// Stages returns the stages in topological order: a stage comes after every
+// stage that writes a topic it reads. The slice is a copy; the Stages are
+// shared and must not be modified.
+func (t *Topology) Stages() []*Stage { return slices.Clone(t.stages) }
+
+// String returns the topology's description: its stages with their topics,
+// stores and operators, followed by a warning for every generated name that
+// the runtime turns into offsets or state.
+func (t *Topology) String() string { return t.desc }
+
+// Validate checks what depends on the application id app: that app is a
+// legal name, that the physical names of internal topics and changelogs fit
+// Kafka's 249-character limit, and that no user topic has the physical name
+// of an internal topic or changelog. Errors wrap ErrEmptyName,
+// ErrInvalidName or ErrNameClash, joined with errors.Join.
+func (t *Topology) Validate(app string) error {
+	if app == "" {
+		return errorf(ErrEmptyName, "the application id is empty")
+	}
+	if why := validName(app); why != "" {
+		return errorf(ErrInvalidName, "application id %q %s", app, why)
+	}
+	var errs []error
+	internal := map[string]string{} // physical name -> what it is
+	user := map[string]bool{}
+	for _, s := range t.stages {
+		for _, r := range slices.Concat(s.Inputs, s.Outputs) {
+			if r.Internal {
+				internal[r.TopicName(app)] = fmt.Sprintf("the repartition topic %q", r.Name)
+			} else {
+				user[r.Name] = true
+			}
+		}
+		for _, st := range s.Stores {
+			internal[ChangelogTopic(app, st.Name)] = fmt.Sprintf("the changelog of store %q", st.Name)
+		}
+	}
+	for _, name := range sortedKeys(internal) {
+		if len(name) > 249 {
+			errs = append(errs, errorf(ErrInvalidName, "topic %q, %s for application %q, is longer than Kafka's limit of 249 characters; use shorter names",
+				name, internal[name], app))
+		}
+		if user[name] {
+			errs = append(errs, errorf(ErrNameClash, "user topic %q is also %s for application %q; rename the topic, the application or the operator",
+				name, internal[name], app))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Program compiles the stage for application id app.
+//
+// The Program decodes a record of whichever input topic it came from
+// (r.Topic is the physical topic name), runs the stage's operators, reads and
+// writes the stage's stores through t.Store (by logical store name) and
+// emits through t.Emit with physical topic names and exec.AnyPartition.
+// Outputs carry the input record's timestamp and headers.
+//
+// It returns a *CodecError (matching codec.ErrDecode for decode failures) for
+// a key or value that does not decode or encode, the error of a Process
+// function wrapped with the processor's name, and the runtime's own errors
+// from t unchanged. A panic in a user function is not recovered. Either way
+// the record's effects may be partly made: the runtime must discard every
+// store write and emit of a record whose call did not return nil (see the
+// exactly-once contract in the package documentation).
+//
+// The Program keeps no state between calls: it is safe to call concurrently
+// from several goroutines (one per task), as long as the user's functions
+// are.
+func (s *Stage) Program(app string) exec.Program {
+	p := &program{stage: s, internal: make([]string, s.nnodes)}
+	for _, n := range s.nodes {
+		if !n.derived {
+			for _, t := range n.out {
+				if t.internal {
+					p.internal[n.id] = t.ref().TopicName(app)
+				}
+			}
+		}
+	}
+	type input struct {
+		topic string
+		entry func(h *Handle, r *exec.Record) error
+	}
+	inputs := make([]input, len(s.sources))
+	names := make([]string, len(s.sources))
+	for i, n := range s.sources {
+		inputs[i] = input{topic: n.in.ref().TopicName(app), entry: n.entry}
+		names[i] = quote(inputs[i].topic)
+	}
+	return func(t exec.Task, r *exec.Record) error {
+		for i := range inputs {
+			if inputs[i].topic == r.Topic {
+				h := &Handle{task: t, rec: r, prog: p}
+				err := inputs[i].entry(h, r)
+				h.task = nil // a Handle kept by a user function stops working
+				return err
+			}
+		}
+		return fmt.Errorf("stream: stage %q got a record of topic %q, which it does not read (it reads %s)",
+			s.Name, r.Topic, strings.Join(names, ", "))
+	}
+}
+
+// Build validates the topology and splits it into stages. It reports every
+// problem it finds (and every mistake recorded by the DSL calls before it),
+// joined with errors.Join; each wraps one of the package's sentinel errors.
+//
+// After a successful Build the Builder is frozen: later DSL calls change
+// nothing, and a second Build returns ErrBuilt.
+func (b *Builder) Build() (*Topology, error) {
+	if b.built {
+		return nil, errors.Join(append([]error{errorf(ErrBuilt, "Build called twice; use a new Builder for a new topology")}, b.errs...)...)
+	}
+	errs := slices.Clone(b.errs)
+	hasSource := slices.ContainsFunc(b.nodes, func(n *node) bool { return n.in != nil && !n.derived })
+	if !hasSource {
+		errs = append(errs, errorf(ErrNoSource, "the topology reads no topic; add a stream.Source"))
+	}
+	errs = append(errs, b.checkNames()...)
+	stages := b.splitStages()
+	errs = append(errs, checkStageNames(stages)...)
+	order, err := orderStages(stages)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	t := &Topology{stages: order}
+	t.desc = describe(b, order)
+	b.built = true
+	return t, nil
+}
+
+// checkNames reports name clashes among operators, stores and topics.
+func (b *Builder) checkNames() []error {
+	var errs []error
+	ops := map[string]*node{}
+	for _, n := range b.nodes {
+		if n.derived {
+			continue
+		}
+		if o, ok := ops[n.name]; ok {
+			switch {
+			case o.generated:
+				errs = append(errs, errorf(ErrNameClash, "Named(%q) on %s clashes with the name generated for %s; choose another name",
+					n.name, n.op, o.op))
+			case n.generated:
+				errs = append(errs, errorf(ErrNameClash, "Named(%q) on %s clashes with the name generated for %s; choose another name",
+					n.name, o.op, n.op))
+			default:
+				errs = append(errs, errorf(ErrNameClash, "%s and %s are both named %q; give one of them another name with Named",
+					o.op, n.op, n.name))
+			}
+			continue
+		}
+		ops[n.name] = n
+	}
+
+	stores := map[string]*storeDecl{}
+	internal := map[string]string{} // logical name of an internal topic -> whose
+	for _, st := range b.stores {
+		if o, ok := stores[st.name]; ok {
+			errs = append(errs, errorf(ErrNameClash, "store %q is declared twice, by %s and by %s; give one of them another name",
+				st.name, o.by, st.by))
+			continue
+		}
+		stores[st.name] = st
+		internal[st.name+"-changelog"] = "the changelog of store " + quote(st.name)
+	}
+
+	readers := map[string]*node{}
+	for _, n := range b.nodes {
+		if n.in == nil {
+			continue
+		}
+		if n.in.internal {
+			if o, ok := internal[n.in.name]; ok {
+				errs = append(errs, errorf(ErrNameClash, "repartition topic %q of %s is also %s; rename one of them",
+					n.in.name, n.writer.label(), o))
+			}
+			internal[n.in.name] = "the repartition topic of " + n.writer.label()
+			continue
+		}
+		if o, ok := readers[n.in.name]; ok {
+			errs = append(errs, errorf(ErrNameClash, "topic %q is read by %s and by %s; read it with one Source and use the stream twice",
+				n.in.name, o.label(), n.label()))
+			continue
+		}
+		readers[n.in.name] = n
+	}
+	// A user topic named like an internal topic: its physical name differs
+	// (internal topics get the application id as a prefix), but reading or
+	// writing it is almost certainly a mistake.
+	for _, n := range b.nodes {
+		for _, t := range append([]*topicRef{n.in}, n.out...) {
+			if t == nil || t.internal {
+				continue
+			}
+			if o, ok := internal[t.name]; ok {
+				errs = append(errs, errorf(ErrNameClash, "%s uses topic %q, which is the name of %s (an internal topic); use another topic",
+					n.label(), t.name, o))
+			}
+		}
+	}
+	return errs
+}
+
+// splitStages groups the nodes into stages: nodes joined by a stream or by a
+// shared store belong to one stage. Stages come in the order of their first
+// node.
+func (b *Builder) splitStages() []*Stage {
+	parent := make([]int, len(b.nodes))
+	for i := range parent {
+		parent[i] = i
+	}
+	var find func(int) int
+	find = func(i int) int {
+		for parent[i] != i {
+			parent[i] = parent[parent[i]]
+			i = parent[i]
+		}
+		return i
+	}
+	union := func(a, b int) {
+		ra, rb := find(a), find(b)
+		if ra < rb {
+			parent[rb] = ra
+		} else {
+			parent[ra] = rb
+		}
+	}
+	for _, n := range b.nodes {
+		if n.parent != nil {
+			union(n.id, n.parent.id)
+		}
+	}
+	for _, st := range b.stores {
+		for _, u := range st.users[min(1, len(st.users)):] {
+			union(st.users[0].id, u.id)
+		}
+	}
+
+	byRoot := map[int]*Stage{}
+	var stages []*Stage
+	for _, n := range b.nodes {
+		root := find(n.id)
+		s := byRoot[root]
+		if s == nil {
+			s = &Stage{nnodes: len(b.nodes)}
+			byRoot[root] = s
+			stages = append(stages, s)
+		}
+		s.nodes = append(s.nodes, n)
+	}
+	for _, s := range stages {
+		seenOut := map[TopicRef]bool{}
+		seenStore := map[*storeDecl]bool{}
+		for _, n := range s.nodes {
+			if n.in != nil {
+				if len(s.sources) == 0 {
+					s.Name, s.GeneratedName = n.name, n.generated
+				}
+				s.sources = append(s.sources, n)
+				s.Inputs = append(s.Inputs, n.in.ref())
+			}
+			for _, t := range n.out {
+				if r := t.ref(); !seenOut[r] {
+					seenOut[r] = true
+					s.Outputs = append(s.Outputs, r)
+				}
+			}
+			for _, st := range n.stores {
+				if !seenStore[st] {
+					seenStore[st] = true
+					s.Stores = append(s.Stores, StoreSpec{Name: st.name, GeneratedName: st.generated})
+				}
+			}
+		}
+	}
+	// A group without a source can only come from operators on a stream
+	// that has none, which the DSL does not allow; drop it defensively.
+	return slices.DeleteFunc(stages, func(s *Stage) bool { return len(s.sources) == 0 })
+}
+
+func checkStageNames(stages []*Stage) []error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, s := range stages {
+		if seen[s.Name] {
+			errs = append(errs, errorf(ErrNameClash, "two stages are named %q; rename the first Source (or GroupBy) of one of them with Named", s.Name))
+		}
+		seen[s.Name] = true
+	}
+	return errs
+}
+
+// orderStages sorts the stages so that every stage comes after the stages
+// writing the topics it reads, or reports a cycle.
+func orderStages(stages []*Stage) ([]*Stage, error) {
+	readers := map[TopicRef][]int{}
+	for i, s := range stages {
+		for _, r := range s.Inputs {
+			readers[r] = append(readers[r], i)
+		}
+	}
+	// next[i]: the stages fed by stage i, with the topic that feeds them.
+	type edge struct {
+		to    int
+		topic TopicRef
+	}
+	next := make([][]edge, len(stages))
+	indeg := make([]int, len(stages))
+	for i, s := range stages {
+		for _, w := range s.Outputs {
+			for _, j := range readers[w] {
+				next[i] = append(next[i], edge{j, w})
+				indeg[j]++
+			}
+		}
+	}
+
+	// Find a cycle first, to report it with its path.
+	const (
+		white = iota // not visited
+		grey         // on the DFS path
+		black        // done, on no cycle
+	)
+	type hop struct {
+		from  int      // the stage that writes topic
+		topic TopicRef // read by the next hop's stage
+	}
+	color := make([]int, len(stages))
+	var path, cycle []hop
+	var visit func(i int) bool
+	visit = func(i int) bool {
+		color[i] = grey
+		for _, e := range next[i] {
+			path = append(path, hop{i, e.topic})
+			switch color[e.to] {
+			case grey:
+				k := slices.IndexFunc(path, func(h hop) bool { return h.from == e.to })
+				cycle = path[k:]
+				return true
+			case white:
+				if visit(e.to) {
+					return true
+				}
+			}
+			path = path[:len(path)-1]
+		}
+		color[i] = black
+		return false
+	}
+	for i := range stages {
+		if color[i] != white || !visit(i) {
+			continue
+		}
+		var b strings.Builder
+		shared := false
+		for k, h := range cycle {
+			from, to := stages[h.from], stages[cycle[(k+1)%len(cycle)].from]
+			if k > 0 {
+				b.WriteString("; ")
+			}
+			fmt.Fprintf(&b, "stage %q writes %s (%s), which stage %q reads", from.Name, describeRef(h.topic),
+				writerOf(from, h.topic), to.Name)
+			shared = shared || sharesStore(from)
+		}
+		hint := ""
+		if shared {
+			hint = " (operators that share a store run in one stage)"
+		}
+		return nil, errorf(ErrCycle, "%s: a stage must not consume its own output, directly or through other stages%s; write to another topic",
+			b.String(), hint)
+	}
+
+	// Kahn's algorithm, taking the earliest-declared ready stage first.
+	var order []*Stage
+	done := make([]bool, len(stages))
+	for progress := true; progress && len(order) < len(stages); {
+		progress = false
+		for i, s := range stages {
+			if !done[i] && indeg[i] == 0 {
+				done[i] = true
+				order = append(order, s)
+				for _, e := range next[i] {
+					indeg[e.to]--
+				}
+				progress = true
+				break
+			}
+		}
+	}
+	return order, nil
+}
+
+// sharesStore reports whether a store of s is used by several operators,
+// which may be what joined the stage into a cycle.
+func sharesStore(s *Stage) bool {
+	for _, n := range s.nodes {
+		for _, st := range n.stores {
+			if len(st.users) > 1 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writerOf names the operators of s that write topic r.
+func writerOf(s *Stage, r TopicRef) string {
+	var labels []string
+	for _, n := range s.nodes {
+		for _, t := range n.out {
+			if t.ref() == r {
+				labels = append(labels, n.label())
+				break
+			}
+		}
+	}
+	return strings.Join(labels, ", ")
+}
+
+func describeRef(r TopicRef) string {
+	if r.Internal {
+		return fmt.Sprintf("repartition topic %q", r.Name)
+	}
+	return fmt.Sprintf("topic %q", r.Name)
+}
