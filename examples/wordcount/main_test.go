@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestEmbeddedCountsStdin(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(nil, strings.NewReader("a b a\nc a\n"), &out, &errb); err != nil {
+		t.Fatalf("run: %v\n%s", err, errb.String())
+	}
+	if got, want := out.String(), "a\t3\nb\t1\nc\t1\n"; got != want {
+		t.Fatalf("output:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestEmbeddedBadInput(t *testing.T) {
+	// Invalid UTF-8, an empty line and a long line are all processed.
+	long := strings.Repeat("x", 100<<10)
+	in := "caf\xe9 caf\xe9\n\n" + long + " b\n"
+	var out, errb bytes.Buffer
+	if err := run(nil, strings.NewReader(in), &out, &errb); err != nil {
+		t.Fatalf("run: %v\n%s", err, errb.String())
+	}
+	// strings.ToLower turns the invalid byte into U+FFFD.
+	want := "caf\uFFFD\t2\nb\t1\n" + long + "\t1\n"
+	if got := out.String(); got != want {
+		t.Fatalf("output has %d bytes, want %d:\n%.200q", len(got), len(want), got)
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"-guarantee", "twice"},
+		{"-on-error", "ignore"},
+		{"extra"},
+	} {
+		var out, errb bytes.Buffer
+		err := run(args, strings.NewReader(""), &out, &errb)
+		if err == nil {
+			t.Errorf("run(%q) succeeded, want an error", args)
+		}
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run([]string{"-describe"}, strings.NewReader(""), &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"split", "by-word", "counts", "lines", "word-counts"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("description lacks %q:\n%s", s, out.String())
+		}
+	}
+}

@@ -1,0 +1,47 @@
+package processor_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/processor"
+)
+
+// TestIntegrationWordcount runs the word count over 10,000 lines on 4 input
+// partitions and checks the exactly-once property of the output.
+func TestIntegrationWordcount(t *testing.T) {
+	if testing.Short() {
+		t.Skip("broker integration test; run without -short")
+	}
+	brokers := testbroker.Brokers(t)
+	app := testbroker.Unique(t, "wc")
+	input, output := app+"-lines", app+"-counts"
+	testbroker.CreateTopic(t, brokers, input, 4, nil)
+	testbroker.CreateTopic(t, brokers, output, 4, nil)
+	lines, want, total := randomLines(1, 10000, 300)
+	produceLines(t, brokers, input, lines)
+
+	p, err := processor.New(wordcount(t, input, output), testOpts(t, brokers, app)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	if got := waitRecords(t, brokers, output, total, 3*time.Minute); got < total {
+		cancel()
+		t.Fatalf("output has %d of %d records (processor: %v)", got, total, <-done)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checkCounts(t, testbroker.ReadCommitted(t, brokers, output), want)
+	m := p.Metrics()
+	t.Logf("metrics: %+v", m)
+	if got := m.Stages["split"].Records; got != int64(len(lines)) {
+		t.Errorf("stage split committed %d records, want %d", got, len(lines))
+	}
+}

@@ -1,0 +1,406 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Guarantee is a stage's delivery guarantee, as the Kafka documentation
+// describes them.
+type Guarantee int
+
+const (
+	// ExactlyOnce (the default) commits a stage's state changes (as
+	// changelog records), its consumed input offsets and its outputs in one
+	// Kafka transaction: an input record's effects are all visible to
+	// read_committed readers, or none are.
+	ExactlyOnce Guarantee = iota
+	// AtLeastOnce commits input offsets only after the outputs and changelog
+	// records were acknowledged: after a crash records may be processed twice,
+	// never lost.
+	AtLeastOnce
+	// AtMostOnce commits input offsets before processing: after a crash
+	// records may be lost, never processed twice.
+	AtMostOnce
+)
+
+// String returns the flag form of g: "exactly-once", "at-least-once" or
+// "at-most-once".
+func (g Guarantee) String() string {
+	switch g {
+	case ExactlyOnce:
+		return "exactly-once"
+	case AtLeastOnce:
+		return "at-least-once"
+	case AtMostOnce:
+		return "at-most-once"
+	}
+	return fmt.Sprintf("Guarantee(%d)", int(g))
+}
+
+// ParseGuarantee parses the flag form of a guarantee ("exactly-once",
+// "at-least-once", "at-most-once").
+func ParseGuarantee(s string) (Guarantee, error) {
+	for _, g := range []Guarantee{ExactlyOnce, AtLeastOnce, AtMostOnce} {
+		if s == g.String() {
+			return g, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: unknown guarantee %q: use exactly-once, at-least-once or at-most-once", ErrConfig, s)
+}
+
+// Policy decides what happens to a record that cannot be processed: its key
+// or value does not decode, the user's function returns an error or panics,
+// or an output it produces is larger than the producer may send.
+type Policy int
+
+const (
+	// Fail (the default) stops the stage with a *RecordError naming the
+	// record's topic, partition and offset. Nothing past the record is
+	// committed; the open transaction is aborted.
+	Fail Policy = iota
+	// Skip counts and logs the record and goes on. The record's offset is
+	// committed with the rest of the transaction; none of its effects are.
+	Skip
+)
+
+// String returns "fail" or "skip".
+func (p Policy) String() string {
+	switch p {
+	case Fail:
+		return "fail"
+	case Skip:
+		return "skip"
+	}
+	return fmt.Sprintf("Policy(%d)", int(p))
+}
+
+// ParsePolicy parses "fail" or "skip".
+func ParsePolicy(s string) (Policy, error) {
+	switch s {
+	case "fail":
+		return Fail, nil
+	case "skip":
+		return Skip, nil
+	}
+	return 0, fmt.Errorf("%w: unknown error policy %q: use fail or skip", ErrConfig, s)
+}
+
+// Opt configures a Processor.
+type Opt interface {
+	apply(*cfg)
+}
+
+// StageOpt is an option that may also be set for a single stage with
+// ForStage; set with New directly it is the topology-wide default.
+type StageOpt interface {
+	Opt
+	applyStage(*stageCfg)
+}
+
+type opt struct{ fn func(*cfg) }
+
+func (o opt) apply(c *cfg) { o.fn(c) }
+
+type stageOpt struct{ fn func(*stageCfg) }
+
+func (o stageOpt) apply(c *cfg)           { o.fn(&c.stageDefaults) }
+func (o stageOpt) applyStage(c *stageCfg) { o.fn(c) }
+
+// stageCfg holds what may differ between stages.
+type stageCfg struct {
+	guarantee      Guarantee
+	policy         Policy
+	commitInterval time.Duration
+	maxRecords     int
+}
+
+type cfg struct {
+	brokers        []string
+	app            string
+	stateDir       string
+	instanceID     string
+	txnTimeout     time.Duration
+	sessionTimeout time.Duration
+	rebalanceTime  time.Duration
+	heartbeat      time.Duration
+	dialTimeout    time.Duration
+	startupTimeout time.Duration
+	maxRecordBytes int
+	rollingRestart bool
+	logger         *slog.Logger
+	kgoOpts        []kgo.Opt
+
+	stageDefaults stageCfg
+	stages        map[string][]StageOpt
+}
+
+func defaultCfg() cfg {
+	return cfg{
+		txnTimeout:     10 * time.Second,
+		sessionTimeout: 45 * time.Second,
+		rebalanceTime:  60 * time.Second,
+		heartbeat:      3 * time.Second,
+		dialTimeout:    10 * time.Second,
+		startupTimeout: 30 * time.Second,
+		maxRecordBytes: 1000012, // Kafka's default message.max.bytes and franz-go's default batch size
+		logger:         slog.New(slog.DiscardHandler),
+		stageDefaults: stageCfg{
+			guarantee:      ExactlyOnce,
+			policy:         Fail,
+			commitInterval: 100 * time.Millisecond,
+			maxRecords:     10000,
+		},
+		stages: map[string][]StageOpt{},
+	}
+}
+
+// Brokers sets the seed brokers ("host:port"). Required. Maps to Kafka's
+// bootstrap.servers.
+func Brokers(brokers ...string) Opt {
+	return opt{func(c *cfg) { c.brokers = append(c.brokers, brokers...) }}
+}
+
+// ApplicationID names the application. Required. It prefixes every consumer
+// group (<app>-<stage>), transactional id (<app>-<stage>-<instance>) and
+// internal topic (<app>-<name>-repartition, <app>-<store>-changelog), like
+// Kafka Streams' application.id. Changing it starts the application afresh.
+func ApplicationID(app string) Opt { return opt{func(c *cfg) { c.app = app }} }
+
+// StateDir sets the directory holding the instance's Pebble state. Required.
+// Only one process may use a state directory at a time; the second fails with
+// state.ErrLocked. A wiped directory is rebuilt from the changelogs.
+func StateDir(dir string) Opt { return opt{func(c *cfg) { c.stateDir = dir }} }
+
+// InstanceID sets the identity of this process: it names the transactional
+// ids and is the static group membership id (Kafka's group.instance.id), so a
+// restarted instance takes its partitions back at once instead of after a
+// session timeout. Two running processes must never share one. Default: the
+// host name and a hash of the state directory's absolute path, so that it
+// survives a wiped directory.
+func InstanceID(id string) Opt { return opt{func(c *cfg) { c.instanceID = id }} }
+
+// TransactionTimeout sets the transaction timeout (Kafka's
+// transaction.timeout.ms). Default 10s. It bounds how long a crashed
+// instance's open transaction can hold back read_committed readers and
+// restores; it must be below the session timeout... and longer than a cycle.
+func TransactionTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.txnTimeout = d }} }
+
+// SessionTimeout sets the group session timeout (Kafka's session.timeout.ms).
+// Default 45s. A crashed instance that does not come back keeps its
+// partitions this long.
+func SessionTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.sessionTimeout = d }} }
+
+// RebalanceTimeout sets the group rebalance timeout (Kafka's
+// max.poll.interval.ms for the join). Default 60s.
+func RebalanceTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.rebalanceTime = d }} }
+
+// HeartbeatInterval sets the group heartbeat interval (Kafka's
+// heartbeat.interval.ms). Default 3s.
+func HeartbeatInterval(d time.Duration) Opt { return opt{func(c *cfg) { c.heartbeat = d }} }
+
+// StartupTimeout bounds how long New's first contact with the brokers and the
+// creation of internal topics may take before Run fails. Default 30s.
+func StartupTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.startupTimeout = d }} }
+
+// MaxRecordBytes is the largest record (key, value and headers) the processor
+// will produce; a larger one is handed to the stage's error policy instead of
+// failing the transaction. Default 1000012, Kafka's default
+// max.message.bytes. Raise it only with the topics' max.message.bytes.
+func MaxRecordBytes(n int) Opt { return opt{func(c *cfg) { c.maxRecordBytes = n }} }
+
+// RollingRestart keeps the group membership on shutdown (no LeaveGroup), so
+// that an instance restarted within the session timeout gets its partitions
+// back without a rebalance. Default false: a stopping instance leaves its
+// groups and its partitions move at once.
+func RollingRestart() Opt { return opt{func(c *cfg) { c.rollingRestart = true }} }
+
+// Logger sets the structured logger. Default: discard.
+func Logger(l *slog.Logger) Opt { return opt{func(c *cfg) { c.logger = l }} }
+
+// KafkaOptions appends franz-go client options to every client the processor
+// creates, after its own (so they win). For settings sluice does not cover
+// (TLS, SASL); options that break the protocol (a different isolation level,
+// auto-commit) void the guarantees.
+func KafkaOptions(opts ...kgo.Opt) Opt {
+	return opt{func(c *cfg) { c.kgoOpts = append(c.kgoOpts, opts...) }}
+}
+
+// WithGuarantee sets the delivery guarantee. Default ExactlyOnce.
+func WithGuarantee(g Guarantee) StageOpt {
+	return stageOpt{func(c *stageCfg) { c.guarantee = g }}
+}
+
+// ErrorPolicy sets what happens to a record that cannot be processed.
+// Default Fail.
+func ErrorPolicy(p Policy) StageOpt { return stageOpt{func(c *stageCfg) { c.policy = p }} }
+
+// CommitInterval sets how long a stage gathers records into one transaction
+// before committing it (Kafka Streams' commit.interval.ms). Default 100ms.
+// Shorter means lower latency and more transactions; longer means higher
+// throughput.
+func CommitInterval(d time.Duration) StageOpt {
+	return stageOpt{func(c *stageCfg) { c.commitInterval = d }}
+}
+
+// MaxRecordsPerTransaction caps the input records of one transaction; the
+// cap is enforced at the poll, so a transaction commits the offsets of
+// exactly the records it processed. Default 10000. It bounds the memory of a
+// cycle's write batch.
+func MaxRecordsPerTransaction(n int) StageOpt {
+	return stageOpt{func(c *stageCfg) { c.maxRecords = n }}
+}
+
+// ForStage applies stage options to the named stage only, over the
+// topology-wide defaults.
+func ForStage(stage string, opts ...StageOpt) Opt {
+	return opt{func(c *cfg) { c.stages[stage] = append(c.stages[stage], opts...) }}
+}
+
+// stageConfig returns the effective configuration of a stage.
+func (c *cfg) stageConfig(stage string) stageCfg {
+	sc := c.stageDefaults
+	for _, o := range c.stages[stage] {
+		o.applyStage(&sc)
+	}
+	return sc
+}
+
+// validate checks every option and every cross-option rule. It fills in
+// derived defaults (the instance id).
+func (c *cfg) validate(stageNames []string) error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+	if len(c.brokers) == 0 {
+		bad("no brokers: set processor.Brokers (a -brokers flag or KAFKA_BROKERS)")
+	}
+	for _, b := range c.brokers {
+		if b == "" || !strings.Contains(b, ":") {
+			bad("broker %q is not host:port", b)
+		}
+	}
+	if c.app == "" {
+		bad("no application id: set processor.ApplicationID")
+	} else if !validName(c.app) {
+		bad("application id %q: use only letters, digits, '.', '_' and '-'", c.app)
+	}
+	if c.stateDir == "" {
+		bad("no state directory: set processor.StateDir")
+	} else if abs, err := filepath.Abs(c.stateDir); err != nil {
+		bad("state directory %q: %v", c.stateDir, err)
+	} else {
+		c.stateDir = abs
+	}
+	if c.instanceID == "" && c.stateDir != "" {
+		c.instanceID = defaultInstanceID(c.stateDir)
+	}
+	if c.instanceID != "" && !validName(c.instanceID) {
+		bad("instance id %q: use only letters, digits, '.', '_' and '-'", c.instanceID)
+	}
+	if c.txnTimeout < time.Second {
+		bad("transaction timeout %v is below 1s", c.txnTimeout)
+	}
+	if c.heartbeat <= 0 || c.heartbeat >= c.sessionTimeout {
+		bad("heartbeat interval %v must be positive and below the session timeout %v", c.heartbeat, c.sessionTimeout)
+	}
+	if c.rebalanceTime < c.sessionTimeout/2 {
+		bad("rebalance timeout %v is too short for session timeout %v", c.rebalanceTime, c.sessionTimeout)
+	}
+	if c.maxRecordBytes < 1024 {
+		bad("max record bytes %d is below 1024", c.maxRecordBytes)
+	}
+	if c.logger == nil {
+		bad("logger is nil: pass a *slog.Logger, or leave the option out to discard logs")
+	}
+	known := map[string]bool{}
+	for _, n := range stageNames {
+		known[n] = true
+	}
+	for name := range c.stages {
+		if !known[name] {
+			bad("ForStage(%q): the topology has no such stage (stages: %s)", name, strings.Join(stageNames, ", "))
+		}
+	}
+	check := func(where string, sc stageCfg) {
+		switch sc.guarantee {
+		case ExactlyOnce:
+		case AtLeastOnce, AtMostOnce:
+			bad("%s: guarantee %s is not supported yet: use processor.WithGuarantee(processor.ExactlyOnce)", where, sc.guarantee)
+		default:
+			bad("%s: unknown guarantee %d", where, int(sc.guarantee))
+		}
+		if sc.policy != Fail && sc.policy != Skip {
+			bad("%s: unknown error policy %d", where, int(sc.policy))
+		}
+		if sc.commitInterval <= 0 {
+			bad("%s: commit interval %v must be positive", where, sc.commitInterval)
+		} else if sc.guarantee == ExactlyOnce && sc.commitInterval >= c.txnTimeout {
+			bad("%s: commit interval %v must be below the transaction timeout %v: raise processor.TransactionTimeout or lower processor.CommitInterval", where, sc.commitInterval, c.txnTimeout)
+		}
+		if sc.maxRecords <= 0 {
+			bad("%s: max records per transaction %d must be positive", where, sc.maxRecords)
+		}
+	}
+	check("topology default", c.stageDefaults)
+	for _, n := range stageNames {
+		if len(c.stages[n]) > 0 {
+			check("stage "+n, c.stageConfig(n))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+}
+
+// validName reports whether s is usable in Kafka topic names and ids.
+func validName(s string) bool {
+	if s == "" || len(s) > 200 {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// defaultInstanceID derives an instance id from the host name and the state
+// directory's absolute path (not its contents, so a wiped directory keeps its
+// identity).
+func defaultInstanceID(stateDir string) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "host"
+	}
+	var clean strings.Builder
+	for _, r := range host {
+		if validName(string(r)) {
+			clean.WriteRune(r)
+		} else {
+			clean.WriteByte('-')
+		}
+	}
+	return fmt.Sprintf("%s-%08x", clean.String(), fnv32(stateDir))
+}
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}

@@ -1,0 +1,188 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/stream"
+)
+
+// Processor runs a built topology against Kafka. Create it with New and run it
+// with Run; a Processor runs once.
+type Processor struct {
+	topo   *stream.Topology
+	cfg    cfg
+	stages []*stage
+	now    func() time.Time
+
+	runOnce sync.Once
+}
+
+// New checks the options against the topology and returns a Processor. It
+// does not contact Kafka: Run does. Every configuration error is returned at
+// once, wrapping ErrConfig.
+func New(t *stream.Topology, opts ...Opt) (*Processor, error) {
+	if t == nil {
+		return nil, fmt.Errorf("%w: nil topology: build one with stream.NewBuilder()...Build()", ErrConfig)
+	}
+	c := defaultCfg()
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	var names []string
+	for _, s := range t.Stages() {
+		names = append(names, s.Name)
+	}
+	if err := c.validate(names); err != nil {
+		return nil, err
+	}
+	return &Processor{topo: t, cfg: c, now: time.Now}, nil
+}
+
+// InstanceID returns the instance id in use (the default one derived from the
+// host name and state directory, when none was set).
+func (p *Processor) InstanceID() string { return p.cfg.instanceID }
+
+// Run runs the topology until ctx is done, then ends every stage's open
+// transaction (committing what was processed), applies what committed, leaves
+// the consumer groups (unless RollingRestart), closes the state and returns
+// nil. It returns an error when the brokers cannot be reached within the
+// startup timeout (ErrUnreachable), when a topic is missing or mis-sized
+// (ErrConfig), when the state directory is in use (state.ErrLocked), or when
+// a stage stops: a record the Fail policy refused (*RecordError), or an
+// unrecoverable Kafka error.
+func (p *Processor) Run(ctx context.Context) error {
+	err := errors.New("sluice: a Processor runs only once; create a new one")
+	p.runOnce.Do(func() { err = p.run(ctx) })
+	return err
+}
+
+func (p *Processor) run(ctx context.Context) (err error) {
+	adminCl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(p.cfg.brokers...),
+		kgo.DialTimeout(p.cfg.dialTimeout),
+		kgo.WithLogger(kgoLogger{p.cfg.logger}),
+	}, p.cfg.kgoOpts...)...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	defer adminCl.Close()
+	adm := kadm.NewClient(adminCl)
+
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.startupTimeout)
+	defer cancel()
+	if err := adminCl.Ping(sctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("%w: no answer from %v within %v: %w", ErrUnreachable, p.cfg.brokers, p.cfg.startupTimeout, err)
+	}
+
+	db, err := state.Open(filepath.Join(p.cfg.stateDir, p.cfg.app))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := db.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("closing state: %w", cerr)
+		}
+	}()
+
+	for _, spec := range p.topo.Stages() {
+		p.stages = append(p.stages, newStage(p, spec, db))
+	}
+	if err := p.prepareTopics(sctx, adm); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if sctx.Err() != nil {
+			return fmt.Errorf("%w: preparing topics took longer than %v: %w", ErrUnreachable, p.cfg.startupTimeout, err)
+		}
+		return err
+	}
+	cancel()
+
+	p.cfg.logger.Info("processor starting", "app", p.cfg.app, "instance", p.cfg.instanceID, "stages", len(p.stages))
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errs := make(chan error, len(p.stages))
+	for _, st := range p.stages {
+		go func() {
+			err := st.run(rctx)
+			if err != nil {
+				stop() // one failing stage stops the processor
+			}
+			errs <- err
+		}()
+	}
+	var runErr error
+	for range p.stages {
+		if err := <-errs; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	if !p.cfg.rollingRestart {
+		p.leaveGroups(adm)
+	}
+	p.cfg.logger.Info("processor stopped", "app", p.cfg.app, "err", runErr)
+	return runErr
+}
+
+// leaveGroups removes this instance from every stage's group. With static
+// membership franz-go sends no LeaveGroup on close, and the partitions would
+// wait for the session timeout.
+func (p *Processor) leaveGroups(adm *kadm.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, st := range p.stages {
+		resp, err := adm.LeaveGroup(ctx, kadm.LeaveGroup(st.group).InstanceIDs(p.cfg.instanceID).Reason("sluice processor shutting down"))
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			p.cfg.logger.Warn("leaving group", "group", st.group, "err", err)
+		}
+	}
+}
+
+// Metrics is a snapshot of what a Processor did, per stage.
+type Metrics struct {
+	Stages map[string]StageMetrics
+}
+
+// StageMetrics counts one stage's work since Run began.
+type StageMetrics struct {
+	Records         int64 // input records in committed transactions
+	Commits         int64 // committed transactions
+	Aborts          int64 // transactions aborted (rebalance, bad record, failed produce)
+	Skipped         int64 // records the Skip policy dropped
+	Restarts        int64 // client restarts after an unknown transaction outcome
+	RestoredRecords int64 // changelog records replayed into local state
+}
+
+// Metrics returns a snapshot of the processor's counters. Safe to call
+// concurrently with Run.
+func (p *Processor) Metrics() Metrics {
+	m := Metrics{Stages: map[string]StageMetrics{}}
+	for _, st := range p.stages {
+		m.Stages[st.name] = StageMetrics{
+			Records:         st.metrics.records.Load(),
+			Commits:         st.metrics.commits.Load(),
+			Aborts:          st.metrics.aborts.Load(),
+			Skipped:         st.metrics.skipped.Load(),
+			Restarts:        st.metrics.restarts.Load(),
+			RestoredRecords: st.metrics.restored.Load(),
+		}
+	}
+	return m
+}

@@ -1,0 +1,490 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/stream"
+)
+
+// stage runs one sub-topology: one consumer group, one transactional producer
+// per instance, one task per input partition.
+type stage struct {
+	p       *Processor
+	name    string
+	cfg     stageCfg
+	group   string
+	txnID   string
+	program exec.Program
+	db      *state.DB
+	log     *slog.Logger
+
+	inputs      []topicRef
+	outputs     []topicRef
+	stores      []*storeInfo
+	storeByName map[string]*storeInfo
+	partitions  int32 // set by prepareTopics
+
+	mu struct {
+		sync.Mutex
+		tasks   map[int32]*task
+		revoked map[int32]bool // revoked or lost, not yet dropped by the loop
+	}
+	// sawRevoke is set by the revoke and lost callbacks: a transaction that
+	// ends uncommitted after one was aborted on purpose.
+	sawRevoke atomic.Bool
+
+	// Per cycle, owned by the loop goroutine.
+	scope      scope
+	produceErr atomic.Pointer[error]
+	dirty      []*task
+	onProduced func(*kgo.Record, error)
+
+	metrics stageMetrics
+}
+
+type topicRef struct {
+	name     string
+	internal bool
+}
+
+type storeInfo struct {
+	name            string
+	topic           string
+	topicID         [16]byte
+	deleteRetention time.Duration
+}
+
+func newStage(p *Processor, spec *stream.Stage, db *state.DB) *stage {
+	app := p.cfg.app
+	st := &stage{
+		p:           p,
+		name:        spec.Name,
+		cfg:         p.cfg.stageConfig(spec.Name),
+		group:       app + "-" + spec.Name,
+		txnID:       app + "-" + spec.Name + "-" + p.cfg.instanceID,
+		program:     spec.Program(app),
+		db:          db,
+		log:         p.cfg.logger.With("stage", spec.Name),
+		storeByName: map[string]*storeInfo{},
+	}
+	for _, in := range spec.Inputs {
+		st.inputs = append(st.inputs, topicRef{in.TopicName(app), in.Internal})
+	}
+	for _, out := range spec.Outputs {
+		st.outputs = append(st.outputs, topicRef{out.TopicName(app), out.Internal})
+	}
+	for _, s := range spec.Stores {
+		si := &storeInfo{name: s.Name, topic: stream.ChangelogTopic(app, s.Name)}
+		st.stores = append(st.stores, si)
+		st.storeByName[s.Name] = si
+	}
+	st.mu.tasks = map[int32]*task{}
+	st.mu.revoked = map[int32]bool{}
+	st.onProduced = func(r *kgo.Record, err error) {
+		if err != nil {
+			st.failProduce(fmt.Errorf("producing to %s: %w", r.Topic, err))
+		}
+	}
+	return st
+}
+
+func (st *stage) failProduce(err error) {
+	st.produceErr.CompareAndSwap(nil, &err)
+}
+
+// run runs the stage until ctx is done or it fails. An unknown transaction
+// outcome restarts the stage's client and rebuilds its tasks from their
+// checkpoints and changelogs.
+func (st *stage) run(ctx context.Context) error {
+	for {
+		err := st.session(ctx)
+		if !errors.Is(err, errUnknownOutcome) {
+			return err
+		}
+		st.metrics.restarts.Add(1)
+		st.log.Warn("restarting stage after a transaction with an unknown outcome; rebuilding tasks from checkpoints", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (st *stage) clientOpts() []kgo.Opt {
+	c := &st.p.cfg
+	topics := make([]string, len(st.inputs))
+	for i, in := range st.inputs {
+		topics[i] = in.name
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.brokers...),
+		kgo.DialTimeout(c.dialTimeout),
+		kgo.WithLogger(kgoLogger{st.log}),
+		kgo.ConsumerGroup(st.group),
+		kgo.ConsumeTopics(topics...),
+		kgo.InstanceID(c.instanceID),
+		kgo.SessionTimeout(c.sessionTimeout),
+		kgo.RebalanceTimeout(c.rebalanceTime),
+		kgo.HeartbeatInterval(c.heartbeat),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.TransactionalID(st.txnID),
+		kgo.TransactionTimeout(c.txnTimeout),
+		kgo.RecordPartitioner(newPartitioner()),
+		kgo.ProducerBatchMaxBytes(int32(max(c.maxRecordBytes+1024, 1000012))),
+		kgo.OnPartitionsRevoked(st.onRevoked),
+		kgo.OnPartitionsLost(st.onRevoked),
+		kgo.AdjustFetchOffsetsFn(st.onAssigned),
+	}
+	return append(opts, c.kgoOpts...)
+}
+
+// session runs one client's lifetime.
+func (st *stage) session(ctx context.Context) (err error) {
+	sess, err := kgo.NewGroupTransactSession(st.clientOpts()...)
+	if err != nil {
+		return fmt.Errorf("stage %s: %w: %w", st.name, ErrConfig, err)
+	}
+	defer func() {
+		sess.Close()
+		st.dropAllTasks()
+	}()
+	for {
+		if err := st.cycle(ctx, sess); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// cycle runs one transaction: poll up to the commit interval or the record
+// cap, process, produce the changelogs, flush, commit with the input offsets,
+// and apply the tasks' batches only once the commit is known.
+func (st *stage) cycle(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	st.dropRevoked()
+	st.sawRevoke.Store(false)
+	st.produceErr.Store(nil)
+
+	deadline := time.Now().Add(st.cfg.commitInterval)
+	n, began := 0, false
+	var recErr error
+poll:
+	for n < st.cfg.maxRecords {
+		pctx, cancel := context.WithDeadline(ctx, deadline)
+		fetches := sess.PollRecords(pctx, st.cfg.maxRecords-n)
+		cancel()
+		if fetches.IsClientClosed() {
+			return fmt.Errorf("stage %s: client closed", st.name)
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return
+			}
+			st.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+		})
+		for it := fetches.RecordIter(); !it.Done(); {
+			r := it.Next()
+			if !began {
+				if err := sess.Begin(); err != nil {
+					return fmt.Errorf("stage %s: beginning transaction: %w", st.name, err)
+				}
+				began = true
+			}
+			n++
+			if err := st.process(sess, r); err != nil {
+				recErr = err
+				break poll
+			}
+		}
+		if ctx.Err() != nil || !time.Now().Before(deadline) {
+			break
+		}
+	}
+	if !began {
+		return nil
+	}
+
+	st.produceChangelogs(sess)
+	commit := recErr == nil
+	if commit {
+		fctx, cancel := context.WithTimeout(context.Background(), st.p.cfg.txnTimeout)
+		err := sess.Client().Flush(fctx)
+		cancel()
+		if err != nil {
+			st.failProduce(fmt.Errorf("flushing: %w", err))
+		}
+		if perr := st.produceErr.Load(); perr != nil {
+			commit = false
+			recErr = fmt.Errorf("stage %s: %w", st.name, *perr)
+		}
+	}
+
+	ectx, cancel := context.WithTimeout(context.Background(), 2*st.p.cfg.txnTimeout)
+	committed, endErr := sess.End(ectx, kgo.TransactionEndTry(commit))
+	cancel()
+	switch {
+	case endErr != nil:
+		st.discardDirty()
+		return fmt.Errorf("stage %s: %w: %w", st.name, errUnknownOutcome, endErr)
+	case committed:
+		st.metrics.commits.Add(1)
+		st.metrics.records.Add(int64(n))
+		return st.applyDirty()
+	case commit && !st.sawRevoke.Load():
+		// We asked to commit, nothing revoked our partitions, and the
+		// session still did not commit: we cannot tell what the broker
+		// did.
+		st.discardDirty()
+		return fmt.Errorf("stage %s: %w: the transaction ended uncommitted without a rebalance", st.name, errUnknownOutcome)
+	default:
+		st.metrics.aborts.Add(1)
+		st.discardDirty()
+		return recErr // nil after an abort caused by a rebalance
+	}
+}
+
+// process runs the stage's program on one record.
+func (st *stage) process(sess *kgo.GroupTransactSession, r *kgo.Record) error {
+	t := st.task(r.Partition)
+	if t == nil {
+		// franz-go fetches a partition only after its restore finished
+		// and stops before its revoke returns, so this is a bug; abort
+		// rather than commit an offset without its effects.
+		return fmt.Errorf("stage %s: %w: record for partition %d that has no task", st.name, errUnknownOutcome, r.Partition)
+	}
+	if !t.dirty() {
+		st.dirty = append(st.dirty, t)
+	}
+	t.inputs[r.Topic] = r.Offset + 1
+
+	in := exec.Record{
+		Topic:     r.Topic,
+		Partition: r.Partition,
+		Offset:    r.Offset,
+		Key:       r.Key,
+		Value:     r.Value,
+		Timestamp: r.Timestamp,
+	}
+	if len(r.Headers) > 0 {
+		in.Headers = make([]exec.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			in.Headers[i] = exec.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	sc := &st.scope
+	sc.begin(t)
+	err := st.call(sc, &in)
+	if err == nil {
+		err = sc.err
+	}
+	if err != nil {
+		rerr := &RecordError{Stage: st.name, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Err: err}
+		if st.cfg.policy == Skip {
+			st.metrics.skipped.Add(1)
+			st.log.Warn("skipping record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+			return nil
+		}
+		return rerr
+	}
+	for _, w := range sc.writes {
+		v := t.view(w.store)
+		var err error
+		if w.value == nil {
+			err = v.Delete(w.key)
+		} else {
+			err = v.Put(w.key, w.value)
+		}
+		if err != nil {
+			return fmt.Errorf("stage %s: writing store %s: %w", st.name, w.store, err)
+		}
+		m := t.changelog[w.store]
+		if m == nil {
+			m = map[string][]byte{}
+			t.changelog[w.store] = m
+		}
+		m[string(w.key)] = w.value
+	}
+	for i := range sc.emits {
+		o := &sc.emits[i]
+		kr := &kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Timestamp: o.Timestamp}
+		if o.Partition != exec.AnyPartition {
+			kr.Partition = o.Partition
+			kr.Context = explicitPartition
+		}
+		for _, h := range o.Headers {
+			kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		sess.Produce(context.Background(), kr, st.onProduced)
+	}
+	return nil
+}
+
+// call runs the program, turning a panic into a *PanicError.
+func (st *stage) call(t exec.Task, r *exec.Record) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return st.program(t, r)
+}
+
+// produceChangelogs produces, for every dirty task and store, the latest
+// value of each key written in this transaction to the store's changelog
+// partition (the task's partition, set explicitly).
+func (st *stage) produceChangelogs(sess *kgo.GroupTransactSession) {
+	for _, t := range st.dirty {
+		for store, kv := range t.changelog {
+			topic := st.storeByName[store].topic
+			promise := func(r *kgo.Record, err error) {
+				if err != nil {
+					st.failProduce(fmt.Errorf("producing to changelog %s: %w", r.Topic, err))
+					return
+				}
+				t.noteChangelog(store, r.Offset)
+			}
+			for k, v := range kv {
+				sess.Produce(context.Background(), &kgo.Record{
+					Topic:     topic,
+					Partition: t.id.Partition,
+					Context:   explicitPartition,
+					Key:       []byte(k),
+					Value:     v,
+				}, promise)
+			}
+		}
+	}
+}
+
+// applyDirty applies every dirty task's batch with its checkpoint.
+func (st *stage) applyDirty() error {
+	defer func() { st.dirty = st.dirty[:0] }()
+	for _, t := range st.dirty {
+		if err := t.apply(); err != nil {
+			return fmt.Errorf("stage %s: %w", st.name, err)
+		}
+	}
+	return nil
+}
+
+func (st *stage) discardDirty() {
+	for _, t := range st.dirty {
+		t.reset()
+	}
+	st.dirty = st.dirty[:0]
+}
+
+func (st *stage) task(partition int32) *task {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.mu.revoked[partition] {
+		return nil
+	}
+	return st.mu.tasks[partition]
+}
+
+// onRevoked marks revoked (or lost) tasks. It must not wait for the loop: the
+// transact session calls it while holding the lock that End needs.
+func (st *stage) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	st.sawRevoke.Store(true)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, ps := range revoked {
+		for _, p := range ps {
+			if _, ok := st.mu.tasks[p]; ok {
+				st.mu.revoked[p] = true
+			}
+		}
+	}
+}
+
+// dropRevoked closes the tasks revoked since the last cycle. Called by the
+// loop between transactions.
+func (st *stage) dropRevoked() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for p := range st.mu.revoked {
+		if t := st.mu.tasks[p]; t != nil {
+			t.close()
+			delete(st.mu.tasks, p)
+			st.log.Info("task revoked", "partition", p)
+		}
+		delete(st.mu.revoked, p)
+	}
+}
+
+func (st *stage) dropAllTasks() {
+	st.discardDirty()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for p, t := range st.mu.tasks {
+		t.close()
+		delete(st.mu.tasks, p)
+	}
+	clear(st.mu.revoked)
+}
+
+// onAssigned runs after the group fetched the committed offsets of newly
+// assigned partitions as stable (KIP-447: the fetch waited for pending
+// transactional commits) and before fetching starts: the only safe moment to
+// restore those tasks. It returns the offsets unchanged.
+func (st *stage) onAssigned(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	var parts []int32
+	seen := map[int32]bool{}
+	for _, ps := range offsets {
+		for p := range ps {
+			if !seen[p] {
+				seen[p] = true
+				parts = append(parts, p)
+			}
+		}
+	}
+	st.mu.Lock()
+	for _, p := range parts {
+		if old := st.mu.tasks[p]; old != nil {
+			old.close()
+			delete(st.mu.tasks, p)
+		}
+		delete(st.mu.revoked, p)
+	}
+	st.mu.Unlock()
+
+	start := time.Now()
+	tasks, err := st.restore(ctx, parts)
+	if err != nil {
+		st.log.Error("restore failed", "partitions", parts, "err", err)
+		return nil, err
+	}
+	st.mu.Lock()
+	for _, t := range tasks {
+		st.mu.tasks[t.id.Partition] = t
+	}
+	st.mu.Unlock()
+	st.log.Info("tasks assigned", "partitions", parts, "restore", time.Since(start))
+	return offsets, nil
+}
+
+// stageMetrics counts what a stage did.
+type stageMetrics struct {
+	records  atomic.Int64
+	commits  atomic.Int64
+	aborts   atomic.Int64
+	skipped  atomic.Int64
+	restarts atomic.Int64
+	restored atomic.Int64
+}

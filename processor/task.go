@@ -1,0 +1,317 @@
+package processor
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/sluicehq/sluice/checkpoint"
+	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/state"
+)
+
+// task is one input partition of a stage: its stores, its checkpoint and the
+// write batch of the open transaction.
+type task struct {
+	id state.TaskID
+	st *stage
+
+	// cp is the checkpoint as applied in Pebble.
+	cp checkpoint.Checkpoint
+
+	// The open transaction's batch, created on the first write. Reads see its
+	// writes. INVARIANT: applied only after the Kafka transaction committed.
+	txn    *state.Txn
+	views  map[string]*state.Store
+	inputs map[string]int64 // input topic -> next offset processed in the open transaction
+
+	// changelog holds, per store, the latest value of every key written in
+	// the open transaction (nil value: deleted). Only the latest value of a
+	// key needs to reach the changelog: the transaction commits as a whole.
+	changelog map[string]map[string][]byte
+
+	// clNext is, per store, the next changelog offset after the records this
+	// transaction produced; set by produce promises.
+	clMu   sync.Mutex
+	clNext map[string]int64
+
+	mu struct {
+		sync.Mutex
+		// closed is set when the task was revoked or replaced by a new
+		// restore; a closed task's batch is never applied.
+		closed bool
+	}
+}
+
+func newTask(st *stage, partition int32, cp checkpoint.Checkpoint) *task {
+	return &task{
+		id:        state.TaskID{Stage: st.name, Partition: partition},
+		st:        st,
+		cp:        cp,
+		views:     map[string]*state.Store{},
+		inputs:    map[string]int64{},
+		changelog: map[string]map[string][]byte{},
+		clNext:    map[string]int64{},
+	}
+}
+
+// view returns the store view of the open transaction, beginning it if
+// needed.
+func (t *task) view(store string) *state.Store {
+	if v, ok := t.views[store]; ok {
+		return v
+	}
+	if t.txn == nil {
+		t.txn = t.st.db.NewTxn()
+	}
+	v := t.txn.Store(store, t.id.Partition)
+	t.views[store] = v
+	return v
+}
+
+// dirty reports whether the open transaction touched the task.
+func (t *task) dirty() bool { return t.txn != nil || len(t.inputs) > 0 }
+
+// noteChangelog records the offset of a produced changelog record.
+func (t *task) noteChangelog(store string, offset int64) {
+	t.clMu.Lock()
+	if offset+1 > t.clNext[store] {
+		t.clNext[store] = offset + 1
+	}
+	t.clMu.Unlock()
+}
+
+// apply writes the committed transaction's batch together with the task's new
+// checkpoint in one Pebble batch, unless the task was closed in the meantime
+// (then a restore replays the changelog instead).
+func (t *task) apply() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	defer t.reset()
+	if t.mu.closed {
+		return nil
+	}
+	cp := checkpoint.Checkpoint{
+		Stores:  make(map[string]checkpoint.Store, len(t.st.stores)),
+		Inputs:  make(map[string]int64, len(t.inputs)),
+		Written: t.cp.Written,
+	}
+	for k, v := range t.cp.Stores {
+		cp.Stores[k] = v
+	}
+	for k, v := range t.cp.Inputs {
+		cp.Inputs[k] = v
+	}
+	for k, v := range t.inputs {
+		cp.Inputs[k] = v
+	}
+	t.clMu.Lock()
+	for store, next := range t.clNext {
+		s := cp.Stores[store]
+		s.Next = next
+		s.TopicID = t.st.storeByName[store].topicID
+		cp.Stores[store] = s
+	}
+	t.clMu.Unlock()
+	if t.txn == nil {
+		// Nothing written: the checkpoint's input offsets are for
+		// information only, so skip a Pebble write per idle commit.
+		t.cp.Inputs = cp.Inputs
+		return nil
+	}
+	cp.Written = t.st.p.now()
+	if err := t.txn.SetCheckpoint(t.id, cp); err != nil {
+		return fmt.Errorf("task %s/%d: %w", t.id.Stage, t.id.Partition, err)
+	}
+	if err := t.txn.Apply(); err != nil {
+		return fmt.Errorf("task %s/%d: applying committed batch: %w", t.id.Stage, t.id.Partition, err)
+	}
+	t.txn = nil
+	t.cp = cp
+	return nil
+}
+
+// reset drops the open transaction's batch and bookkeeping.
+func (t *task) reset() {
+	if t.txn != nil {
+		t.txn.Discard()
+		t.txn = nil
+	}
+	clear(t.views)
+	clear(t.inputs)
+	clear(t.changelog)
+	t.clMu.Lock()
+	clear(t.clNext)
+	t.clMu.Unlock()
+}
+
+// close marks the task closed and drops its open batch. Safe to call from any
+// goroutine once the stage loop no longer uses the task's batch, or under the
+// stage's apply lock.
+func (t *task) close() {
+	t.mu.Lock()
+	t.mu.closed = true
+	t.mu.Unlock()
+}
+
+// scope collects one input record's effects: store writes (read back by the
+// record's own later reads) and emitted records. They reach the task's batch
+// and the producer only when the record succeeded, so a record handled by the
+// error policy leaves no trace.
+type scope struct {
+	t      *task
+	writes []pendingWrite
+	emits  []exec.Output
+	stores map[string]*scopeStore
+	err    error // the first effect error (too large, unknown store)
+}
+
+type pendingWrite struct {
+	store string
+	key   []byte
+	value []byte // nil: delete
+}
+
+var _ exec.Task = (*scope)(nil)
+
+func (s *scope) begin(t *task) {
+	s.t = t
+	s.writes = s.writes[:0]
+	s.emits = s.emits[:0]
+	s.err = nil
+}
+
+// Partition implements exec.Task.
+func (s *scope) Partition() int32 { return s.t.id.Partition }
+
+// Store implements exec.Task.
+func (s *scope) Store(name string) exec.Store {
+	if _, ok := s.t.st.storeByName[name]; !ok {
+		return nil
+	}
+	if s.stores == nil {
+		s.stores = map[string]*scopeStore{}
+	}
+	ss, ok := s.stores[name]
+	if !ok {
+		ss = &scopeStore{s: s, name: name}
+		s.stores[name] = ss
+	}
+	return ss
+}
+
+// Emit implements exec.Task.
+func (s *scope) Emit(out exec.Output) error {
+	if n := recordSize(out.Key, out.Value, out.Headers); n > s.t.st.p.cfg.maxRecordBytes {
+		err := fmt.Errorf("%w: output to %s is %d bytes, above the limit of %d (processor.MaxRecordBytes)", ErrRecordTooLarge, out.Topic, n, s.t.st.p.cfg.maxRecordBytes)
+		if s.err == nil {
+			s.err = err
+		}
+		return err
+	}
+	s.emits = append(s.emits, out)
+	return nil
+}
+
+func recordSize(k, v []byte, hs []exec.Header) int {
+	n := len(k) + len(v) + 70 // record and batch overhead
+	for _, h := range hs {
+		n += len(h.Key) + len(h.Value) + 10
+	}
+	return n
+}
+
+// lookup returns the record's own latest pending write of key in store.
+func (s *scope) lookup(store string, key []byte) (pendingWrite, bool) {
+	for i := len(s.writes) - 1; i >= 0; i-- {
+		w := s.writes[i]
+		if w.store == store && bytes.Equal(w.key, key) {
+			return w, true
+		}
+	}
+	return pendingWrite{}, false
+}
+
+// scopeStore is a store as one record sees it: its own writes over the
+// transaction's batch.
+type scopeStore struct {
+	s    *scope
+	name string
+}
+
+func (ss *scopeStore) Get(key []byte) ([]byte, bool, error) {
+	if w, ok := ss.s.lookup(ss.name, key); ok {
+		return w.value, w.value != nil, nil
+	}
+	return ss.s.t.view(ss.name).Get(key)
+}
+
+func (ss *scopeStore) Put(key, value []byte) error {
+	if n := recordSize(key, value, nil); n > ss.s.t.st.p.cfg.maxRecordBytes {
+		err := fmt.Errorf("%w: state change of store %s is %d bytes, above the limit of %d (processor.MaxRecordBytes)", ErrRecordTooLarge, ss.name, n, ss.s.t.st.p.cfg.maxRecordBytes)
+		if ss.s.err == nil {
+			ss.s.err = err
+		}
+		return err
+	}
+	if value == nil {
+		value = []byte{} // nil means delete below
+	}
+	ss.s.writes = append(ss.s.writes, pendingWrite{store: ss.name, key: bytes.Clone(key), value: bytes.Clone(value)})
+	return nil
+}
+
+func (ss *scopeStore) Delete(key []byte) error {
+	ss.s.writes = append(ss.s.writes, pendingWrite{store: ss.name, key: bytes.Clone(key)})
+	return nil
+}
+
+func (ss *scopeStore) Scan(lower, upper []byte, fn func(key, value []byte) error) error {
+	// Merge the record's own writes (latest per key, in range) with the
+	// batch's view.
+	latest := map[string][]byte{}
+	var keys []string
+	for _, w := range ss.s.writes {
+		if w.store != ss.name || bytes.Compare(w.key, lower) < 0 || (upper != nil && bytes.Compare(w.key, upper) >= 0) {
+			continue
+		}
+		if _, seen := latest[string(w.key)]; !seen {
+			keys = append(keys, string(w.key))
+		}
+		latest[string(w.key)] = w.value
+	}
+	if len(keys) == 0 {
+		return ss.s.t.view(ss.name).Scan(lower, upper, fn)
+	}
+	slices.Sort(keys)
+	i := 0
+	emitPending := func(before []byte) error {
+		for i < len(keys) && (before == nil || keys[i] < string(before)) {
+			if v := latest[keys[i]]; v != nil {
+				if err := fn([]byte(keys[i]), v); err != nil {
+					return err
+				}
+			}
+			i++
+		}
+		return nil
+	}
+	err := ss.s.t.view(ss.name).Scan(lower, upper, func(k, v []byte) error {
+		if err := emitPending(k); err != nil {
+			return err
+		}
+		if i < len(keys) && keys[i] == string(k) {
+			i++
+			if nv := latest[string(k)]; nv != nil {
+				return fn(k, nv)
+			}
+			return nil
+		}
+		return fn(k, v)
+	})
+	if err != nil {
+		return err
+	}
+	return emitPending(nil)
+}
