@@ -1,0 +1,67 @@
+package state_test
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/sluicehq/sluice/checkpoint"
+	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/state"
+)
+
+func Example() {
+	db, err := state.Open("state", state.WithFS(vfs.NewMem()))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer db.Close()
+
+	// One transaction of the runtime: count words for task count/0.
+	task := state.TaskID{Stage: "count", Partition: 0}
+	txn := db.NewTxn()
+	defer txn.Discard() // a no-op after Apply
+	counts := state.Typed(txn.Store("counts", task.Partition), codec.String{}, codec.Int64Text{})
+	for _, w := range []string{"to", "be", "or", "not", "to", "be"} {
+		n, _, err := counts.Get(w) // sees this transaction's earlier Puts
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		if err := counts.Put(w, n+1); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	// After the Kafka transaction committed: apply the data together with
+	// the changelog position it reached.
+	err = txn.SetCheckpoint(task, checkpoint.Checkpoint{
+		Stores:  map[string]checkpoint.Store{"counts": {Next: 6}},
+		Written: time.Now(),
+	})
+	if err == nil {
+		err = txn.Apply()
+	}
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	cp, found, _ := db.Checkpoint(task)
+	fmt.Println(found, cp.Stores["counts"].Next)
+
+	read := db.NewTxn()
+	defer read.Discard()
+	_ = read.Store("counts", 0).Scan(nil, nil, func(k, v []byte) error {
+		fmt.Printf("%s=%s\n", k, v)
+		return nil
+	})
+	// Output:
+	// true 6
+	// be=2
+	// not=1
+	// or=1
+	// to=2
+}

@@ -1,0 +1,5 @@
+package state_test
+
+import "math"
+
+func nanValue() float64 { return math.NaN() }
