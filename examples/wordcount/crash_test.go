@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,23 +47,23 @@ func TestCrashWordcount(t *testing.T) {
 	testbroker.CreateTopic(t, brokers, output, 4, nil)
 	bin := buildBinary(t)
 
-	lines, want, total := randomLines(rng, 24000, 400)
-	backlog := len(lines) * 2 / 3
-	produce(t, brokers, input, lines[:backlog])
-
+	// A backlog, then a steady stream of input for as long as the kills go
+	// on, so that every kill lands while the instances have work in flight.
+	gen := newLineGen(rng.Uint64(), 400)
+	produce(t, brokers, input, gen.next(20000))
 	h := &harness{t: t, bin: bin, brokers: brokers, app: app, input: input, output: output, dir: t.TempDir(), procs: map[string]*exec.Cmd{}}
 	defer h.killAll()
-
-	// The rest of the input arrives while the kills happen.
+	stopInput := make(chan struct{})
 	produced := make(chan struct{})
 	go func() {
 		defer close(produced)
-		rest := lines[backlog:]
-		for len(rest) > 0 {
-			n := min(len(rest), 500)
-			produce(t, brokers, input, rest[:n])
-			rest = rest[n:]
-			time.Sleep(200 * time.Millisecond)
+		for {
+			select {
+			case <-stopInput:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			produce(t, brokers, input, gen.next(150))
 		}
 	}()
 
@@ -75,14 +76,14 @@ func TestCrashWordcount(t *testing.T) {
 			h.start("i2")
 		}
 		if !two && h.procs["i2"] != nil {
-			h.kill("i2") // a kill too, without restart
+			h.kill("i2", 0) // a kill too, without restart
 		}
 		time.Sleep(time.Duration(300+rng.IntN(2200)) * time.Millisecond)
 		victim := "i1"
 		if two && rng.IntN(2) == 0 {
 			victim = "i2"
 		}
-		if h.kill(victim) {
+		if h.kill(victim, 500*time.Millisecond) {
 			midTxn++
 		}
 		kills++
@@ -92,13 +93,15 @@ func TestCrashWordcount(t *testing.T) {
 		}
 		h.start(victim)
 	}
+	close(stopInput)
 	<-produced
+	want, total := gen.counts()
 	if h.procs["i2"] != nil {
 		h.stop("i2")
 	}
 	seen := waitCount(t, brokers, output, total, 4*time.Minute)
 	h.stop("i1")
-	t.Logf("%d kills, %d landed mid-transaction, %d state directories wiped; %d lines, %d words", kills, midTxn, wiped, len(lines), total)
+	t.Logf("%d kills, %d landed mid-transaction, %d state directories wiped; %d lines, %d words", kills, midTxn, wiped, gen.lines, total)
 	if seen < total {
 		t.Fatalf("output has %d of %d count updates after the kills", seen, total)
 	}
@@ -139,10 +142,15 @@ func (h *harness) start(name string) {
 }
 
 // kill sends SIGKILL and reports whether one of the instance's transactions
-// was open at that moment.
-func (h *harness) kill(name string) bool {
+// was open at that moment. It waits up to aim for a transaction to be open,
+// so that the kill lands inside one (at a random point of it).
+func (h *harness) kill(name string, aim time.Duration) bool {
 	cmd := h.procs[name]
 	open := h.openTransaction(name)
+	for end := time.Now().Add(aim); !open && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+		open = h.openTransaction(name)
+	}
 	cmd.Process.Kill()
 	cmd.Wait()
 	delete(h.procs, name)
@@ -190,7 +198,7 @@ func (h *harness) stop(name string) {
 
 func (h *harness) killAll() {
 	for name := range h.procs {
-		h.kill(name)
+		h.kill(name, 0)
 	}
 	if h.t.Failed() {
 		for _, n := range []string{"i1", "i2"} {
@@ -217,21 +225,42 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-func randomLines(rng *rand.Rand, n, vocab int) ([]string, map[string]int, int) {
-	want := map[string]int{}
-	total := 0
+// lineGen makes random lines of words and counts the words it made.
+type lineGen struct {
+	rng   *rand.Rand
+	vocab int
+	mu    sync.Mutex
+	want  map[string]int
+	total int
+	lines int
+}
+
+func newLineGen(seed uint64, vocab int) *lineGen {
+	return &lineGen{rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)), vocab: vocab, want: map[string]int{}}
+}
+
+func (g *lineGen) next(n int) []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	lines := make([]string, n)
 	for i := range lines {
-		k := 1 + rng.IntN(8)
+		k := 1 + g.rng.IntN(8)
 		ws := make([]string, k)
 		for j := range ws {
-			ws[j] = fmt.Sprintf("w%d", rng.IntN(vocab))
-			want[ws[j]]++
+			ws[j] = fmt.Sprintf("w%d", g.rng.IntN(g.vocab))
+			g.want[ws[j]]++
 		}
-		total += k
+		g.total += k
 		lines[i] = strings.Join(ws, " ")
 	}
-	return lines, want, total
+	g.lines += n
+	return lines
+}
+
+func (g *lineGen) counts() (map[string]int, int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.want, g.total
 }
 
 func produce(t testing.TB, brokers []string, topic string, lines []string) {
