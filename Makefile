@@ -1,0 +1,70 @@
+# sluice build and test entry points. CI runs `make test` (via .ci/run).
+#
+# How the tests are split
+# -----------------------
+# Every test gets its Kafka from internal/testbroker: testbroker.Brokers(t) returns
+# $KAFKA_BROKERS when set, otherwise a fresh in-process kfake cluster. So:
+#
+#   make test        the whole suite, two passes (scripts/test-all):
+#                    1. kfake pass:  go test -race -count=1 ./...        (no KAFKA_BROKERS)
+#                       every test, race detector on, each on its own kfake cluster.
+#                    2. broker pass: KAFKA_BROKERS=127.0.0.1:9092 go test -count=1 -p 1
+#                       -run '^Test(Integration|Crash)' ./...
+#                       against a real Apache Kafka 4.1 broker started by scripts/kafka
+#                       and stopped afterwards even if tests fail. No -race (real-broker
+#                       tests are timing-bound and the race detector slows them several
+#                       times on 2 cores); -p 1 so packages don't compete for the one
+#                       broker and the CPUs. If KAFKA_BROKERS is already set, that broker
+#                       is used and none is started.
+#                    Both passes always run; the exit code is the first failing pass's.
+#   make test-short  go test -short -race ./...: no broker at all, quick.
+#
+# Naming rule for test authors: a test that must also run on the real broker is named
+# TestIntegration* or TestCrash* (and still passes on kfake). Everything else runs on
+# kfake only. All tests share one broker: name topics/groups/ids with testbroker.Unique.
+# Tests that restart the broker (scripts/kafka stop; scripts/kafka start --keep) must be
+# TestCrash*/TestIntegration* and skip unless testbroker.Real().
+#
+# Knobs: PKGS (default ./...), TEST_TIMEOUT (40m per pass), BROKER_TESTS (the -run
+# regexp of the broker pass), GOTESTFLAGS (e.g. -v), SLUICE_KAFKA_PORT / SLUICE_KAFKA_DIR /
+# SLUICE_KAFKA_VERSION / SLUICE_CACHE (see scripts/kafka).
+
+GO           ?= go
+PKGS         ?= ./...
+TEST_TIMEOUT ?= 40m
+BROKER_TESTS ?= ^Test(Integration|Crash)
+GOTESTFLAGS  ?=
+
+export GO PKGS TEST_TIMEOUT BROKER_TESTS GOTESTFLAGS
+
+.PHONY: test test-kfake test-broker test-short vet fmt-check check kafka-start kafka-stop kafka-status
+
+test:
+	scripts/test-all all
+
+test-kfake:
+	scripts/test-all kfake
+
+test-broker:
+	scripts/test-all broker
+
+test-short:
+	$(GO) test -short -race -count=1 $(GOTESTFLAGS) $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(find . -name '*.go' -not -path './vendor/*' -not -path '*/testdata/*' -exec gofmt -l {} +); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+check: fmt-check vet test
+
+kafka-start:
+	scripts/kafka start
+
+kafka-stop:
+	scripts/kafka stop
+
+kafka-status:
+	scripts/kafka status
