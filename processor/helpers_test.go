@@ -1,4 +1,4 @@
-package processor_test
+package processor
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/testbroker"
-	"github.com/sluicehq/sluice/processor"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -42,20 +41,20 @@ func wordcount(t testing.TB, input, output string) *stream.Topology {
 
 // testOpts is the test profile of DESIGN.md: short session, heartbeat,
 // rebalance and transaction timeouts.
-func testOpts(t testing.TB, brokers []string, app string) []processor.Opt {
+func testOpts(t testing.TB, brokers []string, app string) []Opt {
 	level := slog.LevelWarn
 	if os.Getenv("SLUICE_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
-	return []processor.Opt{
-		processor.Brokers(brokers...),
-		processor.ApplicationID(app),
-		processor.StateDir(t.TempDir()),
-		processor.SessionTimeout(6 * time.Second),
-		processor.HeartbeatInterval(500 * time.Millisecond),
-		processor.RebalanceTimeout(10 * time.Second),
-		processor.TransactionTimeout(10 * time.Second),
-		processor.Logger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))),
+	return []Opt{
+		Brokers(brokers...),
+		ApplicationID(app),
+		StateDir(t.TempDir()),
+		SessionTimeout(6 * time.Second),
+		HeartbeatInterval(500 * time.Millisecond),
+		RebalanceTimeout(10 * time.Second),
+		TransactionTimeout(10 * time.Second),
+		Logger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))),
 	}
 }
 

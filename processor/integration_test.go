@@ -1,4 +1,4 @@
-package processor_test
+package processor
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/testbroker"
-	"github.com/sluicehq/sluice/processor"
 )
 
 // TestIntegrationWordcount runs the word count over 10,000 lines on 4 input
@@ -23,7 +22,7 @@ func TestIntegrationWordcount(t *testing.T) {
 	lines, want, total := randomLines(1, 10000, 300)
 	produceLines(t, brokers, input, lines)
 
-	p, err := processor.New(wordcount(t, input, output), testOpts(t, brokers, app)...)
+	p, err := New(wordcount(t, input, output), testOpts(t, brokers, app)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,8 +22,19 @@ type Processor struct {
 	cfg    cfg
 	stages []*stage
 	now    func() time.Time
+	hooks  hooks
 
 	runOnce sync.Once
+}
+
+// hooks let tests stop a stage at the moments that matter.
+type hooks struct {
+	// afterCommit runs after a transaction committed on the broker and
+	// before its batches are applied. An error stops the stage without
+	// applying: a crash between the Kafka commit and the Pebble apply.
+	afterCommit func(st *stage) error
+	// afterApply runs after a committed transaction's batches were applied.
+	afterApply func(st *stage, applied []*task)
 }
 
 // New checks the options against the topology and returns a Processor. It
@@ -38,6 +49,9 @@ func New(t *stream.Topology, opts ...Opt) (*Processor, error) {
 		if o != nil {
 			o.apply(&c)
 		}
+	}
+	if err := t.Validate(c.app); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	var names []string
 	for _, s := range t.Stages() {
@@ -168,6 +182,7 @@ type StageMetrics struct {
 	Skipped         int64 // records the Skip policy dropped
 	Restarts        int64 // client restarts after an unknown transaction outcome
 	RestoredRecords int64 // changelog records replayed into local state
+	Rebuilds        int64 // tasks whose local state was wiped and rebuilt from the changelog's start
 }
 
 // Metrics returns a snapshot of the processor's counters. Safe to call
@@ -182,6 +197,7 @@ func (p *Processor) Metrics() Metrics {
 			Skipped:         st.metrics.skipped.Load(),
 			Restarts:        st.metrics.restarts.Load(),
 			RestoredRecords: st.metrics.restored.Load(),
+			Rebuilds:        st.metrics.rebuilds.Load(),
 		}
 	}
 	return m

@@ -97,6 +97,7 @@ func (st *stage) restore(ctx context.Context, parts []int32) ([]*task, error) {
 			for i, s := range st.stores {
 				names[i] = s.name
 			}
+			st.metrics.rebuilds.Add(1)
 			if err := st.db.Wipe(id, names); err != nil {
 				return nil, fmt.Errorf("task %s/%d: wiping state: %w", st.name, p, err)
 			}
@@ -186,7 +187,6 @@ func (st *stage) restore(ctx context.Context, parts []int32) ([]*task, error) {
 						if err := w.Apply(); err != nil {
 							return nil, fmt.Errorf("restoring %s/%d: %w", r.Topic, r.Partition, err)
 						}
-						writers[r.Partition] = st.db.NewWriter()
 					}
 				}
 				if c.next >= c.target {
@@ -205,7 +205,6 @@ func (st *stage) restore(ctx context.Context, parts []int32) ([]*task, error) {
 		if err := w.Apply(); err != nil {
 			return nil, fmt.Errorf("task %s/%d: applying restore: %w", st.name, t.id.Partition, err)
 		}
-		delete(writers, t.id.Partition)
 	}
 	st.metrics.restored.Add(replayed)
 	return tasks, nil

@@ -242,8 +242,18 @@ poll:
 		st.discardDirty()
 		return fmt.Errorf("stage %s: %w: %w", st.name, errUnknownOutcome, endErr)
 	case committed:
+		if h := st.p.hooks.afterCommit; h != nil {
+			if err := h(st); err != nil {
+				st.discardDirty()
+				return err
+			}
+		}
 		st.metrics.commits.Add(1)
 		st.metrics.records.Add(int64(n))
+		if h := st.p.hooks.afterApply; h != nil {
+			applied := append([]*task(nil), st.dirty...)
+			defer h(st, applied)
+		}
 		return st.applyDirty()
 	case commit && !st.sawRevoke.Load():
 		// We asked to commit, nothing revoked our partitions, and the
@@ -487,4 +497,5 @@ type stageMetrics struct {
 	skipped  atomic.Int64
 	restarts atomic.Int64
 	restored atomic.Int64
+	rebuilds atomic.Int64
 }
