@@ -60,7 +60,11 @@ func New(t *stream.Topology, opts ...Opt) (*Processor, error) {
 	if err := c.validate(names); err != nil {
 		return nil, err
 	}
-	return &Processor{topo: t, cfg: c, now: time.Now}, nil
+	p := &Processor{topo: t, cfg: c, now: time.Now}
+	for _, spec := range t.Stages() {
+		p.stages = append(p.stages, newStage(p, spec))
+	}
+	return p, nil
 }
 
 // InstanceID returns the instance id in use (the default one derived from the
@@ -112,8 +116,8 @@ func (p *Processor) run(ctx context.Context) (err error) {
 		}
 	}()
 
-	for _, spec := range p.topo.Stages() {
-		p.stages = append(p.stages, newStage(p, spec, db))
+	for _, st := range p.stages {
+		st.db = db
 	}
 	if err := p.prepareTopics(sctx, adm); err != nil {
 		if ctx.Err() != nil {

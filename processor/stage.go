@@ -65,7 +65,7 @@ type storeInfo struct {
 	deleteRetention time.Duration
 }
 
-func newStage(p *Processor, spec *stream.Stage, db *state.DB) *stage {
+func newStage(p *Processor, spec *stream.Stage) *stage {
 	app := p.cfg.app
 	st := &stage{
 		p:           p,
@@ -74,7 +74,6 @@ func newStage(p *Processor, spec *stream.Stage, db *state.DB) *stage {
 		group:       app + "-" + spec.Name,
 		txnID:       app + "-" + spec.Name + "-" + p.cfg.instanceID,
 		program:     spec.Program(app),
-		db:          db,
 		log:         p.cfg.logger.With("stage", spec.Name),
 		storeByName: map[string]*storeInfo{},
 	}
