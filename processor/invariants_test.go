@@ -270,7 +270,7 @@ func records(prefix string, n int) []string {
 // stops the stage with an error naming topic, partition and offset, the
 // transaction holding it aborts as a whole, and neither Kafka nor Pebble
 // holds anything past the committed offset.
-func TestFailPolicyCommitsNothingPastTheRecord(t *testing.T) {
+func TestIntegrationFailPolicyCommitsNothingPastTheRecord(t *testing.T) {
 	for _, bad := range []string{"boom", "panic"} {
 		t.Run(bad, func(t *testing.T) {
 			f := newFixture(t, 1)
@@ -318,7 +318,7 @@ func TestFailPolicyCommitsNothingPastTheRecord(t *testing.T) {
 
 // TestSkipPolicy: bad records are counted and skipped; the good records
 // around them are committed exactly once.
-func TestSkipPolicy(t *testing.T) {
+func TestIntegrationSkipPolicy(t *testing.T) {
 	f := newFixture(t, 1)
 	in := records("v", 100)
 	in[10], in[50], in[99] = "k0=boom", "k0=panic", "k4=boom"
@@ -350,7 +350,7 @@ func TestSkipPolicy(t *testing.T) {
 
 // TestOversizedOutput: an output larger than MaxRecordBytes goes to the error
 // policy instead of failing the transaction.
-func TestOversizedOutput(t *testing.T) {
+func TestIntegrationOversizedOutput(t *testing.T) {
 	for _, pol := range []Policy{Fail, Skip} {
 		t.Run(pol.String(), func(t *testing.T) {
 			f := newFixture(t, 1)
@@ -387,7 +387,7 @@ func TestOversizedOutput(t *testing.T) {
 // TestFailedProduceAbortsTheTransaction: a produce the broker rejects (the
 // topic's max.message.bytes is below the record) aborts the whole cycle: no
 // offset, no output, no state.
-func TestFailedProduceAbortsTheTransaction(t *testing.T) {
+func TestIntegrationFailedProduceAbortsTheTransaction(t *testing.T) {
 	f := newFixture(t, 1)
 	echo := f.app + "-echo"
 	small := "1500"
@@ -415,7 +415,7 @@ func TestFailedProduceAbortsTheTransaction(t *testing.T) {
 // TestRevokeAfterCommitStillApplies: partitions revoked after a transaction
 // committed, but before its batch was applied, still get the batch applied
 // with its checkpoint; the stage then recovers and stays exactly-once.
-func TestRevokeAfterCommitStillApplies(t *testing.T) {
+func TestIntegrationRevokeAfterCommitStillApplies(t *testing.T) {
 	f := newFixture(t, 2)
 	f.produce(records("v", 300)...)
 	p, err := New(counterTopology(t, f.input, f.output, ""), f.opts(MaxRecordsPerTransaction(40))...)
@@ -457,7 +457,7 @@ var errSimulatedCrash = errors.New("simulated crash between the Kafka commit and
 // but the process died before applying it to Pebble. On restart the restore
 // replays the changelog from the (older) checkpoint and nothing is lost or
 // duplicated.
-func TestCrashBetweenCommitAndApply(t *testing.T) {
+func TestIntegrationCrashBetweenCommitAndApply(t *testing.T) {
 	f := newFixture(t, 2)
 	f.produce(records("a", 200)...)
 	topo := counterTopology(t, f.input, f.output, "")
@@ -548,7 +548,7 @@ func checkExactCounts(t testing.TB, recs []*kgo.Record, want map[string]int) {
 // TestRebuild: a checkpoint from a recreated changelog topic (another topic
 // id), or below the changelog's log start offset, makes the restore wipe the
 // task and rebuild it from the changelog's start.
-func TestRebuild(t *testing.T) {
+func TestIntegrationRebuild(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		break_ func(f *fixture)
@@ -573,14 +573,29 @@ func TestRebuild(t *testing.T) {
 			}
 		}},
 		{"checkpoint below log start", func(f *fixture) {
+			// Kafka refuses DeleteRecords on a compact-only topic: a log
+			// start offset moves on changelogs configured compact,delete.
 			adm := testbroker.Admin(f.t, f.brokers)
+			ctx := context.Background()
+			policy := "compact,delete"
+			ar, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: &policy}}, f.changelogTopic)
+			if err == nil {
+				_, err = ar.On(f.changelogTopic, nil)
+			}
+			if err != nil {
+				f.t.Fatalf("altering %s: %v", f.changelogTopic, err)
+			}
 			ends := f.changelogEnds()
 			os := kadm.Offsets{}
 			for p, e := range ends {
 				os.Add(kadm.Offset{Topic: f.changelogTopic, Partition: p, At: e})
 			}
-			if _, err := adm.DeleteRecords(context.Background(), os); err != nil {
-				f.t.Fatal(err)
+			dr, err := adm.DeleteRecords(ctx, os)
+			if err == nil {
+				err = dr.Error()
+			}
+			if err != nil {
+				f.t.Fatalf("deleting records of %s: %v", f.changelogTopic, err)
 			}
 		}},
 	} {

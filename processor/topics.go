@@ -71,7 +71,9 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 			if in.internal {
 				pc = partitions[in.name]
 				if pc == 0 {
-					errs = append(errs, fmt.Errorf("internal topic %s of stage %s has no upstream stage writing it", in.name, st.name))
+					if len(errs) == 0 { // otherwise the upstream stage's error says why
+						errs = append(errs, fmt.Errorf("internal topic %s of stage %s has no upstream stage writing it", in.name, st.name))
+					}
 					continue
 				}
 			} else {

@@ -7,6 +7,7 @@ import (
 )
 
 func TestEmbeddedCountsStdin(t *testing.T) {
+	t.Setenv("KAFKA_BROKERS", "") // the embedded broker, even when the suite runs against a real one
 	var out, errb bytes.Buffer
 	if err := run(nil, strings.NewReader("a b a\nc a\n"), &out, &errb); err != nil {
 		t.Fatalf("run: %v\n%s", err, errb.String())
@@ -17,6 +18,7 @@ func TestEmbeddedCountsStdin(t *testing.T) {
 }
 
 func TestEmbeddedBadInput(t *testing.T) {
+	t.Setenv("KAFKA_BROKERS", "")
 	// Invalid UTF-8, an empty line and a long line are all processed.
 	long := strings.Repeat("x", 100<<10)
 	in := "caf\xe9 caf\xe9\n\n" + long + " b\n"
@@ -32,6 +34,7 @@ func TestEmbeddedBadInput(t *testing.T) {
 }
 
 func TestFlagErrors(t *testing.T) {
+	t.Setenv("KAFKA_BROKERS", "")
 	for _, args := range [][]string{
 		{"-guarantee", "twice"},
 		{"-on-error", "ignore"},
