@@ -188,9 +188,11 @@ func StateDir(dir string) Opt { return opt{func(c *cfg) { c.stateDir = dir }} }
 func InstanceID(id string) Opt { return opt{func(c *cfg) { c.instanceID = id }} }
 
 // TransactionTimeout sets the transaction timeout (Kafka's
-// transaction.timeout.ms). Default 10s. It bounds how long a crashed
-// instance's open transaction can hold back read_committed readers and
-// restores; it must be below the session timeout... and longer than a cycle.
+// transaction.timeout.ms). Default 10s. It bounds how long a zombie's open
+// transaction (one whose process is alive but cut off) can hold back
+// read_committed readers and restores; a restarted instance settles its own
+// predecessor's transaction at once. It must be longer than the commit
+// interval, and the broker's transaction.max.timeout.ms must allow it.
 func TransactionTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.txnTimeout = d }} }
 
 // SessionTimeout sets the group session timeout (Kafka's session.timeout.ms).
@@ -206,8 +208,9 @@ func RebalanceTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.rebalan
 // heartbeat.interval.ms). Default 3s.
 func HeartbeatInterval(d time.Duration) Opt { return opt{func(c *cfg) { c.heartbeat = d }} }
 
-// StartupTimeout bounds how long New's first contact with the brokers and the
-// creation of internal topics may take before Run fails. Default 30s.
+// StartupTimeout bounds how long Run's first contact with the brokers and the
+// checks and creation of topics may take before Run fails with
+// ErrUnreachable. Default 30s.
 func StartupTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.startupTimeout = d }} }
 
 // MaxRecordBytes is the largest record (key, value and headers) the processor

@@ -50,15 +50,15 @@ func New(t *stream.Topology, opts ...Opt) (*Processor, error) {
 			o.apply(&c)
 		}
 	}
-	if err := t.Validate(c.app); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
 	var names []string
 	for _, s := range t.Stages() {
 		names = append(names, s.Name)
 	}
 	if err := c.validate(names); err != nil {
 		return nil, err
+	}
+	if err := t.Validate(c.app); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	p := &Processor{topo: t, cfg: c, now: time.Now}
 	for _, spec := range t.Stages() {

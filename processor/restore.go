@@ -16,6 +16,14 @@ import (
 // restoreFlushBytes bounds the memory of a restore's write batch.
 const restoreFlushBytes = 8 << 20
 
+// cursor is a restore's position in one changelog partition.
+type cursor struct {
+	t      *task
+	store  string
+	next   int64 // next offset to read
+	target int64 // stop here
+}
+
 // restore opens the tasks of the given partitions: for each store it reads
 // the task's checkpoint, decides whether local state can be caught up from
 // the checkpoint or must be rebuilt from the changelog's start, waits until
@@ -56,13 +64,21 @@ func (st *stage) restore(ctx context.Context, parts []int32) ([]*task, error) {
 		return nil, err
 	}
 
-	type cursor struct {
-		t      *task
-		store  string
-		next   int64 // next offset to read
-		target int64 // stop here
-	}
 	cursors := map[string]map[int32]*cursor{}
+	// progress is the checkpoint of a task part-way through its restore:
+	// each store with a cursor is replayed up to the cursor, the others to
+	// their target already.
+	progress := func(t *task) checkpoint.Checkpoint {
+		cp := checkpoint.Checkpoint{Stores: map[string]checkpoint.Store{}, Inputs: t.cp.Inputs, Written: st.p.now()}
+		for _, s := range st.stores {
+			cs := t.cp.Stores[s.name]
+			if c := cursors[s.topic][t.id.Partition]; c != nil {
+				cs.Next = c.next
+			}
+			cp.Stores[s.name] = cs
+		}
+		return cp
+	}
 	consume := map[string]map[int32]kgo.Offset{}
 	writers := map[int32]*state.Writer{}
 	defer func() {
@@ -74,6 +90,11 @@ func (st *stage) restore(ctx context.Context, parts []int32) ([]*task, error) {
 	for _, p := range parts {
 		id := state.TaskID{Stage: st.name, Partition: p}
 		cp, found, err := st.db.Checkpoint(id)
+		if errors.Is(err, checkpoint.ErrCorrupt) {
+			// Local state is a cache of the changelog: rebuild it.
+			st.log.Warn("corrupt checkpoint: rebuilding the task from its changelog", "partition", p, "err", err)
+			cp, found, err = checkpoint.Checkpoint{}, false, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("task %s/%d: reading checkpoint: %w", st.name, p, err)
 		}
@@ -181,9 +202,11 @@ func (st *stage) restore(ctx context.Context, parts []int32) ([]*task, error) {
 					}
 					replayed++
 					if w.Len() > restoreFlushBytes {
-						// Partial data without a checkpoint: a crash
-						// here replays from the old checkpoint again,
-						// and replaying is idempotent.
+						// Apply with a checkpoint of the progress so far,
+						// so an interrupted restore resumes from here.
+						if err := w.SetCheckpoint(c.t.id, progress(c.t)); err != nil {
+							return nil, err
+						}
 						if err := w.Apply(); err != nil {
 							return nil, fmt.Errorf("restoring %s/%d: %w", r.Topic, r.Partition, err)
 						}

@@ -161,6 +161,21 @@ func (st *stage) session(ctx context.Context) (err error) {
 		sess.Close()
 		st.dropAllTasks()
 	}()
+	// Initialize the producer id now rather than at the first Begin: the
+	// InitProducerId fences a previous incarnation of this transactional id
+	// (a crashed process, or this stage before an unknown outcome) and
+	// settles its open transaction at once. Until it is settled, the group's
+	// stable offset fetch and the restore's wait for the last stable offset
+	// would wait for the broker to time it out.
+	ictx, cancel := context.WithTimeout(ctx, 2*st.p.cfg.txnTimeout)
+	_, _, err = sess.Client().ProducerID(ictx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("stage %s: %w: initializing transactional id %s: %w", st.name, errUnknownOutcome, st.txnID, err)
+	}
 	for {
 		if err := st.cycle(ctx, sess); err != nil {
 			return err

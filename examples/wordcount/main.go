@@ -72,12 +72,22 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.BoolVar(&c.verbose, "v", false, "log at info level (debug with KAFKA_DEBUG=1)")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "embedded demo: give up waiting for the counts after this long")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q: every setting is a flag (see -h)", fs.Args())
 	}
 
+	// Check the flags that name values before starting anything.
+	if _, err := processor.ParseGuarantee(c.guarantee); err != nil {
+		return err
+	}
+	if _, err := processor.ParsePolicy(c.policy); err != nil {
+		return err
+	}
 	topo, err := Topology(c.input, c.output)
 	if err != nil {
 		return err

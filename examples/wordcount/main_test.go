@@ -39,6 +39,7 @@ func TestFlagErrors(t *testing.T) {
 		{"-guarantee", "twice"},
 		{"-on-error", "ignore"},
 		{"extra"},
+		{"-commit-interval", "soon"},
 	} {
 		var out, errb bytes.Buffer
 		err := run(args, strings.NewReader(""), &out, &errb)
@@ -57,5 +58,15 @@ func TestDescribe(t *testing.T) {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("description lacks %q:\n%s", s, out.String())
 		}
+	}
+}
+
+func TestHelpExitsCleanly(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run([]string{"-h"}, strings.NewReader(""), &out, &errb); err != nil {
+		t.Fatalf("-h: %v", err)
+	}
+	if !strings.Contains(errb.String(), "-brokers") {
+		t.Errorf("usage does not list -brokers:\n%s", errb.String())
 	}
 }

@@ -1,0 +1,151 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/testbroker"
+)
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	topo := wordcount(t, "lines", "counts")
+	base := func() []Opt {
+		return []Opt{Brokers("127.0.0.1:9092"), ApplicationID("app"), StateDir(t.TempDir())}
+	}
+	for _, tc := range []struct {
+		name string
+		opts []Opt
+		want string
+	}{
+		{"no brokers", []Opt{ApplicationID("app"), StateDir("x")}, "no brokers"},
+		{"broker without port", append(base(), Brokers("localhost")), `"localhost" is not host:port`},
+		{"no app", []Opt{Brokers("h:1"), StateDir("x")}, "no application id"},
+		{"bad app", append(base(), ApplicationID("a b")), `application id "a b"`},
+		{"no state dir", []Opt{Brokers("h:1"), ApplicationID("app")}, "no state directory"},
+		{"bad instance", append(base(), InstanceID("x/y")), `instance id "x/y"`},
+		{"short txn timeout", append(base(), TransactionTimeout(time.Millisecond)), "transaction timeout"},
+		{"heartbeat above session", append(base(), HeartbeatInterval(time.Minute)), "heartbeat interval"},
+		{"commit interval above txn timeout", append(base(), CommitInterval(time.Minute)), "raise processor.TransactionTimeout"},
+		{"zero max records", append(base(), MaxRecordsPerTransaction(0)), "max records"},
+		{"unknown stage", append(base(), ForStage("nope", ErrorPolicy(Skip))), `ForStage("nope"): the topology has no such stage`},
+		{"at-least-once", append(base(), WithGuarantee(AtLeastOnce)), "at-least-once is not supported yet"},
+		{"per-stage at-most-once", append(base(), ForStage("split", WithGuarantee(AtMostOnce))), "stage split: guarantee at-most-once"},
+		{"nil logger", append(base(), Logger(nil)), "logger is nil"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(topo, tc.opts...)
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v\nwant ErrConfig containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := New(nil, base()...); !errors.Is(err, ErrConfig) {
+		t.Errorf("New(nil): %v", err)
+	}
+	if _, err := New(topo, base()...); err != nil {
+		t.Errorf("valid options rejected: %v", err)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	for _, g := range []Guarantee{ExactlyOnce, AtLeastOnce, AtMostOnce} {
+		if got, err := ParseGuarantee(g.String()); err != nil || got != g {
+			t.Errorf("ParseGuarantee(%q) = %v, %v", g, got, err)
+		}
+	}
+	if _, err := ParseGuarantee("twice"); !errors.Is(err, ErrConfig) {
+		t.Errorf("ParseGuarantee(twice): %v", err)
+	}
+	for _, p := range []Policy{Fail, Skip} {
+		if got, err := ParsePolicy(p.String()); err != nil || got != p {
+			t.Errorf("ParsePolicy(%q) = %v, %v", p, got, err)
+		}
+	}
+	if _, err := ParsePolicy("ignore"); !errors.Is(err, ErrConfig) {
+		t.Errorf("ParsePolicy(ignore): %v", err)
+	}
+}
+
+func TestDefaultInstanceIDDependsOnPathOnly(t *testing.T) {
+	a, b := defaultInstanceID("/var/lib/a"), defaultInstanceID("/var/lib/b")
+	if a == b || a != defaultInstanceID("/var/lib/a") || !validName(a) {
+		t.Fatalf("instance ids %q, %q", a, b)
+	}
+}
+
+// TestUnreachableBrokers: Run fails within the startup timeout, not hangs.
+func TestUnreachableBrokers(t *testing.T) {
+	p, err := New(wordcount(t, "lines", "counts"),
+		Brokers("127.0.0.1:1"), ApplicationID("app"), StateDir(t.TempDir()), StartupTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = p.Run(context.Background())
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("Run: %v, want ErrUnreachable naming the broker", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("Run took %v to give up", d)
+	}
+	if err := p.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "runs only once") {
+		t.Errorf("second Run: %v", err)
+	}
+}
+
+// TestIntegrationMissingTopics: missing input and output topics fail fast
+// with errors that name them.
+func TestIntegrationMissingTopics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("broker test")
+	}
+	brokers := testbroker.Brokers(t)
+	app := testbroker.Unique(t, "missing")
+	in, out := app+"-in", app+"-out"
+	p, err := New(wordcount(t, in, out), testOpts(t, brokers, app)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Run(context.Background())
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "input topic "+in+" of stage split does not exist") {
+		t.Fatalf("Run: %v, want an error naming the input topic", err)
+	}
+	testbroker.CreateTopic(t, brokers, in, 2, nil)
+	p, _ = New(wordcount(t, in, out), testOpts(t, brokers, app)...)
+	err = p.Run(context.Background())
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "output topic "+out+" of stage by-word does not exist") {
+		t.Fatalf("Run: %v, want an error naming the output topic", err)
+	}
+}
+
+// TestIntegrationCorruptCheckpointRebuilds: a checkpoint that does not decode
+// makes the restore rebuild the task from its changelog instead of failing.
+func TestIntegrationCorruptCheckpointRebuilds(t *testing.T) {
+	f := newFixture(t, 1)
+	f.produce(records("a", 20)...)
+	topo := counterTopology(t, f.input, f.output, "")
+	p, err := New(topo, f.opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.run(p, func() bool { return p.Metrics().Stages["count"].Records == 20 }, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	corruptCheckpoint(t, f.stateDir+"/"+f.app, "count", 0)
+	f.produce("k1=b")
+	p2, err := New(topo, f.opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.run(p2, func() bool { return p2.Metrics().Stages["count"].Records == 1 }, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if p2.Metrics().Stages["count"].Rebuilds != 1 {
+		t.Errorf("rebuilds = %d, want 1", p2.Metrics().Stages["count"].Rebuilds)
+	}
+	checkExactCounts(t, testbroker.ReadCommitted(t, f.brokers, f.output), map[string]int{"k0": 4, "k1": 5, "k2": 4, "k3": 4, "k4": 4})
+	f.assertStateMatchesChangelog("count", "totals")
+}
