@@ -31,8 +31,11 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"commit interval above txn timeout", append(base(), CommitInterval(time.Minute)), "raise processor.TransactionTimeout"},
 		{"zero max records", append(base(), MaxRecordsPerTransaction(0)), "max records"},
 		{"unknown stage", append(base(), ForStage("nope", ErrorPolicy(Skip))), `ForStage("nope"): the topology has no such stage`},
-		{"at-least-once", append(base(), WithGuarantee(AtLeastOnce)), "at-least-once is not supported yet"},
-		{"per-stage at-most-once", append(base(), ForStage("split", WithGuarantee(AtMostOnce))), "stage split: guarantee at-most-once"},
+		{"exactly-once without idempotence", append(base(), Idempotence(false)), "exactly-once needs the idempotent producer"},
+		{"idempotence with acks=1", append(base(), WithGuarantee(AtLeastOnce), ProducerAcks(LeaderAck)), "the idempotent producer needs acks=all"},
+		{"per-stage at-least-once with acks=0", append(base(), ForStage("split", WithGuarantee(AtLeastOnce), Idempotence(false), ProducerAcks(NoAck))), "stage split: at-least-once cannot know"},
+		{"linger above commit interval", append(base(), ProducerLinger(time.Second)), "producer linger"},
+		{"bad dead-letter topic", append(base(), DeadLetterTopic("a b")), `dead-letter topic "a b"`},
 		{"nil logger", append(base(), Logger(nil)), "logger is nil"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,8 +48,16 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	if _, err := New(nil, base()...); !errors.Is(err, ErrConfig) {
 		t.Errorf("New(nil): %v", err)
 	}
-	if _, err := New(topo, base()...); err != nil {
-		t.Errorf("valid options rejected: %v", err)
+	for _, opts := range [][]Opt{
+		base(),
+		append(base(), WithGuarantee(AtLeastOnce)),
+		append(base(), WithGuarantee(AtMostOnce)),
+		append(base(), ForStage("by-word", WithGuarantee(AtLeastOnce), ErrorPolicy(DeadLetter))),
+		append(base(), WithGuarantee(AtLeastOnce), Idempotence(false), ProducerAcks(LeaderAck), ProducerRetries(3)),
+	} {
+		if _, err := New(topo, opts...); err != nil {
+			t.Errorf("valid options rejected: %v", err)
+		}
 	}
 }
 
@@ -59,7 +70,7 @@ func TestParseFlags(t *testing.T) {
 	if _, err := ParseGuarantee("twice"); !errors.Is(err, ErrConfig) {
 		t.Errorf("ParseGuarantee(twice): %v", err)
 	}
-	for _, p := range []Policy{Fail, Skip} {
+	for _, p := range []Policy{Fail, Skip, DeadLetter} {
 		if got, err := ParsePolicy(p.String()); err != nil || got != p {
 			t.Errorf("ParsePolicy(%q) = %v, %v", p, got, err)
 		}

@@ -69,6 +69,13 @@ const (
 	// Skip counts and logs the record and goes on. The record's offset is
 	// committed with the rest of the transaction; none of its effects are.
 	Skip
+	// DeadLetter produces the record's original key, value and headers,
+	// plus headers naming the error, stage, topic, partition and offset
+	// (sluice.error, sluice.stage, sluice.topic, sluice.partition,
+	// sluice.offset), to the dead-letter topic (DeadLetterTopic, default
+	// <app>-dlq) in the same transaction as the rest of the cycle, counts it
+	// and goes on. None of the record's other effects are kept.
+	DeadLetter
 )
 
 // String returns "fail" or "skip".
@@ -78,19 +85,50 @@ func (p Policy) String() string {
 		return "fail"
 	case Skip:
 		return "skip"
+	case DeadLetter:
+		return "dead-letter"
 	}
 	return fmt.Sprintf("Policy(%d)", int(p))
 }
 
-// ParsePolicy parses "fail" or "skip".
+// ParsePolicy parses "fail", "skip" or "dead-letter".
 func ParsePolicy(s string) (Policy, error) {
-	switch s {
-	case "fail":
-		return Fail, nil
-	case "skip":
-		return Skip, nil
+	for _, p := range []Policy{Fail, Skip, DeadLetter} {
+		if s == p.String() {
+			return p, nil
+		}
 	}
-	return 0, fmt.Errorf("%w: unknown error policy %q: use fail or skip", ErrConfig, s)
+	return 0, fmt.Errorf("%w: unknown error policy %q: use fail, skip or dead-letter", ErrConfig, s)
+}
+
+// Acks is how many replicas must acknowledge a produced record (Kafka's
+// acks).
+type Acks int
+
+const (
+	// AllAcks waits for every in-sync replica (acks=all). Required by the
+	// idempotent producer, and so by ExactlyOnce and (by default)
+	// AtLeastOnce.
+	AllAcks Acks = iota
+	// LeaderAck waits for the partition leader only (acks=1): a record
+	// acknowledged by a leader that then fails may be lost.
+	LeaderAck
+	// NoAck does not wait at all (acks=0): records may be lost without the
+	// producer knowing.
+	NoAck
+)
+
+// String returns Kafka's name of the setting: "all", "1" or "0".
+func (a Acks) String() string {
+	switch a {
+	case AllAcks:
+		return "all"
+	case LeaderAck:
+		return "1"
+	case NoAck:
+		return "0"
+	}
+	return fmt.Sprintf("Acks(%d)", int(a))
 }
 
 // Opt configures a Processor.
@@ -120,6 +158,34 @@ type stageCfg struct {
 	policy         Policy
 	commitInterval time.Duration
 	maxRecords     int
+
+	// Producer settings; nil means the guarantee's default.
+	acks        *Acks
+	idempotence *bool
+	retries     *int
+	linger      *time.Duration
+}
+
+// producer returns the effective producer settings of the stage: the
+// user's, or the defaults of its guarantee.
+func (c stageCfg) producer() (acks Acks, idempotent bool, retries int, linger time.Duration) {
+	acks, idempotent, retries = AllAcks, true, -1 // -1: franz-go's default, retry until the delivery timeout
+	if c.guarantee == AtMostOnce {
+		acks, idempotent, retries = LeaderAck, false, 0
+	}
+	if c.acks != nil {
+		acks = *c.acks
+	}
+	if c.idempotence != nil {
+		idempotent = *c.idempotence
+	}
+	if c.retries != nil {
+		retries = *c.retries
+	}
+	if c.linger != nil {
+		linger = *c.linger
+	}
+	return acks, idempotent, retries, linger
 }
 
 type cfg struct {
@@ -135,6 +201,7 @@ type cfg struct {
 	startupTimeout time.Duration
 	maxRecordBytes int
 	rollingRestart bool
+	dlq            string
 	logger         *slog.Logger
 	kgoOpts        []kgo.Opt
 
@@ -261,6 +328,33 @@ func MaxRecordsPerTransaction(n int) StageOpt {
 	return stageOpt{func(c *stageCfg) { c.maxRecords = n }}
 }
 
+// ProducerAcks sets how many replicas must acknowledge each produced record
+// (Kafka's acks). Default AllAcks, or LeaderAck for AtMostOnce. ExactlyOnce
+// and the idempotent producer need AllAcks.
+func ProducerAcks(a Acks) StageOpt { return stageOpt{func(c *stageCfg) { c.acks = &a }} }
+
+// Idempotence turns the idempotent producer on or off (Kafka's
+// enable.idempotence): with it, a retried produce is written once. Default
+// on, off for AtMostOnce. ExactlyOnce needs it on.
+func Idempotence(on bool) StageOpt { return stageOpt{func(c *stageCfg) { c.idempotence = &on }} }
+
+// ProducerRetries caps how often a failed produce is retried (Kafka's
+// retries); a negative value means franz-go's default: retry until the
+// delivery timeout. Default -1, or 0 for AtMostOnce. With retries, a produce
+// that failed mid-way is retried, which without idempotence may write the
+// record twice.
+func ProducerRetries(n int) StageOpt { return stageOpt{func(c *stageCfg) { c.retries = &n }} }
+
+// ProducerLinger sets how long the producer waits to fill a batch (Kafka's
+// linger.ms). Default 0: records are sent as soon as possible, and a cycle's
+// flush sends what is left anyway.
+func ProducerLinger(d time.Duration) StageOpt { return stageOpt{func(c *stageCfg) { c.linger = &d }} }
+
+// DeadLetterTopic names the topic the DeadLetter policy writes to. Default
+// <app>-dlq. The processor creates it (one partition) when it is missing and
+// a stage uses DeadLetter.
+func DeadLetterTopic(topic string) Opt { return opt{func(c *cfg) { c.dlq = topic }} }
+
 // ForStage applies stage options to the named stage only, over the
 // topology-wide defaults.
 func ForStage(stage string, opts ...StageOpt) Opt {
@@ -291,6 +385,9 @@ func (c *cfg) validate(stageNames []string) error {
 			bad("broker %q is not host:port", b)
 		}
 	}
+	if c.dlq != "" && !validName(c.dlq) {
+		bad("dead-letter topic %q: use only letters, digits, '.', '_' and '-'", c.dlq)
+	}
 	if c.app == "" {
 		bad("no application id: set processor.ApplicationID")
 	} else if !validName(c.app) {
@@ -302,6 +399,9 @@ func (c *cfg) validate(stageNames []string) error {
 		bad("state directory %q: %v", c.stateDir, err)
 	} else {
 		c.stateDir = abs
+	}
+	if c.dlq == "" && c.app != "" {
+		c.dlq = c.app + "-dlq"
 	}
 	if c.instanceID == "" && c.stateDir != "" {
 		c.instanceID = defaultInstanceID(c.stateDir)
@@ -335,14 +435,28 @@ func (c *cfg) validate(stageNames []string) error {
 	}
 	check := func(where string, sc stageCfg) {
 		switch sc.guarantee {
-		case ExactlyOnce:
-		case AtLeastOnce, AtMostOnce:
-			bad("%s: guarantee %s is not supported yet: use processor.WithGuarantee(processor.ExactlyOnce)", where, sc.guarantee)
+		case ExactlyOnce, AtLeastOnce, AtMostOnce:
 		default:
 			bad("%s: unknown guarantee %d", where, int(sc.guarantee))
 		}
-		if sc.policy != Fail && sc.policy != Skip {
+		if sc.policy != Fail && sc.policy != Skip && sc.policy != DeadLetter {
 			bad("%s: unknown error policy %d", where, int(sc.policy))
+		}
+		acks, idem, _, linger := sc.producer()
+		if acks < AllAcks || acks > NoAck {
+			bad("%s: unknown acks %d", where, int(acks))
+		}
+		if sc.guarantee == ExactlyOnce && !idem {
+			bad("%s: exactly-once needs the idempotent producer: remove processor.Idempotence(false), or choose processor.AtLeastOnce or processor.AtMostOnce", where)
+		}
+		if idem && acks != AllAcks {
+			bad("%s: the idempotent producer needs acks=all: use processor.ProducerAcks(processor.AllAcks), or processor.Idempotence(false) (not with exactly-once)", where)
+		}
+		if sc.guarantee == AtLeastOnce && acks == NoAck {
+			bad("%s: at-least-once cannot know a record was written with acks=0: use processor.AllAcks or processor.LeaderAck", where)
+		}
+		if linger < 0 || linger >= sc.commitInterval && sc.commitInterval > 0 {
+			bad("%s: producer linger %v must be at least 0 and below the commit interval %v", where, linger, sc.commitInterval)
 		}
 		if sc.commitInterval <= 0 {
 			bad("%s: commit interval %v must be positive", where, sc.commitInterval)

@@ -184,6 +184,8 @@ type StageMetrics struct {
 	Commits         int64 // committed transactions
 	Aborts          int64 // transactions aborted (rebalance, bad record, failed produce)
 	Skipped         int64 // records the Skip policy dropped
+	DeadLettered    int64 // records the DeadLetter policy sent to the dead-letter topic
+	Failed          int64 // records that stopped the stage under the Fail policy
 	Restarts        int64 // client restarts after an unknown transaction outcome
 	RestoredRecords int64 // changelog records replayed into local state
 	Rebuilds        int64 // tasks whose local state was wiped and rebuilt from the changelog's start
@@ -199,6 +201,8 @@ func (p *Processor) Metrics() Metrics {
 			Commits:         st.metrics.commits.Load(),
 			Aborts:          st.metrics.aborts.Load(),
 			Skipped:         st.metrics.skipped.Load(),
+			DeadLettered:    st.metrics.deadLettered.Load(),
+			Failed:          st.metrics.failed.Load(),
 			Restarts:        st.metrics.restarts.Load(),
 			RestoredRecords: st.metrics.restored.Load(),
 			Rebuilds:        st.metrics.rebuilds.Load(),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,70 +141,65 @@ func (st *stage) clientOpts() []kgo.Opt {
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.TransactionalID(st.txnID),
-		kgo.TransactionTimeout(c.txnTimeout),
 		kgo.RecordPartitioner(newPartitioner()),
 		kgo.ProducerBatchMaxBytes(int32(max(c.maxRecordBytes+1024, 1000012))),
 		kgo.OnPartitionsRevoked(st.onRevoked),
 		kgo.OnPartitionsLost(st.onRevoked),
 		kgo.AdjustFetchOffsetsFn(st.onAssigned),
 	}
+	acks, idempotent, retries, linger := st.cfg.producer()
+	switch acks {
+	case AllAcks:
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	case LeaderAck:
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()))
+	case NoAck:
+		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()))
+	}
+	if !idempotent {
+		opts = append(opts, kgo.DisableIdempotentWrite())
+	}
+	if retries >= 0 {
+		opts = append(opts, kgo.RecordRetries(retries))
+	}
+	opts = append(opts, kgo.ProducerLinger(linger))
+	if st.cfg.guarantee == ExactlyOnce {
+		opts = append(opts, kgo.TransactionalID(st.txnID), kgo.TransactionTimeout(c.txnTimeout))
+	}
 	return append(opts, c.kgoOpts...)
 }
 
-// session runs one client's lifetime.
-func (st *stage) session(ctx context.Context) (err error) {
-	sess, err := kgo.NewGroupTransactSession(st.clientOpts()...)
-	if err != nil {
-		return fmt.Errorf("stage %s: %w: %w", st.name, ErrConfig, err)
-	}
-	defer func() {
-		sess.Close()
-		st.dropAllTasks()
-	}()
-	// Initialize the producer id now rather than at the first Begin: the
-	// InitProducerId fences a previous incarnation of this transactional id
-	// (a crashed process, or this stage before an unknown outcome) and
-	// settles its open transaction at once. Until it is settled, the group's
-	// stable offset fetch and the restore's wait for the last stable offset
-	// would wait for the broker to time it out.
-	ictx, cancel := context.WithTimeout(ctx, 2*st.p.cfg.txnTimeout)
-	_, _, err = sess.Client().ProducerID(ictx)
-	cancel()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("stage %s: %w: initializing transactional id %s: %w", st.name, errUnknownOutcome, st.txnID, err)
-	}
-	for {
-		if err := st.cycle(ctx, sess); err != nil {
-			return err
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
+// producer produces records: a GroupTransactSession (inside its open
+// transaction) or a plain Client.
+type producer interface {
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 }
 
-// cycle runs one transaction: poll up to the commit interval or the record
-// cap, process, produce the changelogs, flush, commit with the input offsets,
-// and apply the tasks' batches only once the commit is known.
-func (st *stage) cycle(ctx context.Context, sess *kgo.GroupTransactSession) error {
-	st.dropRevoked()
-	st.sawRevoke.Store(false)
-	st.produceErr.Store(nil)
+// poller polls records: a GroupTransactSession or a plain Client.
+type poller interface {
+	PollRecords(ctx context.Context, maxPollRecords int) kgo.Fetches
+}
 
+// session runs one client's lifetime in the stage's guarantee.
+func (st *stage) session(ctx context.Context) error {
+	if st.cfg.guarantee == ExactlyOnce {
+		return st.sessionEOS(ctx)
+	}
+	return st.sessionPlain(ctx)
+}
+
+// gather polls until the commit interval passed, the record cap is reached
+// or ctx is done, and hands each poll's records to fn. It stops at fn's
+// first error and returns it with the number of records handed over.
+func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) error) (int, error) {
 	deadline := time.Now().Add(st.cfg.commitInterval)
-	n, began := 0, false
-	var recErr error
-poll:
+	n := 0
 	for n < st.cfg.maxRecords {
 		pctx, cancel := context.WithDeadline(ctx, deadline)
-		fetches := sess.PollRecords(pctx, st.cfg.maxRecords-n)
+		fetches := pl.PollRecords(pctx, st.cfg.maxRecords-n)
 		cancel()
 		if fetches.IsClientClosed() {
-			return fmt.Errorf("stage %s: client closed", st.name)
+			return n, fmt.Errorf("stage %s: client closed", st.name)
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
@@ -211,79 +207,35 @@ poll:
 			}
 			st.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
-		for it := fetches.RecordIter(); !it.Done(); {
-			r := it.Next()
-			if !began {
-				if err := sess.Begin(); err != nil {
-					return fmt.Errorf("stage %s: beginning transaction: %w", st.name, err)
-				}
-				began = true
-			}
-			n++
-			if err := st.process(sess, r); err != nil {
-				recErr = err
-				break poll
+		if recs := fetches.Records(); len(recs) > 0 {
+			n += len(recs)
+			if err := fn(recs); err != nil {
+				return n, err
 			}
 		}
 		if ctx.Err() != nil || !time.Now().Before(deadline) {
 			break
 		}
 	}
-	if !began {
-		return nil
-	}
+	return n, nil
+}
 
-	st.produceChangelogs(sess)
-	commit := recErr == nil
-	if commit {
-		fctx, cancel := context.WithTimeout(context.Background(), st.p.cfg.txnTimeout)
-		err := sess.Client().Flush(fctx)
-		cancel()
-		if err != nil {
-			st.failProduce(fmt.Errorf("flushing: %w", err))
-		}
-		if perr := st.produceErr.Load(); perr != nil {
-			commit = false
-			recErr = fmt.Errorf("stage %s: %w", st.name, *perr)
-		}
-	}
-
-	ectx, cancel := context.WithTimeout(context.Background(), 2*st.p.cfg.txnTimeout)
-	committed, endErr := sess.End(ectx, kgo.TransactionEndTry(commit))
+// flush waits for every produced record and returns the first produce error.
+func (st *stage) flush(cl *kgo.Client) error {
+	fctx, cancel := context.WithTimeout(context.Background(), st.p.cfg.txnTimeout)
+	err := cl.Flush(fctx)
 	cancel()
-	switch {
-	case endErr != nil:
-		st.discardDirty()
-		return fmt.Errorf("stage %s: %w: %w", st.name, errUnknownOutcome, endErr)
-	case committed:
-		if h := st.p.hooks.afterCommit; h != nil {
-			if err := h(st); err != nil {
-				st.discardDirty()
-				return err
-			}
-		}
-		st.metrics.commits.Add(1)
-		st.metrics.records.Add(int64(n))
-		if h := st.p.hooks.afterApply; h != nil {
-			applied := append([]*task(nil), st.dirty...)
-			defer h(st, applied)
-		}
-		return st.applyDirty()
-	case commit && !st.sawRevoke.Load():
-		// We asked to commit, nothing revoked our partitions, and the
-		// session still did not commit: we cannot tell what the broker
-		// did.
-		st.discardDirty()
-		return fmt.Errorf("stage %s: %w: the transaction ended uncommitted without a rebalance", st.name, errUnknownOutcome)
-	default:
-		st.metrics.aborts.Add(1)
-		st.discardDirty()
-		return recErr // nil after an abort caused by a rebalance
+	if err != nil {
+		st.failProduce(fmt.Errorf("flushing: %w", err))
 	}
+	if perr := st.produceErr.Load(); perr != nil {
+		return fmt.Errorf("stage %s: %w", st.name, *perr)
+	}
+	return nil
 }
 
 // process runs the stage's program on one record.
-func (st *stage) process(sess *kgo.GroupTransactSession, r *kgo.Record) error {
+func (st *stage) process(prod producer, r *kgo.Record) error {
 	t := st.task(r.Partition)
 	if t == nil {
 		// franz-go fetches a partition only after its restore finished
@@ -318,11 +270,18 @@ func (st *stage) process(sess *kgo.GroupTransactSession, r *kgo.Record) error {
 	}
 	if err != nil {
 		rerr := &RecordError{Stage: st.name, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Err: err}
-		if st.cfg.policy == Skip {
+		switch st.cfg.policy {
+		case Skip:
 			st.metrics.skipped.Add(1)
 			st.log.Warn("skipping record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 			return nil
+		case DeadLetter:
+			st.metrics.deadLettered.Add(1)
+			st.log.Warn("dead-lettering record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "dlq", st.p.cfg.dlq, "err", err)
+			prod.Produce(context.Background(), st.deadLetter(r, err), st.onProduced)
+			return nil
 		}
+		st.metrics.failed.Add(1)
 		return rerr
 	}
 	for _, w := range sc.writes {
@@ -353,9 +312,24 @@ func (st *stage) process(sess *kgo.GroupTransactSession, r *kgo.Record) error {
 		for _, h := range o.Headers {
 			kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 		}
-		sess.Produce(context.Background(), kr, st.onProduced)
+		prod.Produce(context.Background(), kr, st.onProduced)
 	}
 	return nil
+}
+
+// deadLetter returns the dead-letter record of r: its key, value and
+// headers, plus headers naming the error and where the record came from.
+func (st *stage) deadLetter(r *kgo.Record, err error) *kgo.Record {
+	hs := make([]kgo.RecordHeader, 0, len(r.Headers)+5)
+	hs = append(hs, r.Headers...)
+	hs = append(hs,
+		kgo.RecordHeader{Key: "sluice.error", Value: []byte(err.Error())},
+		kgo.RecordHeader{Key: "sluice.stage", Value: []byte(st.name)},
+		kgo.RecordHeader{Key: "sluice.topic", Value: []byte(r.Topic)},
+		kgo.RecordHeader{Key: "sluice.partition", Value: strconv.AppendInt(nil, int64(r.Partition), 10)},
+		kgo.RecordHeader{Key: "sluice.offset", Value: strconv.AppendInt(nil, r.Offset, 10)},
+	)
+	return &kgo.Record{Topic: st.p.cfg.dlq, Key: r.Key, Value: r.Value, Headers: hs, Timestamp: r.Timestamp}
 }
 
 // call runs the program, turning a panic into a *PanicError.
@@ -371,7 +345,7 @@ func (st *stage) call(t exec.Task, r *exec.Record) (err error) {
 // produceChangelogs produces, for every dirty task and store, the latest
 // value of each key written in this transaction to the store's changelog
 // partition (the task's partition, set explicitly).
-func (st *stage) produceChangelogs(sess *kgo.GroupTransactSession) {
+func (st *stage) produceChangelogs(prod producer) {
 	for _, t := range st.dirty {
 		for store, kv := range t.changelog {
 			topic := st.storeByName[store].topic
@@ -383,7 +357,7 @@ func (st *stage) produceChangelogs(sess *kgo.GroupTransactSession) {
 				t.noteChangelog(store, r.Offset)
 			}
 			for k, v := range kv {
-				sess.Produce(context.Background(), &kgo.Record{
+				prod.Produce(context.Background(), &kgo.Record{
 					Topic:     topic,
 					Partition: t.id.Partition,
 					Context:   explicitPartition,
@@ -505,11 +479,13 @@ func (st *stage) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 
 // stageMetrics counts what a stage did.
 type stageMetrics struct {
-	records  atomic.Int64
-	commits  atomic.Int64
-	aborts   atomic.Int64
-	skipped  atomic.Int64
-	restarts atomic.Int64
-	restored atomic.Int64
-	rebuilds atomic.Int64
+	records      atomic.Int64
+	commits      atomic.Int64
+	aborts       atomic.Int64
+	skipped      atomic.Int64
+	restarts     atomic.Int64
+	restored     atomic.Int64
+	rebuilds     atomic.Int64
+	deadLettered atomic.Int64
+	failed       atomic.Int64
 }

@@ -39,6 +39,7 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 		}
 	}
 	list := make([]string, 0, len(names))
+	names[p.cfg.dlq] = true
 	for n := range names {
 		list = append(list, n)
 	}
@@ -120,6 +121,16 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 			}); err != nil {
 				errs = append(errs, err)
 			}
+		}
+	}
+	for _, st := range p.stages {
+		if st.cfg.policy == DeadLetter {
+			if _, ok := exists(p.cfg.dlq); !ok {
+				if err := p.ensureTopic(ctx, adm, md, p.cfg.dlq, 1, nil); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			break
 		}
 	}
 	if len(errs) > 0 {

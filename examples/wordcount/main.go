@@ -66,7 +66,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.instanceID, "instance-id", "", "instance id for static membership and transactional ids (default: from host name and state directory)")
 	fs.DurationVar(&c.commitInterval, "commit-interval", 100*time.Millisecond, "how long one transaction gathers records")
 	fs.StringVar(&c.guarantee, "guarantee", "exactly-once", "delivery guarantee: exactly-once, at-least-once or at-most-once")
-	fs.StringVar(&c.policy, "on-error", "fail", "what to do with a record that cannot be processed: fail or skip")
+	fs.StringVar(&c.policy, "on-error", "fail", "what to do with a record that cannot be processed: fail, skip or dead-letter")
 	fs.IntVar(&c.partitions, "partitions", 4, "partitions of the input and output topics the embedded demo creates")
 	fs.BoolVar(&c.describe, "describe", false, "print the topology and exit")
 	fs.BoolVar(&c.verbose, "v", false, "log at info level (debug with KAFKA_DEBUG=1)")

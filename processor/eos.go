@@ -1,0 +1,112 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// sessionEOS runs one transactional client's lifetime.
+func (st *stage) sessionEOS(ctx context.Context) (err error) {
+	sess, err := kgo.NewGroupTransactSession(st.clientOpts()...)
+	if err != nil {
+		return fmt.Errorf("stage %s: %w: %w", st.name, ErrConfig, err)
+	}
+	defer func() {
+		sess.Close()
+		st.dropAllTasks()
+	}()
+	// Initialize the producer id now rather than at the first Begin: the
+	// InitProducerId fences a previous incarnation of this transactional id
+	// (a crashed process, or this stage before an unknown outcome) and
+	// settles its open transaction at once. Until it is settled, the group's
+	// stable offset fetch and the restore's wait for the last stable offset
+	// would wait for the broker to time it out.
+	ictx, cancel := context.WithTimeout(ctx, 2*st.p.cfg.txnTimeout)
+	_, _, err = sess.Client().ProducerID(ictx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("stage %s: %w: initializing transactional id %s: %w", st.name, errUnknownOutcome, st.txnID, err)
+	}
+	for {
+		if err := st.cycleEOS(ctx, sess); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// cycle runs one transaction: poll up to the commit interval or the record
+// cap, process, produce the changelogs, flush, commit with the input offsets,
+// and apply the tasks' batches only once the commit is known.
+func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	st.dropRevoked()
+	st.sawRevoke.Store(false)
+	st.produceErr.Store(nil)
+
+	began := false
+	n, recErr := st.gather(ctx, sess, func(recs []*kgo.Record) error {
+		if !began {
+			if err := sess.Begin(); err != nil {
+				return fmt.Errorf("stage %s: beginning transaction: %w", st.name, err)
+			}
+			began = true
+		}
+		for _, r := range recs {
+			if err := st.process(sess, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !began {
+		return recErr
+	}
+
+	st.produceChangelogs(sess)
+	commit := recErr == nil
+	if commit {
+		if err := st.flush(sess.Client()); err != nil {
+			commit, recErr = false, err
+		}
+	}
+
+	ectx, cancel := context.WithTimeout(context.Background(), 2*st.p.cfg.txnTimeout)
+	committed, endErr := sess.End(ectx, kgo.TransactionEndTry(commit))
+	cancel()
+	switch {
+	case endErr != nil:
+		st.discardDirty()
+		return fmt.Errorf("stage %s: %w: %w", st.name, errUnknownOutcome, endErr)
+	case committed:
+		if h := st.p.hooks.afterCommit; h != nil {
+			if err := h(st); err != nil {
+				st.discardDirty()
+				return err
+			}
+		}
+		st.metrics.commits.Add(1)
+		st.metrics.records.Add(int64(n))
+		if h := st.p.hooks.afterApply; h != nil {
+			applied := append([]*task(nil), st.dirty...)
+			defer h(st, applied)
+		}
+		return st.applyDirty()
+	case commit && !st.sawRevoke.Load():
+		// We asked to commit, nothing revoked our partitions, and the
+		// session still did not commit: we cannot tell what the broker
+		// did.
+		st.discardDirty()
+		return fmt.Errorf("stage %s: %w: the transaction ended uncommitted without a rebalance", st.name, errUnknownOutcome)
+	default:
+		st.metrics.aborts.Add(1)
+		st.discardDirty()
+		return recErr // nil after an abort caused by a rebalance
+	}
+}

@@ -1,0 +1,142 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// sessionPlain runs one non-transactional client's lifetime, for the
+// AtLeastOnce and AtMostOnce guarantees. Auto-commit is off: the cycle
+// commits offsets itself, after the outputs were acknowledged
+// (at-least-once) or before the records are processed (at-most-once).
+//
+// The client blocks rebalances while a cycle runs (kgo.BlockRebalanceOnPoll)
+// and allows them between cycles, so a revoke always finds the previous
+// cycle flushed, applied and committed: a revoked owner's late changelog
+// writes cannot land after the new owner restored.
+func (st *stage) sessionPlain(ctx context.Context) error {
+	opts := append(st.clientOpts(), kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll())
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("stage %s: %w: %w", st.name, ErrConfig, err)
+	}
+	defer func() {
+		cl.Close()
+		st.dropAllTasks()
+	}()
+	for {
+		if err := st.cyclePlain(ctx, cl); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// cyclePlain runs one cycle without a transaction.
+func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
+	defer cl.AllowRebalance()
+	st.dropRevoked()
+	st.produceErr.Store(nil)
+
+	amo := st.cfg.guarantee == AtMostOnce
+	done := map[string]map[int32]kgo.EpochOffset{} // offsets after the records processed
+	processed := 0
+	n, recErr := st.gather(ctx, cl, func(recs []*kgo.Record) error {
+		if amo {
+			// At-most-once: the offsets are committed before the
+			// records are processed; a crash from here on loses them.
+			if err := commitSync(cl, after(recs)); err != nil {
+				return fmt.Errorf("stage %s: %w: committing offsets before processing: %w", st.name, errUnknownOutcome, err)
+			}
+		}
+		for _, r := range recs {
+			if err := st.process(cl, r); err != nil {
+				return err
+			}
+			markDone(done, r)
+			processed++
+		}
+		return nil
+	})
+	if n == 0 {
+		return recErr
+	}
+	st.produceChangelogs(cl)
+	if err := st.flush(cl); err != nil {
+		// Some outputs or changelog records may be written; nothing is
+		// applied or committed. The changelog tells the truth to the
+		// next restore; the inputs are processed again (at-least-once).
+		st.discardDirty()
+		return err
+	}
+	if h := st.p.hooks.afterCommit; h != nil {
+		if err := h(st); err != nil {
+			st.discardDirty()
+			return err
+		}
+	}
+	if err := st.applyDirty(); err != nil {
+		return err
+	}
+	st.metrics.commits.Add(1)
+	st.metrics.records.Add(int64(processed))
+	if !amo && len(done) > 0 {
+		// At-least-once: the outputs and changelog records are
+		// acknowledged; now the offsets. A crash before this commit
+		// processes the records again.
+		if err := commitSync(cl, done); err != nil {
+			st.log.Warn("committing offsets failed; the records will be processed again", "err", err)
+		}
+	}
+	return recErr
+}
+
+// markDone notes that r was processed.
+func markDone(done map[string]map[int32]kgo.EpochOffset, r *kgo.Record) {
+	ps := done[r.Topic]
+	if ps == nil {
+		ps = map[int32]kgo.EpochOffset{}
+		done[r.Topic] = ps
+	}
+	ps[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+}
+
+// after returns the offsets after the given records.
+func after(recs []*kgo.Record) map[string]map[int32]kgo.EpochOffset {
+	m := map[string]map[int32]kgo.EpochOffset{}
+	for _, r := range recs {
+		markDone(m, r)
+	}
+	return m
+}
+
+// commitSync commits offsets and returns the first error, including
+// per-partition errors. It does not take the run's context: the commit that
+// ends the last cycle runs after that context is done.
+func commitSync(cl *kgo.Client, offsets map[string]map[int32]kgo.EpochOffset) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var err error
+	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
+		if cerr != nil {
+			err = cerr
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil {
+					err = errors.Join(err, fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, perr))
+				}
+			}
+		}
+	})
+	return err
+}
