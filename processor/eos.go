@@ -49,6 +49,7 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	st.dropRevoked()
 	st.sawRevoke.Store(false)
 	st.produceErr.Store(nil)
+	st.emitted = 0
 
 	began := false
 	n, recErr := st.gather(ctx, sess, func(recs []*kgo.Record) error {
@@ -93,6 +94,7 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 		}
 		st.metrics.commits.Add(1)
 		st.metrics.records.Add(int64(n))
+		st.metrics.emitted.Add(st.emitted)
 		if h := st.p.hooks.afterApply; h != nil {
 			applied := append([]*task(nil), st.dirty...)
 			defer h(st, applied)

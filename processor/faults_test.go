@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/codec"
@@ -77,7 +78,7 @@ func (f *fixture) committedTotal() int64 { return sum(f.committedOffsets("count"
 func (f *fixture) checkGuarantee(want map[string]int) {
 	f.t.Helper()
 	committed := f.committedTotal()
-	out := readCommitted(f.t, f.brokers, f.output)
+	out := testbroker.ReadCommitted(f.t, f.brokers, f.output)
 	last := map[string]int{}
 	bad := 0
 	for _, r := range out {
@@ -119,6 +120,23 @@ func evenCounts(n int) map[string]int {
 		want[fmt.Sprintf("k%d", i%5)]++
 	}
 	return want
+}
+
+// produceKVs is fixture.produce for goroutines other than the test's.
+func produceKVs(brokers []string, topic string, kvs []string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, len(kvs))
+	for i, kv := range kvs {
+		k, v, _ := strings.Cut(kv, "=")
+		recs[i] = &kgo.Record{Key: []byte(k), Value: []byte(v)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return cl.ProduceSync(ctx, recs...).FirstErr()
 }
 
 func newProxy(t *testing.T, brokers []string) *kafkaproxy.Proxy {
@@ -330,7 +348,10 @@ func TestIntegrationRandomConnectionDrops(t *testing.T) {
 		next := time.Now()
 		for {
 			if produced < batches && time.Now().After(next) {
-				f.produce(records(fmt.Sprintf("b%d-", produced), perBatch)...)
+				if err := produceKVs(f.brokers, f.input, records(fmt.Sprintf("b%d-", produced), perBatch)); err != nil {
+					t.Errorf("producing input: %v", err)
+					return
+				}
 				produced++
 				next = time.Now().Add(2 * time.Second)
 			}

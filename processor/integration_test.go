@@ -2,10 +2,14 @@ package processor
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/state"
 )
 
 // TestIntegrationWordcount runs the word count over 10,000 lines on 4 input
@@ -22,7 +26,8 @@ func TestIntegrationWordcount(t *testing.T) {
 	lines, want, total := randomLines(1, 10000, 300)
 	produceLines(t, brokers, input, lines)
 
-	p, err := New(wordcount(t, input, output), testOpts(t, brokers, app)...)
+	dir := t.TempDir()
+	p, err := New(wordcount(t, input, output), append(testOpts(t, brokers, app), StateDir(dir))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +43,28 @@ func TestIntegrationWordcount(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	checkCounts(t, testbroker.ReadCommitted(t, brokers, output), want)
+	// The store holds each word's count.
+	db, err := state.Open(filepath.Join(dir, app))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	stored := map[string]int{}
+	for part := int32(0); part < 4; part++ {
+		txn := db.NewTxn()
+		err := txn.Store("counts", part).Scan(nil, nil, func(k, v []byte) error {
+			n, err := codec.Int64{}.Decode(v)
+			stored[string(k)] = int(n)
+			return err
+		})
+		txn.Discard()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(stored) != fmt.Sprint(want) {
+		t.Errorf("the store holds %d words that differ from the input's %d", len(stored), len(want))
+	}
 	m := p.Metrics()
 	t.Logf("metrics: %+v", m)
 	if got := m.Stages["split"].Records; got != int64(len(lines)) {

@@ -45,6 +45,7 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 	defer cl.AllowRebalance()
 	st.dropRevoked()
 	st.produceErr.Store(nil)
+	st.emitted = 0
 
 	amo := st.cfg.guarantee == AtMostOnce
 	done := map[string]map[int32]kgo.EpochOffset{} // offsets after the records processed
@@ -88,6 +89,7 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 	}
 	st.metrics.commits.Add(1)
 	st.metrics.records.Add(int64(processed))
+	st.metrics.emitted.Add(st.emitted)
 	if !amo && len(done) > 0 {
 		// At-least-once: the outputs and changelog records are
 		// acknowledged; now the offsets. A crash before this commit

@@ -181,6 +181,7 @@ type Metrics struct {
 // StageMetrics counts one stage's work since Run began.
 type StageMetrics struct {
 	Records         int64 // input records in committed transactions
+	Emitted         int64 // output records (to sinks and repartition topics) in committed transactions
 	Commits         int64 // committed transactions
 	Aborts          int64 // transactions aborted (rebalance, bad record, failed produce)
 	Skipped         int64 // records the Skip policy dropped
@@ -189,6 +190,11 @@ type StageMetrics struct {
 	Restarts        int64 // client restarts after an unknown transaction outcome
 	RestoredRecords int64 // changelog records replayed into local state
 	Rebuilds        int64 // tasks whose local state was wiped and rebuilt from the changelog's start
+	// RestoreTime is the wall time spent restoring newly assigned tasks
+	// (waiting for the changelogs' stable end, replaying, applying with the
+	// checkpoint), summed over assignments; it grows when a restore ends,
+	// successful or not.
+	RestoreTime time.Duration
 }
 
 // Metrics returns a snapshot of the processor's counters. Safe to call
@@ -198,6 +204,7 @@ func (p *Processor) Metrics() Metrics {
 	for _, st := range p.stages {
 		m.Stages[st.name] = StageMetrics{
 			Records:         st.metrics.records.Load(),
+			Emitted:         st.metrics.emitted.Load(),
 			Commits:         st.metrics.commits.Load(),
 			Aborts:          st.metrics.aborts.Load(),
 			Skipped:         st.metrics.skipped.Load(),
@@ -206,6 +213,7 @@ func (p *Processor) Metrics() Metrics {
 			Restarts:        st.metrics.restarts.Load(),
 			RestoredRecords: st.metrics.restored.Load(),
 			Rebuilds:        st.metrics.rebuilds.Load(),
+			RestoreTime:     time.Duration(st.metrics.restoreNanos.Load()),
 		}
 	}
 	return m

@@ -49,6 +49,7 @@ type stage struct {
 	scope      scope
 	produceErr atomic.Pointer[error]
 	dirty      []*task
+	emitted    int64 // records emitted in the open cycle
 	onProduced func(*kgo.Record, error)
 
 	metrics stageMetrics
@@ -302,6 +303,7 @@ func (st *stage) process(prod producer, r *kgo.Record) error {
 		}
 		m[string(w.key)] = w.value
 	}
+	st.emitted += int64(len(sc.emits))
 	for i := range sc.emits {
 		o := &sc.emits[i]
 		kr := &kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Timestamp: o.Timestamp}
@@ -464,6 +466,7 @@ func (st *stage) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 
 	start := time.Now()
 	tasks, err := st.restore(ctx, parts)
+	st.metrics.restoreNanos.Add(int64(time.Since(start)))
 	if err != nil {
 		st.log.Error("restore failed", "partitions", parts, "err", err)
 		return nil, err
@@ -484,8 +487,10 @@ type stageMetrics struct {
 	aborts       atomic.Int64
 	skipped      atomic.Int64
 	restarts     atomic.Int64
+	emitted      atomic.Int64
 	restored     atomic.Int64
 	rebuilds     atomic.Int64
 	deadLettered atomic.Int64
 	failed       atomic.Int64
+	restoreNanos atomic.Int64
 }

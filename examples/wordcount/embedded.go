@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,17 +25,12 @@ the dog barks and the fox runs
 exactly once means every word is counted once and only once`
 
 // runEmbedded runs the word count on an in-process Kafka: it loads the input,
-// runs the processor until the output holds one record per input word (each
-// word occurrence yields exactly one count update), and prints the final
-// counts.
+// runs the processor until both stages processed everything, reads the
+// output back with a read_committed consumer, and prints the final counts.
 func runEmbedded(ctx context.Context, c config, topo topology, stdin io.Reader, stdout io.Writer, logger *slog.Logger) error {
 	lines, err := readInput(stdin)
 	if err != nil {
 		return err
-	}
-	words := 0
-	for _, l := range lines {
-		words += len(strings.Fields(l))
 	}
 
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
@@ -44,14 +40,19 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdin io.Reader, 
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(c.input))
+	// Lines up to 16 MiB are accepted into the input; what the processor
+	// cannot produce (a single word above MaxRecordBytes) goes to the
+	// -on-error policy.
+	const maxLine = 16 << 20
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(c.input), kgo.ProducerBatchMaxBytes(maxLine+4096))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	maxBytes := strconv.Itoa(maxLine + 4096)
 	for _, t := range []string{c.input, c.output} {
-		if _, err := adm.CreateTopic(ctx, int32(c.partitions), 1, nil, t); err != nil {
+		if _, err := adm.CreateTopic(ctx, int32(c.partitions), 1, map[string]*string{"max.message.bytes": &maxBytes}, t); err != nil {
 			return fmt.Errorf("creating topic %s: %w", t, err)
 		}
 	}
@@ -84,12 +85,22 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdin io.Reader, 
 		runErr = p.Run(pctx)
 	}()
 
-	counts, err := readCounts(ctx, brokers, c.output, words, c.timeout, done)
+	// Every line processed by the first stage, and every word it emitted
+	// by the second: then the output is complete.
+	finished := func() bool {
+		m := p.Metrics().Stages
+		return m["split"].Records == int64(len(lines)) && m["by-word"].Records == m["split"].Emitted
+	}
+	err = waitFor(ctx, finished, c.timeout, done)
 	stop()
 	<-done
 	if runErr != nil {
-		err = runErr
+		return runErr
 	}
+	if err != nil {
+		return err
+	}
+	counts, err := readCounts(ctx, brokers, c.output)
 	if err != nil {
 		return err
 	}
@@ -134,44 +145,70 @@ func readInput(stdin io.Reader) ([]string, error) {
 	return lines, nil
 }
 
-// readCounts reads the output with a read_committed consumer until it has
-// seen want records, and returns the last count of each word.
-func readCounts(ctx context.Context, brokers []string, topic string, want int, timeout time.Duration, stopped <-chan struct{}) (map[string]int64, error) {
+// waitFor polls cond until it holds, the processor stopped, or timeout.
+func waitFor(ctx context.Context, cond func() bool, timeout time.Duration, stopped <-chan struct{}) error {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-stopped:
+			return errors.New("processor stopped before the counts were complete")
+		case <-deadline:
+			return fmt.Errorf("%w: the counts were not complete after %v", errTimeout, timeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// readCounts reads the output topic to its end with a read_committed
+// consumer and returns the last count of each word.
+func readCounts(ctx context.Context, brokers []string, topic string) (map[string]int64, error) {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
 		kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.KeepControlRecords(), // commit markers mark the position at the end
 	)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("listing the end of %s: %w", topic, err)
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
 	counts := map[string]int64{}
-	seen := 0
-	deadline := time.After(timeout)
-	for seen < want {
-		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		fetches := cl.PollFetches(pctx)
-		cancel()
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for len(left) > 0 {
+		fetches := cl.PollFetches(rctx)
+		if err := rctx.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", topic, err)
+		}
 		for it := fetches.RecordIter(); !it.Done(); {
 			r := it.Next()
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				continue
+			}
 			n, err := strconv.ParseInt(string(r.Value), 10, 64)
 			if err != nil {
 				return nil, fmt.Errorf("output record %q=%q is not a count: %w", r.Key, r.Value, err)
 			}
 			counts[string(r.Key)] = n
-			seen++
-		}
-		select {
-		case <-stopped:
-			return nil, fmt.Errorf("processor stopped before the counts were complete")
-		case <-deadline:
-			return nil, fmt.Errorf("%w: after %v the output holds %d of %d count updates", errTimeout, timeout, seen, want)
-		default:
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
 		}
 	}
 	return counts, nil

@@ -19,17 +19,39 @@ func TestEmbeddedCountsStdin(t *testing.T) {
 
 func TestEmbeddedBadInput(t *testing.T) {
 	t.Setenv("KAFKA_BROKERS", "")
-	// Invalid UTF-8, an empty line and a long line are all processed.
+	// Invalid UTF-8, an empty line, a 1 MiB line of many words and a word
+	// of 100 KiB are all processed.
+	words := strings.Repeat("w ", 1<<19) // 1 MiB
 	long := strings.Repeat("x", 100<<10)
-	in := "caf\xe9 caf\xe9\n\n" + long + " b\n"
+	in := "caf\xe9 caf\xe9\n\n" + words + "\n" + long + " b\n"
 	var out, errb bytes.Buffer
 	if err := run(nil, strings.NewReader(in), &out, &errb); err != nil {
 		t.Fatalf("run: %v\n%s", err, errb.String())
 	}
 	// strings.ToLower turns the invalid byte into U+FFFD.
-	want := "caf\uFFFD\t2\nb\t1\n" + long + "\t1\n"
+	want := "w\t524288\ncaf\uFFFD\t2\nb\t1\n" + long + "\t1\n"
 	if got := out.String(); got != want {
 		t.Fatalf("output has %d bytes, want %d:\n%.200q", len(got), len(want), got)
+	}
+}
+
+// TestEmbeddedOversizedWord: a single 1 MiB word cannot be produced to the
+// repartition topic; the error policy decides: fail names the record, skip
+// counts the rest.
+func TestEmbeddedOversizedWord(t *testing.T) {
+	t.Setenv("KAFKA_BROKERS", "")
+	in := "a b\n" + strings.Repeat("x", 1<<20) + "\nb c\n"
+	var out, errb bytes.Buffer
+	err := run([]string{"-partitions", "1"}, strings.NewReader(in), &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "record lines/0@1") || !strings.Contains(err.Error(), "record too large") {
+		t.Fatalf("run: %v, want an error naming the record lines/0@1 as too large", err)
+	}
+	out.Reset()
+	if err := run([]string{"-on-error", "skip", "-partitions", "1"}, strings.NewReader(in), &out, &errb); err != nil {
+		t.Fatalf("run -on-error skip: %v", err)
+	}
+	if got, want := out.String(), "b\t2\na\t1\nc\t1\n"; got != want {
+		t.Fatalf("output:\n%s\nwant:\n%s", got, want)
 	}
 }
 
