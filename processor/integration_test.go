@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/testbroker"
 	"github.com/sluicehq/sluice/state"
@@ -69,5 +71,54 @@ func TestIntegrationWordcount(t *testing.T) {
 	t.Logf("metrics: %+v", m)
 	if got := m.Stages["split"].Records; got != int64(len(lines)) {
 		t.Errorf("stage split committed %d records, want %d", got, len(lines))
+	}
+}
+
+// TestIntegrationPurgeRepartition: records of the repartition topic that the
+// downstream stage committed are deleted.
+func TestIntegrationPurgeRepartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("broker integration test; run without -short")
+	}
+	brokers := testbroker.Brokers(t)
+	app := testbroker.Unique(t, "purge")
+	input, output := app+"-lines", app+"-counts"
+	testbroker.CreateTopic(t, brokers, input, 2, nil)
+	testbroker.CreateTopic(t, brokers, output, 2, nil)
+	lines, _, total := randomLines(2, 500, 50)
+	produceLines(t, brokers, input, lines)
+	p, err := New(wordcount(t, input, output), append(testOpts(t, brokers, app), PurgeInterval(100*time.Millisecond))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	if got := waitRecords(t, brokers, output, total, time.Minute); got < total {
+		t.Fatalf("output has %d of %d records", got, total)
+	}
+	repartition := app + "-by-word-repartition"
+	adm := testbroker.Admin(t, brokers)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		starts, err := adm.ListStartOffsets(ctx, repartition)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var purged int64
+		starts.Each(func(o kadm.ListedOffset) { purged += o.Offset })
+		if purged > 0 {
+			t.Logf("purged %d records of %s", purged, repartition)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no record of %s was purged", repartition)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

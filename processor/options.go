@@ -201,6 +201,7 @@ type cfg struct {
 	startupTimeout time.Duration
 	maxRecordBytes int
 	rollingRestart bool
+	purgeInterval  time.Duration
 	dlq            string
 	logger         *slog.Logger
 	kgoOpts        []kgo.Opt
@@ -217,6 +218,7 @@ func defaultCfg() cfg {
 		heartbeat:      3 * time.Second,
 		dialTimeout:    10 * time.Second,
 		startupTimeout: 30 * time.Second,
+		purgeInterval:  30 * time.Second,
 		maxRecordBytes: 1000012, // Kafka's default message.max.bytes and franz-go's default batch size
 		logger:         slog.New(slog.DiscardHandler),
 		stageDefaults: stageCfg{
@@ -291,6 +293,11 @@ func MaxRecordBytes(n int) Opt { return opt{func(c *cfg) { c.maxRecordBytes = n 
 // back without a rebalance. Default false: a stopping instance leaves its
 // groups and its partitions move at once.
 func RollingRestart() Opt { return opt{func(c *cfg) { c.rollingRestart = true }} }
+
+// PurgeInterval sets how often the records of repartition topics that the
+// reading stage has committed are deleted (DeleteRecords). Default 30s; 0
+// turns purging off (then set a retention on the repartition topics).
+func PurgeInterval(d time.Duration) Opt { return opt{func(c *cfg) { c.purgeInterval = d }} }
 
 // Logger sets the structured logger. Default: discard.
 func Logger(l *slog.Logger) Opt { return opt{func(c *cfg) { c.logger = l }} }

@@ -133,6 +133,7 @@ func (p *Processor) run(ctx context.Context) (err error) {
 	p.cfg.logger.Info("processor starting", "app", p.cfg.app, "instance", p.cfg.instanceID, "stages", len(p.stages))
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
+	go p.purgeRepartitions(rctx, adm, p.cfg.purgeInterval)
 	errs := make(chan error, len(p.stages))
 	for _, st := range p.stages {
 		go func() {
