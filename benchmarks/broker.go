@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// env is the Kafka the harness talks to: a real cluster (-brokers) or an
+// in-process kfake cluster.
+type env struct {
+	brokers []string
+	cluster *kfake.Cluster // nil on a real cluster
+	cl      *kgo.Client
+	adm     *kadm.Client
+	version string // the broker version as franz-go guesses it from ApiVersions
+	runID   string // prefixes every topic, group and id of this run
+}
+
+func newEnv(ctx context.Context, brokers string) (*env, error) {
+	e := &env{runID: fmt.Sprintf("bench%d", time.Now().UnixNano()%1e9)}
+	if brokers == "" {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(1),
+			kfake.GroupMinSessionTimeout(time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("starting kfake: %w", err)
+		}
+		e.cluster = c
+		e.brokers = c.ListenAddrs()
+	} else {
+		e.brokers = splitList(brokers)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(100000))
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	e.cl = cl
+	e.adm = kadm.NewClient(cl)
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	vs, err := e.adm.ApiVersions(pctx)
+	if err == nil {
+		for _, v := range vs.Sorted() {
+			if v.Err == nil {
+				e.version = v.VersionGuess()
+				break
+			}
+		}
+	}
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("no answer from %v: %w", e.brokers, err)
+	}
+	if e.cluster != nil {
+		e.version = "kfake (in-process, franz-go pkg/kfake)"
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	if e.cl != nil {
+		e.cl.Close()
+	}
+	if e.cluster != nil {
+		e.cluster.Close()
+	}
+}
+
+func (e *env) real() bool { return e.cluster == nil }
+
+// name returns a run-unique name for a topic, group or id.
+func (e *env) name(parts ...string) string {
+	return e.runID + "-" + strings.Join(parts, "-")
+}
+
+// createTopics creates topics with the given partitions (replication 1 on a
+// single broker: the broker's default).
+func (e *env) createTopics(ctx context.Context, partitions int, configs map[string]*string, topics ...string) error {
+	resp, err := e.adm.CreateTopics(ctx, int32(partitions), -1, configs, topics...)
+	if err != nil {
+		return err
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
+}
+
+// deleteTopicsWithPrefix deletes every topic of this run (best effort), so a
+// long session on a shared broker does not pile them up.
+func (e *env) deleteRunTopics(ctx context.Context, prefix string) {
+	if !e.real() {
+		return
+	}
+	topics, err := e.adm.ListTopics(ctx)
+	if err != nil {
+		return
+	}
+	var del []string
+	for _, t := range topics.Names() {
+		if strings.HasPrefix(t, prefix) {
+			del = append(del, t)
+		}
+	}
+	if len(del) > 0 {
+		_, _ = e.adm.DeleteTopics(ctx, del...)
+	}
+}
+
+// load produces n records of g into topic, reporting progress, and returns
+// the checksum of the outputs they must cause and the input bytes.
+func (e *env) load(ctx context.Context, c *Config, topic string, g *generator, n int) (checksum, int64, error) {
+	var want checksum
+	var bytes int64
+	var failed atomic.Pointer[error]
+	start := time.Now()
+	lastReport := start
+	for i := range n {
+		k, v := g.next(want.add)
+		bytes += int64(len(k) + len(v))
+		e.cl.Produce(ctx, &kgo.Record{Topic: topic, Key: k, Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.CompareAndSwap(nil, &err)
+			}
+		})
+		if p := failed.Load(); p != nil {
+			return want, 0, fmt.Errorf("loading %s: %w", topic, *p)
+		}
+		if time.Since(lastReport) > 5*time.Second {
+			lastReport = time.Now()
+			c.progress("  loading %s: %d/%d records (%.0f%%)", topic, i, n, 100*float64(i)/float64(n))
+		}
+	}
+	if err := e.cl.Flush(ctx); err != nil {
+		return want, 0, err
+	}
+	if p := failed.Load(); p != nil {
+		return want, 0, fmt.Errorf("loading %s: %w", topic, *p)
+	}
+	c.progress("  loaded %d records (%.1f MB) into %s in %v", n, float64(bytes)/1e6, topic, time.Since(start).Round(time.Millisecond))
+	return want, bytes, nil
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}

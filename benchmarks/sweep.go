@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"image/color"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// runSweep measures sluice exactly-once at every commit interval, on one
+// input per scenario.
+func runSweep(ctx context.Context, e *env, c *Config, sc *scenario, sys system, cis []time.Duration) ([]Result, error) {
+	in, err := loadScenario(ctx, e, c, sc, "sweep")
+	if err != nil {
+		return nil, err
+	}
+	var out []Result
+	for _, ci := range cis {
+		out = append(out, measure(ctx, e, c, sc, sys, in, ci, "sweep"))
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+	}
+	return out, nil
+}
+
+// drawSweep draws throughput and p99 latency against the commit interval,
+// one line per scenario, into a PNG.
+func drawSweep(path string, rs []Result, broker string) error {
+	colors := []color.Color{
+		color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
+		color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
+		color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+	}
+	thr := plot.New()
+	thr.Title.Text = "sluice exactly-once: throughput vs commit interval"
+	thr.X.Label.Text = "commit interval (ms, log scale)"
+	thr.Y.Label.Text = "input records/s"
+	thr.X.Scale = plot.LogScale{}
+	thr.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	thr.Add(plotter.NewGrid())
+	lat := plot.New()
+	lat.Title.Text = fmt.Sprintf("p99 end-to-end latency at half of max throughput (%s)", broker)
+	lat.X.Label.Text = "commit interval (ms, log scale)"
+	lat.Y.Label.Text = "p99 latency (ms, log scale)"
+	lat.X.Scale = plot.LogScale{}
+	lat.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	lat.Y.Scale = plot.LogScale{}
+	lat.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	lat.Add(plotter.NewGrid())
+
+	for i, sc := range scenarioNames {
+		var tp, lp plotter.XYs
+		for _, r := range rs {
+			if r.Kind != "sweep" || r.Scenario != sc || !r.Correct {
+				continue
+			}
+			tp = append(tp, plotter.XY{X: r.CommitIntervalMs, Y: r.RecordsPerS})
+			if r.LatencyRecords > 0 && r.P99Ms > 0 {
+				lp = append(lp, plotter.XY{X: r.CommitIntervalMs, Y: r.P99Ms})
+			}
+		}
+		if len(tp) == 0 {
+			continue
+		}
+		col := colors[i%len(colors)]
+		l, p, err := plotter.NewLinePoints(tp)
+		if err != nil {
+			return err
+		}
+		l.Color, p.Color = col, col
+		thr.Add(l, p)
+		thr.Legend.Add(sc, l, p)
+		if len(lp) > 0 {
+			l, p, err := plotter.NewLinePoints(lp)
+			if err != nil {
+				return err
+			}
+			l.Color, p.Color = col, col
+			lat.Add(l, p)
+			lat.Legend.Add(sc+" p99", l, p)
+			// The target: stages x commit interval + 100 ms.
+			var bound plotter.XYs
+			for _, pt := range lp {
+				bound = append(bound, plotter.XY{X: pt.X, Y: float64(scenarios[sc].stages)*pt.X + 100})
+			}
+			bl, err := plotter.NewLine(bound)
+			if err != nil {
+				return err
+			}
+			bl.Color = col
+			bl.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+			lat.Add(bl)
+			lat.Legend.Add(fmt.Sprintf("%s target (%d x interval + 100 ms)", sc, scenarios[sc].stages), bl)
+		}
+	}
+	thr.Legend.Top = true
+	lat.Legend.Top = true
+	lat.Legend.Left = true
+
+	const w, h = 22 * vg.Centimeter, 24 * vg.Centimeter
+	img := vgimg.New(w, h)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
+		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
+	plots := [][]*plot.Plot{{thr}, {lat}}
+	canvases := plot.Align(plots, tiles, dc)
+	thr.Draw(canvases[0][0])
+	lat.Draw(canvases[1][0])
+	png := vgimg.PngCanvas{Canvas: img}
+	f, err := createFile(path)
+	if err != nil {
+		return err
+	}
+	if _, err := png.WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
