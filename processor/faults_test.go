@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -317,73 +319,117 @@ func TestIntegrationLostEndTxnResponse(t *testing.T) {
 	})
 }
 
+// chaos drops connections at random moments while they carry a request:
+// armed every 100 to 400 ms, it cuts the next request of one kind (a fetch,
+// a produce, an offset commit into the transaction: AddPartitionsToTxn,
+// AddOffsetsToTxn, TxnOffsetCommit, or an EndTxn), either before forwarding
+// it or after the broker answered it and before the answer is delivered
+// (chosen at random). The kinds take turns in a random order, so that every
+// kind is hit.
+type chaos struct {
+	mu     sync.Mutex
+	rng    *rand.Rand
+	armed  bool
+	turns  []string
+	kind   string
+	action kafkaproxy.Action
+	counts map[string]int // "kind/request/action" -> drops
+	total  int
+}
+
+var chaosKinds = []string{"fetch", "produce", "offsets", "endtxn"}
+
+// arm arms the next drop, unless the last one is still waiting for its
+// request.
+func (c *chaos) arm() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.armed {
+		return
+	}
+	if len(c.turns) == 0 {
+		c.turns = slices.Clone(chaosKinds)
+		c.rng.Shuffle(len(c.turns), func(i, j int) { c.turns[i], c.turns[j] = c.turns[j], c.turns[i] })
+	}
+	c.armed = true
+	c.kind, c.turns = c.turns[0], c.turns[1:]
+	c.action = kafkaproxy.CutBeforeRequest
+	if c.rng.IntN(2) == 0 {
+		c.action = kafkaproxy.CutBeforeResponse
+	}
+}
+
+func (c *chaos) hook(r *kafkaproxy.Request) kafkaproxy.Action {
+	kind := ""
+	switch kmsg.Key(r.Key) {
+	case kmsg.Fetch:
+		kind = "fetch"
+	case kmsg.Produce:
+		kind = "produce"
+	case kmsg.AddPartitionsToTxn, kmsg.AddOffsetsToTxn, kmsg.TxnOffsetCommit:
+		kind = "offsets"
+	case kmsg.EndTxn:
+		kind = "endtxn"
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.armed || kind != c.kind {
+		return kafkaproxy.Forward
+	}
+	c.armed = false
+	c.counts[kind+"/"+kmsg.NameForKey(r.Key)+"/"+c.action.String()]++
+	c.total++
+	return c.action
+}
+
+func (c *chaos) report() (int, map[string]int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total, maps.Clone(c.counts)
+}
+
 // TestIntegrationRandomConnectionDrops: while the processor works through
-// input that keeps arriving, the proxy closes one of its connections that
-// carried fetches or produces every 100 to 400 ms (seeded). Every kind of
-// request is cut at random points: fetches, produces into the open
-// transaction, TxnOffsetCommit, EndTxn, heartbeats, the restore's reads.
+// input that keeps arriving, the proxy drops one of its connections every
+// 100 to 400 ms (seeded), each time while it carries a fetch, a produce into
+// the open transaction or a transactional request (see chaos). The restore
+// consumer and the admin client go through the proxy too.
 func TestIntegrationRandomConnectionDrops(t *testing.T) {
 	if testing.Short() {
 		t.Skip("broker test; run without -short")
 	}
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, seed^0xda3e39cb94b95bdb))
-	const batches, perBatch = 10, 300
+	ch := &chaos{rng: rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())), counts: map[string]int{}}
+	const batches, perBatch = 40, 100
 	f := newFixtureOn(t, testbroker.Brokers(t), 4)
 	px := newProxy(t, f.brokers)
+	px.SetOnRequest(ch.hook)
 	p, err := New(counterTopology(t, f.input, f.output, ""), f.optsVia(px.Addr(), MaxRecordsPerTransaction(50))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	// Input arrives in batches while the drops go on; the drops stop when
-	// everything was produced and at least 20 s passed, or after 60 s.
-	var drops, fetchInFlight, produceInFlight, txnInFlight atomic.Int64
+	// Input arrives in batches every 500 ms while the drops go on (20 s);
+	// then the drops stop and the processor finishes.
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		start := time.Now()
-		produced := 0
-		next := time.Now()
-		for {
-			if produced < batches && time.Now().After(next) {
-				if err := produceKVs(f.brokers, f.input, records(fmt.Sprintf("b%d-", produced), perBatch)); err != nil {
-					t.Errorf("producing input: %v", err)
+		for b := 0; b < batches; b++ {
+			if err := produceKVs(f.brokers, f.input, records(fmt.Sprintf("b%d-", b), perBatch)); err != nil {
+				t.Errorf("producing input: %v", err)
+				return
+			}
+			next := time.After(500 * time.Millisecond)
+			for due := false; !due; {
+				select {
+				case <-stop:
 					return
+				case <-next:
+					due = true
+				case <-time.After(time.Duration(100+rng.IntN(300)) * time.Millisecond):
+					ch.arm()
 				}
-				produced++
-				next = time.Now().Add(2 * time.Second)
-			}
-			if produced == batches && time.Since(start) > 20*time.Second || time.Since(start) > 60*time.Second {
-				return
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Duration(100+rng.IntN(300)) * time.Millisecond):
-			}
-			ci, ok := px.CloseRandom(rng, func(ci kafkaproxy.ConnInfo) bool {
-				return ci.Seen[int16(kmsg.Fetch)] > 0 || ci.Seen[int16(kmsg.Produce)] > 0
-			})
-			if !ok {
-				continue
-			}
-			drops.Add(1)
-			txn := false
-			for _, k := range ci.InFlight {
-				switch kmsg.Key(k) {
-				case kmsg.Fetch:
-					fetchInFlight.Add(1)
-				case kmsg.Produce:
-					produceInFlight.Add(1)
-					txn = true
-				case kmsg.AddPartitionsToTxn, kmsg.AddOffsetsToTxn, kmsg.TxnOffsetCommit, kmsg.EndTxn:
-					txn = true
-				}
-			}
-			if txn {
-				txnInFlight.Add(1)
 			}
 		}
 	}()
@@ -406,12 +452,20 @@ func TestIntegrationRandomConnectionDrops(t *testing.T) {
 	}, 4*time.Minute); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	<-done
+	drops, counts := ch.report()
 	m := p.Metrics().Stages["count"]
-	t.Logf("faults: %d connections dropped (%d with a fetch in flight, %d with a produce in flight, %d with a transactional request in flight); %d connections accepted; stage metrics %+v",
-		drops.Load(), fetchInFlight.Load(), produceInFlight.Load(), txnInFlight.Load(), px.Stats().Accepted, m)
-	if drops.Load() < 20 {
-		t.Errorf("only %d connections dropped: the test proved little", drops.Load())
+	t.Logf("faults: %d connections dropped while carrying a request (by kind/request/when: %v); %d connections accepted; stage metrics %+v",
+		drops, counts, px.Stats().Accepted, m)
+	for _, k := range chaosKinds {
+		n := 0
+		for key, c := range counts {
+			if strings.HasPrefix(key, k+"/") {
+				n += c
+			}
+		}
+		if n == 0 {
+			t.Errorf("no drop during a %s request: the test proved less than it claims", k)
+		}
 	}
 	f.checkGuarantee(evenCounts(total))
 }
@@ -512,12 +566,21 @@ func TestChangelogProduceFails(t *testing.T) {
 			c := testbroker.NewKfake(t)
 			f := newFixtureOn(t, c.ListenAddrs(), 2)
 			f.produce(records("v", 400)...)
+			// Created here (as the processor would) for its topic id:
+			// produce requests v13+ name topics by id.
+			compact := "compact"
+			testbroker.CreateTopic(t, f.brokers, f.changelogTopic, 2, map[string]*string{"cleanup.policy": &compact})
+			tds, err := testbroker.Admin(t, f.brokers).ListTopics(context.Background(), f.changelogTopic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			changelogID := tds[f.changelogTopic].ID
 			var seen atomic.Int32
 			var fault atomic.Pointer[kfake.FaultHandle]
 			c.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
 				req := kr.(*kmsg.ProduceRequest)
 				for _, rt := range req.Topics {
-					if rt.Topic == f.changelogTopic {
+					if rt.Topic == f.changelogTopic || rt.TopicID == changelogID {
 						if seen.Add(1) == 4 {
 							fault.Store(c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: f.changelogTopic, Err: tc.err}))
 							return nil, nil, false // dropped: not kept
