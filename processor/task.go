@@ -31,6 +31,17 @@ type task struct {
 	// key needs to reach the changelog: the transaction commits as a whole.
 	changelog map[string]map[string][]byte
 
+	// cache holds, per store, applied values of keys the task read or wrote
+	// lately (nil: the key has no value), so that a read-modify-write of a
+	// key the open batch does not hold skips a Pebble lookup. cacheBytes
+	// approximates its size; it is bounded by readCacheBytes.
+	// INVARIANT: an entry equals what Pebble holds for the key. Entries come
+	// only from Pebble reads of keys the batch does not hold and from the
+	// task's own applied batches, and nothing else writes the task's keys
+	// while the task lives (restores run before a task exists).
+	cache      map[string]map[string][]byte
+	cacheBytes int
+
 	// clNext is, per store, the next changelog offset after the records this
 	// transaction produced; set by produce promises.
 	clMu   sync.Mutex
@@ -52,6 +63,7 @@ func newTask(st *stage, partition int32, cp checkpoint.Checkpoint) *task {
 		views:     map[string]*state.Store{},
 		inputs:    map[string]int64{},
 		changelog: map[string]map[string][]byte{},
+		cache:     map[string]map[string][]byte{},
 		clNext:    map[string]int64{},
 	}
 }
@@ -125,11 +137,64 @@ func (t *task) apply() error {
 		return fmt.Errorf("task %s/%d: %w", t.id.Stage, t.id.Partition, err)
 	}
 	if err := t.txn.Apply(); err != nil {
+		t.dropCache() // the batch may or may not be in Pebble
 		return fmt.Errorf("task %s/%d: applying committed batch: %w", t.id.Stage, t.id.Partition, err)
 	}
 	t.txn = nil
 	t.cp = cp
+	for store, kv := range t.changelog {
+		for k, v := range kv {
+			t.cachePut(store, k, v)
+		}
+	}
 	return nil
+}
+
+// readCacheBytes bounds a task's read cache.
+const readCacheBytes = 8 << 20
+
+// cached returns the applied value of key in store if the cache holds it.
+func (t *task) cached(store string, key []byte) (value []byte, ok bool) {
+	m := t.cache[store]
+	if m == nil {
+		return nil, false
+	}
+	value, ok = m[string(key)]
+	return value, ok
+}
+
+// cachePut notes the applied value of key (nil: no value). value must not be
+// modified afterwards.
+func (t *task) cachePut(store, key string, value []byte) {
+	m := t.cache[store]
+	if m == nil {
+		m = map[string][]byte{}
+		t.cache[store] = m
+	}
+	if old, ok := m[key]; ok {
+		t.cacheBytes -= len(old)
+	} else {
+		t.cacheBytes += len(key) + 48 // map entry overhead, roughly
+	}
+	m[key] = value
+	t.cacheBytes += len(value)
+	if t.cacheBytes > readCacheBytes {
+		// Evict about a quarter, at random (map iteration order).
+		for _, m := range t.cache {
+			for k, v := range m {
+				if t.cacheBytes <= readCacheBytes*3/4 {
+					return
+				}
+				t.cacheBytes -= len(k) + 48 + len(v)
+				delete(m, k)
+			}
+		}
+	}
+}
+
+func (t *task) dropCache() {
+	clear(t.cache)
+	t.cacheBytes = 0
 }
 
 // reset drops the open transaction's batch and bookkeeping.
@@ -244,7 +309,29 @@ func (ss *scopeStore) Get(key []byte) ([]byte, bool, error) {
 	if w, ok := ss.s.lookup(ss.name, key); ok {
 		return w.value, w.value != nil, nil
 	}
-	return ss.s.t.view(ss.name).Get(key)
+	t := ss.s.t
+	// The batch's latest write of key: t.changelog mirrors every write the
+	// batch holds.
+	if v, ok := t.changelog[ss.name][string(key)]; ok {
+		return v, v != nil, nil
+	}
+	// The batch does not hold key, so Pebble's applied value is the answer.
+	if v, ok := t.cached(ss.name, key); ok {
+		return v, v != nil, nil
+	}
+	v, ok, err := t.view(ss.name).Get(key)
+	if err != nil {
+		return nil, false, err
+	}
+	var c []byte
+	if ok {
+		c = bytes.Clone(v)
+		if c == nil {
+			c = []byte{}
+		}
+	}
+	t.cachePut(ss.name, string(key), c)
+	return c, ok, nil
 }
 
 func (ss *scopeStore) Put(key, value []byte) error {
