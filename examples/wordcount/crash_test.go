@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,15 +23,35 @@ import (
 
 // TestCrashWordcount runs the wordcount binary as subprocesses against a
 // broker that outlives them and kills them with SIGKILL at random moments
-// while a backlog of input is being processed (sometimes also deleting their
-// state directory), restarts them, and checks that a read_committed reader
-// sees, for every word, exactly the counts 1, 2, ..., n. For part of the test
-// two instances run at once, so kills also land in rebalances. The seed is
-// printed; SLUICE_CRASH_SEED=N reruns it.
+// (each kill aimed at an open transaction of the victim; sometimes also
+// deleting its state directory) while a backlog and then a steady stream of
+// input are processed, restarts them, and checks that a read_committed reader
+// sees, for every word, exactly the counts 1, 2, ..., n. It has one variant
+// per number of instances (1, 2, 3); with several instances, kills land in
+// rebalances, and once per variant the victim stays down past the session
+// timeout, so that the others take its partitions over and give them back.
+// The output is also read with kcat, an independent client, which must see
+// the same records. The seed is printed; SLUICE_CRASH_SEED=N reruns it.
 func TestCrashWordcount(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test; run without -short")
 	}
+	seed := crashSeed(t)
+	bin := buildBinary(t)
+	for _, n := range []int{1, 2, 3} {
+		name := fmt.Sprintf("%d instances", n)
+		if n == 1 {
+			name = "1 instance"
+		}
+		t.Run(name, func(t *testing.T) {
+			crashWordcount(t, bin, n, seed+uint64(n))
+		})
+	}
+}
+
+// crashSeed returns SLUICE_CRASH_SEED or a seed from the time, and logs it.
+func crashSeed(t *testing.T) uint64 {
+	t.Helper()
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("SLUICE_CRASH_SEED"); s != "" {
 		var err error
@@ -38,77 +60,154 @@ func TestCrashWordcount(t *testing.T) {
 		}
 	}
 	t.Logf("seed %d (rerun with SLUICE_CRASH_SEED=%d)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
+	return seed
+}
 
+func crashWordcount(t *testing.T, bin string, instances int, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "crash")
 	input, output := app+"-lines", app+"-counts"
 	testbroker.CreateTopic(t, brokers, input, 4, nil)
 	testbroker.CreateTopic(t, brokers, output, 4, nil)
-	bin := buildBinary(t)
 
 	// A backlog, then a steady stream of input for as long as the kills go
 	// on, so that every kill lands while the instances have work in flight.
 	gen := newLineGen(rng.Uint64(), 400)
-	produce(t, brokers, input, gen.next(20000))
-	h := &harness{t: t, bin: bin, brokers: brokers, app: app, input: input, output: output, dir: t.TempDir(), procs: map[string]*exec.Cmd{}}
+	produce(t, brokers, input, gen.next(15000))
+	h := newHarness(t, bin, brokers, app, input, output)
 	defer h.killAll()
-	stopInput := make(chan struct{})
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for {
-			select {
-			case <-stopInput:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			produce(t, brokers, input, gen.next(150))
-		}
-	}()
+	stopInput := h.steadyInput(gen, 100, 50*time.Millisecond)
 
-	const minKills = 12
-	kills, midTxn, wiped := 0, 0, 0
-	h.start("i1")
-	for kills < minKills {
-		two := kills >= 4 && kills < 9
-		if two && h.procs["i2"] == nil {
-			h.start("i2")
+	const kills = 12
+	midTxn, wiped, outages := 0, 0, 0
+	names := make([]string, instances)
+	for i := range names {
+		names[i] = fmt.Sprintf("i%d", i+1)
+		h.start(names[i])
+	}
+	downUntil := map[string]time.Time{}
+	for k := 0; k < kills; k++ {
+		time.Sleep(time.Duration(300+rng.IntN(2000)) * time.Millisecond)
+		for name, until := range downUntil {
+			if time.Now().After(until) {
+				h.start(name)
+				delete(downUntil, name)
+			}
 		}
-		if !two && h.procs["i2"] != nil {
-			h.kill("i2", 0) // a kill too, without restart
+		var running []string
+		for _, n := range names {
+			if h.procs[n] != nil {
+				running = append(running, n)
+			}
 		}
-		time.Sleep(time.Duration(300+rng.IntN(2200)) * time.Millisecond)
-		victim := "i1"
-		if two && rng.IntN(2) == 0 {
-			victim = "i2"
-		}
+		victim := running[rng.IntN(len(running))]
 		if h.kill(victim, 500*time.Millisecond) {
 			midTxn++
 		}
-		kills++
 		if rng.IntN(4) == 0 {
 			os.RemoveAll(h.stateDir(victim))
 			wiped++
 		}
+		if instances > 1 && k == kills/2 {
+			// Down past the session timeout (6 s): the group
+			// rebalances its partitions to the others, and back when
+			// it returns, while the kills go on.
+			downUntil[victim] = time.Now().Add(8 * time.Second)
+			outages++
+			continue
+		}
 		h.start(victim)
 	}
-	close(stopInput)
-	<-produced
-	want, total := gen.counts()
-	if h.procs["i2"] != nil {
-		h.stop("i2")
+	for name := range downUntil {
+		h.start(name)
 	}
+	stopInput()
+	want, total := gen.counts()
 	seen := waitCount(t, brokers, output, total, 4*time.Minute)
-	h.stop("i1")
-	t.Logf("%d kills, %d landed mid-transaction, %d state directories wiped; %d lines, %d words", kills, midTxn, wiped, gen.lines, total)
+	for _, n := range names {
+		h.stop(n)
+	}
+	t.Logf("%d instance(s): %d kills, %d landed mid-transaction, %d state directories wiped, %d outages past the session timeout; %d lines, %d words",
+		instances, kills, midTxn, wiped, outages, gen.lines, total)
 	if seen < total {
 		t.Fatalf("output has %d of %d count updates after the kills", seen, total)
 	}
-	checkCounts(t, testbroker.ReadCommitted(t, brokers, output), want)
+	recs := testbroker.ReadCommitted(t, brokers, output)
+	checkCounts(t, recs, want)
+	compareWithKcat(t, brokers, output, recs)
 	if midTxn == 0 {
 		t.Errorf("no kill landed while a transaction was open: the test proved nothing (seed %d)", seed)
 	}
+}
+
+// compareWithKcat reads topic with kcat (librdkafka, read_committed) and
+// checks that it sees exactly the records of recs (sorted by partition and
+// offset, as testbroker.ReadCommitted returns them). It skips the comparison,
+// with a log line, when kcat is not installed.
+func compareWithKcat(t *testing.T, brokers []string, topic string, recs []*kgo.Record) {
+	t.Helper()
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Logf("kcat is not installed: output NOT checked with an independent reader (install the Debian package kcat)")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kcat, "-b", strings.Join(brokers, ","), "-C", "-t", topic,
+		"-o", "beginning", "-e", "-q", "-X", "isolation.level=read_committed",
+		"-f", "%p\t%o\t%k\t%s\n")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kcat: %v\n%s", err, stderr.String())
+	}
+	type rec struct {
+		p    int32
+		o    int64
+		k, v string
+	}
+	var got []rec
+	for _, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.SplitN(line, "\t", 4)
+		if len(f) != 4 {
+			t.Fatalf("kcat printed %q", line)
+		}
+		p, _ := strconv.Atoi(f[0])
+		o, _ := strconv.ParseInt(f[1], 10, 64)
+		got = append(got, rec{int32(p), o, f[2], f[3]})
+	}
+	slices.SortFunc(got, func(a, b rec) int {
+		if a.p != b.p {
+			return cmp.Compare(a.p, b.p)
+		}
+		return cmp.Compare(a.o, b.o)
+	})
+	diffs := 0
+	for i := 0; i < max(len(got), len(recs)); i++ {
+		var g, w rec
+		if i < len(got) {
+			g = got[i]
+		}
+		if i < len(recs) {
+			r := recs[i]
+			w = rec{r.Partition, r.Offset, string(r.Key), string(r.Value)}
+		}
+		if g != w {
+			if diffs < 10 {
+				t.Errorf("record %d: kcat read %+v, the Go read_committed reader %+v", i, g, w)
+			}
+			diffs++
+		}
+	}
+	if diffs > 0 {
+		t.Fatalf("kcat and the Go reader disagree on %d of %d/%d records", diffs, len(got), len(recs))
+	}
+	t.Logf("kcat (read_committed) read the same %d records as the Go reader", len(got))
 }
 
 type harness struct {
@@ -116,10 +215,57 @@ type harness struct {
 	bin                     string
 	brokers                 []string
 	app, input, output, dir string
-	procs                   map[string]*exec.Cmd
+	procs                   map[string]*proc
+	started                 map[string]bool
+}
+
+func newHarness(t *testing.T, bin string, brokers []string, app, input, output string) *harness {
+	return &harness{t: t, bin: bin, brokers: brokers, app: app, input: input, output: output,
+		dir: t.TempDir(), procs: map[string]*proc{}, started: map[string]bool{}}
+}
+
+// steadyInput produces n lines every interval until the returned function
+// is called; it returns once the producer stopped.
+func (h *harness) steadyInput(gen *lineGen, n int, interval time.Duration) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(interval):
+			}
+			produce(h.t, h.brokers, h.input, gen.next(n))
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(quit)
+			<-done
+		})
+	}
 }
 
 func (h *harness) stateDir(name string) string { return filepath.Join(h.dir, "state-"+name) }
+
+// proc is one running instance.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process exited
+	err    error         // its exit status, once exited is closed
+}
+
+func (p *proc) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
 
 func (h *harness) start(name string) {
 	h.t.Helper()
@@ -138,21 +284,32 @@ func (h *harness) start(name string) {
 		h.t.Fatal(err)
 	}
 	logf.Close()
-	h.procs[name] = cmd
+	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	h.procs[name] = p
+	h.started[name] = true
 }
 
 // kill sends SIGKILL and reports whether one of the instance's transactions
 // was open at that moment. It waits up to aim for a transaction to be open,
-// so that the kill lands inside one (at a random point of it).
+// so that the kill lands inside one (at a random point of it). An instance
+// that exited by itself before the kill fails the test: instances must
+// recover from every fault without help.
 func (h *harness) kill(name string, aim time.Duration) bool {
-	cmd := h.procs[name]
+	p := h.procs[name]
 	open := h.openTransaction(name)
 	for end := time.Now().Add(aim); !open && time.Now().Before(end); {
 		time.Sleep(10 * time.Millisecond)
 		open = h.openTransaction(name)
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
+	if p.hasExited() {
+		h.t.Errorf("instance %s exited by itself (%v) before it was killed; log: %s", name, p.err, h.logTail(name))
+	}
+	p.cmd.Process.Kill()
+	<-p.exited
 	delete(h.procs, name)
 	return open
 }
@@ -180,28 +337,32 @@ func (h *harness) openTransaction(name string) bool {
 // stop sends SIGTERM and expects a clean exit.
 func (h *harness) stop(name string) {
 	h.t.Helper()
-	cmd := h.procs[name]
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	p := h.procs[name]
+	if p.hasExited() {
+		h.t.Errorf("instance %s exited by itself (%v) before it was stopped; log: %s", name, p.err, h.logTail(name))
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-done:
-		if err != nil {
-			h.t.Errorf("instance %s exited with %v after SIGTERM; log: %s", name, err, h.logTail(name))
+	case <-p.exited:
+		if p.err != nil {
+			h.t.Errorf("instance %s exited with %v after SIGTERM; log: %s", name, p.err, h.logTail(name))
 		}
 	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
+		p.cmd.Process.Kill()
+		<-p.exited
 		h.t.Errorf("instance %s did not exit within 60s of SIGTERM; log: %s", name, h.logTail(name))
 	}
 	delete(h.procs, name)
 }
 
 func (h *harness) killAll() {
-	for name := range h.procs {
-		h.kill(name, 0)
+	for name, p := range h.procs {
+		p.cmd.Process.Kill()
+		<-p.exited
+		delete(h.procs, name)
 	}
 	if h.t.Failed() {
-		for _, n := range []string{"i1", "i2"} {
+		for n := range h.started {
 			h.t.Logf("log of %s: %s", n, h.logTail(n))
 		}
 	}
