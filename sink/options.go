@@ -1,0 +1,232 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ErrConfig is wrapped by every configuration error New returns; the message
+// says which option to change.
+var ErrConfig = errors.New("sink: configuration error")
+
+// Opt configures a Runner.
+type Opt interface {
+	apply(*cfg)
+}
+
+type opt struct{ fn func(*cfg) }
+
+func (o opt) apply(c *cfg) { o.fn(c) }
+
+type cfg struct {
+	brokers        []string
+	app            string
+	name           string
+	topics         []string
+	instanceID     string
+	commitInterval time.Duration
+	maxRecords     int
+	writeTimeout   time.Duration
+	writeAttempts  int
+	sessionTimeout time.Duration
+	rebalanceTime  time.Duration
+	heartbeat      time.Duration
+	startOffset    kgo.Offset
+	commitToKafka  bool
+	logger         *slog.Logger
+	kgoOpts        []kgo.Opt
+}
+
+func defaultCfg() cfg {
+	return cfg{
+		name:           "sink",
+		commitInterval: 100 * time.Millisecond,
+		maxRecords:     10000,
+		writeTimeout:   30 * time.Second,
+		writeAttempts:  3,
+		sessionTimeout: 45 * time.Second,
+		rebalanceTime:  60 * time.Second,
+		heartbeat:      3 * time.Second,
+		startOffset:    kgo.NewOffset().AtStart(),
+		logger:         slog.New(slog.DiscardHandler),
+	}
+}
+
+// group is the consumer group's name, which also keys the sink's offsets.
+func (c *cfg) group() string { return c.app + "-" + c.name }
+
+// Brokers sets the seed brokers ("host:port"). Required. Maps to Kafka's
+// bootstrap.servers.
+func Brokers(brokers ...string) Opt {
+	return opt{func(c *cfg) { c.brokers = append(c.brokers, brokers...) }}
+}
+
+// ApplicationID names the application. Required. The consumer group is
+// <app>-<name> (see Name), and the sink stores its offsets under that group:
+// changing either starts every partition afresh from StartOffset, and the
+// sink receives the topic's records again.
+func ApplicationID(app string) Opt { return opt{func(c *cfg) { c.app = app }} }
+
+// Name names this sink within the application. Default "sink". See
+// ApplicationID for what renaming costs.
+func Name(name string) Opt { return opt{func(c *cfg) { c.name = name }} }
+
+// Topics sets the input topics. Required; they must exist.
+func Topics(topics ...string) Opt {
+	return opt{func(c *cfg) { c.topics = append(c.topics, topics...) }}
+}
+
+// InstanceID turns on static group membership (Kafka's group.instance.id):
+// a restarted process with the same id takes its partitions back at once
+// instead of after a rebalance. Two running processes must never share one.
+// Default: none (dynamic membership). With an instance id, Run leaves the
+// group explicitly when it stops.
+func InstanceID(id string) Opt { return opt{func(c *cfg) { c.instanceID = id }} }
+
+// CommitInterval sets how long one batch gathers records before it is
+// written (the sink's transaction rate). Default 100ms. A batch is cut short
+// when a rebalance is waiting for it.
+func CommitInterval(d time.Duration) Opt { return opt{func(c *cfg) { c.commitInterval = d }} }
+
+// MaxRecordsPerBatch caps the records of one batch; the cap is enforced at
+// the poll. Default 10000. It bounds the memory of a batch and the size of
+// the sink's transaction.
+func MaxRecordsPerBatch(n int) Opt { return opt{func(c *cfg) { c.maxRecords = n }} }
+
+// WriteTimeout bounds one Write call. Default 30s. The group's rebalances
+// wait for a running write (see the package documentation), so the commit
+// interval plus the write timeout must stay below the rebalance timeout.
+func WriteTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.writeTimeout = d }} }
+
+// WriteAttempts sets how often the runner tries a batch whose Write failed
+// with an error other than ErrFenced before Run gives up and returns the
+// error. Default 3. Retrying is safe: a retry of a write that did land is
+// fenced by the compare-and-set.
+func WriteAttempts(n int) Opt { return opt{func(c *cfg) { c.writeAttempts = n }} }
+
+// SessionTimeout sets the group session timeout (Kafka's
+// session.timeout.ms). Default 45s. A crashed or paused process keeps its
+// partitions this long.
+func SessionTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.sessionTimeout = d }} }
+
+// RebalanceTimeout sets the group rebalance timeout (Kafka's
+// max.poll.interval.ms for the join). Default 60s.
+func RebalanceTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.rebalanceTime = d }} }
+
+// HeartbeatInterval sets the group heartbeat interval (Kafka's
+// heartbeat.interval.ms). Default 3s.
+func HeartbeatInterval(d time.Duration) Opt { return opt{func(c *cfg) { c.heartbeat = d }} }
+
+// StartOffset sets where a partition starts when the sink holds no offset
+// for it, and where it restarts when its stored offset is out of range (the
+// records were deleted by retention: they are lost to the sink). Maps to
+// Kafka's auto.offset.reset. Default: the start of the partition
+// (kgo.NewOffset().AtStart()). The consumer group's committed offsets are
+// never used.
+func StartOffset(o kgo.Offset) Opt { return opt{func(c *cfg) { c.startOffset = o }} }
+
+// CommitToKafka also commits each batch's offsets to the consumer group
+// after the sink committed them, asynchronously, so that Kafka's tools
+// (kafka-consumer-groups.sh, lag exporters) can show the sink's progress.
+// Default off. These commits are for monitoring only: they may lag or fail,
+// and the runner never reads them back.
+func CommitToKafka() Opt { return opt{func(c *cfg) { c.commitToKafka = true }} }
+
+// Logger sets the structured logger. Default: discard.
+func Logger(l *slog.Logger) Opt { return opt{func(c *cfg) { c.logger = l }} }
+
+// KafkaOptions appends franz-go client options to the runner's client,
+// after its own (so they win): for TLS, SASL and the like. Options that change
+// the isolation level, turn on auto-commit, or replace the offset or
+// rebalance callbacks void the guarantee.
+func KafkaOptions(opts ...kgo.Opt) Opt {
+	return opt{func(c *cfg) { c.kgoOpts = append(c.kgoOpts, opts...) }}
+}
+
+// validate checks every option and every cross-option rule.
+func (c *cfg) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+	if len(c.brokers) == 0 {
+		bad("no brokers: set sink.Brokers (a -brokers flag or KAFKA_BROKERS)")
+	}
+	for _, b := range c.brokers {
+		if b == "" || !strings.Contains(b, ":") {
+			bad("broker %q is not host:port", b)
+		}
+	}
+	if c.app == "" {
+		bad("no application id: set sink.ApplicationID")
+	} else if !validName(c.app) {
+		bad("application id %q: use only letters, digits, '.', '_' and '-'", c.app)
+	}
+	if !validName(c.name) {
+		bad("name %q: use only letters, digits, '.', '_' and '-'", c.name)
+	}
+	if len(c.topics) == 0 {
+		bad("no input topics: set sink.Topics")
+	}
+	seen := map[string]bool{}
+	for _, t := range c.topics {
+		if t == "" {
+			bad("empty topic name in sink.Topics")
+		} else if seen[t] {
+			bad("topic %q given twice in sink.Topics", t)
+		}
+		seen[t] = true
+	}
+	if c.instanceID != "" && !validName(c.instanceID) {
+		bad("instance id %q: use only letters, digits, '.', '_' and '-'", c.instanceID)
+	}
+	if c.commitInterval <= 0 {
+		bad("commit interval %v must be positive", c.commitInterval)
+	}
+	if c.maxRecords <= 0 {
+		bad("max records per batch %d must be positive", c.maxRecords)
+	}
+	if c.writeTimeout <= 0 {
+		bad("write timeout %v must be positive", c.writeTimeout)
+	}
+	if c.writeAttempts <= 0 {
+		bad("write attempts %d must be at least 1", c.writeAttempts)
+	}
+	if c.heartbeat <= 0 || c.heartbeat >= c.sessionTimeout {
+		bad("heartbeat interval %v must be positive and below the session timeout %v", c.heartbeat, c.sessionTimeout)
+	}
+	if c.rebalanceTime < c.sessionTimeout/2 {
+		bad("rebalance timeout %v is too short for session timeout %v", c.rebalanceTime, c.sessionTimeout)
+	}
+	if c.commitInterval > 0 && c.writeTimeout > 0 && c.commitInterval+c.writeTimeout >= c.rebalanceTime {
+		bad("commit interval %v plus write timeout %v must stay below the rebalance timeout %v (a rebalance waits for the running batch): lower sink.WriteTimeout or sink.CommitInterval, or raise sink.RebalanceTimeout",
+			c.commitInterval, c.writeTimeout, c.rebalanceTime)
+	}
+	if c.logger == nil {
+		bad("logger is nil: pass a *slog.Logger, or leave the option out to discard logs")
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+}
+
+// validName reports whether s is usable in Kafka group names and ids.
+func validName(s string) bool {
+	if s == "" || len(s) > 200 {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

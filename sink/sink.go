@@ -1,0 +1,127 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// NoOffset is Range.From for a partition the sink held no offset for when
+// the runner took it over: Offsets did not return it. The sink must then
+// store the partition's offset only if it still has none.
+const NoOffset int64 = -1
+
+// ErrFenced is wrapped by the error a Sink's Write returns when the offsets
+// it holds for a partition of the batch are not the batch's Range.From:
+// another writer (a newer owner of the partition, or an earlier attempt of
+// the same batch whose commit reported an error but landed) moved them. The
+// write must then have changed nothing. The runner drops the batch, commits
+// nothing for it, and rejoins the group, which reads the offsets from the
+// sink again.
+var ErrFenced = errors.New("sink: fenced: the stored offsets moved under this writer")
+
+// Sink is a system outside Kafka that stores records together with the
+// input offsets they came from, in one transaction of its own. It is the
+// truth about what was consumed: the runner starts every partition from the
+// offset the sink stored, never from the consumer group's committed offsets.
+//
+// A Sink must be safe for concurrent use: the runner calls Offsets from the
+// group's assignment while Write may be running for other partitions.
+type Sink interface {
+	// Offsets returns, for each partition of topic in partitions, the offset
+	// stored for group: the next offset to read. A partition with no stored
+	// offset is absent from the map (the runner then starts it at its
+	// StartOffset, and its first batch has Range.From == NoOffset). An error
+	// fails the assignment: the runner's client leaves the group session and
+	// rejoins after a backoff.
+	Offsets(ctx context.Context, group, topic string, partitions []int32) (map[int32]int64, error)
+
+	// Write stores every record of b and sets, for each of b.Ranges, the
+	// partition's stored offset from From to To, all in one atomic
+	// transaction of the sink's own: afterwards either all of it is visible,
+	// or none of it.
+	//
+	// The offset update is a compare-and-set. If any range's stored offset is
+	// not From (for From == NoOffset: if an offset is stored at all), Write
+	// must roll back, change nothing, and return an error wrapping ErrFenced
+	// (a *FencedError says which partition).
+	//
+	// Any other error means the outcome may be unknown (a commit whose reply
+	// was lost). The runner retries the same batch, which is safe because of
+	// the compare-and-set: a retry after a commit that landed is fenced.
+	// ctx bounds the write; the runner gives it WriteTimeout even while
+	// shutting down.
+	//
+	// The runner never modifies b after the call: Write may keep references
+	// to its slices.
+	Write(ctx context.Context, b *Batch) error
+}
+
+// Header is a record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is one input record, as fetched with read_committed isolation.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte // nil for a null key
+	Value     []byte // nil for a null value (a tombstone)
+	Headers   []Header
+	Timestamp time.Time
+}
+
+// Range is the span of input offsets of one partition that a batch covers.
+//
+// INVARIANT: the batch holds every record of the partition that a
+// read_committed consumer returns at offsets in [From, To) (From taken as the
+// first offset read when it is NoOffset), and no other record of it.
+type Range struct {
+	Topic     string
+	Partition int32
+	// From is the offset the sink stored for the partition when the batch
+	// was made (NoOffset if none): the expected value of the
+	// compare-and-set.
+	From int64
+	// To is the offset to store: one past the batch's last record of the
+	// partition.
+	To int64
+}
+
+// Batch is what the runner hands to Write: the records of one commit
+// interval and, per partition, the offsets they advance.
+type Batch struct {
+	// Group is the consumer group the offsets belong to (<app>-<name>).
+	Group string
+	// Records are in the order they were fetched: ascending offsets within
+	// each partition, partitions interleaved.
+	Records []Record
+	// Ranges holds one entry per topic and partition that has records in
+	// the batch, sorted by topic, then partition.
+	Ranges []Range
+}
+
+// FencedError is the error a Sink returns when the compare-and-set of a
+// partition's offset fails. It wraps ErrFenced.
+type FencedError struct {
+	Group     string
+	Topic     string
+	Partition int32
+	// From is the offset the writer expected to find (NoOffset: none).
+	From int64
+}
+
+func (e *FencedError) Error() string {
+	from := fmt.Sprint(e.From)
+	if e.From == NoOffset {
+		from = "none"
+	}
+	return fmt.Sprintf("%v: group %s, %s/%d: expected stored offset %s", ErrFenced, e.Group, e.Topic, e.Partition, from)
+}
+
+// Unwrap returns ErrFenced.
+func (e *FencedError) Unwrap() error { return ErrFenced }
