@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/balancer"
 	"github.com/sluicehq/sluice/internal/exec"
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
@@ -139,7 +140,6 @@ func (st *stage) clientOpts() []kgo.Opt {
 		kgo.SessionTimeout(c.sessionTimeout),
 		kgo.RebalanceTimeout(c.rebalanceTime),
 		kgo.HeartbeatInterval(c.heartbeat),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RecordPartitioner(newPartitioner()),
@@ -167,7 +167,11 @@ func (st *stage) clientOpts() []kgo.Opt {
 	if st.cfg.guarantee == ExactlyOnce {
 		opts = append(opts, kgo.TransactionalID(st.txnID), kgo.TransactionTimeout(c.txnTimeout))
 	}
-	return append(opts, c.kgoOpts...)
+	opts = append(opts, c.kgoOpts...)
+	// After the user's options: a stage's unit of work is a task (one
+	// partition number across all its inputs), so the group must assign
+	// whole tasks, cooperatively; no other balancer may replace it.
+	return append(opts, kgo.Balancers(balancer.New()))
 }
 
 // producer produces records: a GroupTransactSession (inside its open
@@ -455,14 +459,28 @@ func (st *stage) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		}
 	}
 	st.mu.Lock()
+	fresh := parts[:0]
 	for _, p := range parts {
-		if old := st.mu.tasks[p]; old != nil {
+		old := st.mu.tasks[p]
+		if old != nil && !st.mu.revoked[p] {
+			// The rest of a task this member already runs (after an
+			// inconsistent earlier assignment): keep it. Restoring it
+			// now could miss the changelog records of its open
+			// transaction.
+			continue
+		}
+		if old != nil {
 			old.close()
 			delete(st.mu.tasks, p)
 		}
 		delete(st.mu.revoked, p)
+		fresh = append(fresh, p)
 	}
+	parts = fresh
 	st.mu.Unlock()
+	if len(parts) == 0 {
+		return offsets, nil
+	}
 
 	start := time.Now()
 	tasks, err := st.restore(ctx, parts)
