@@ -16,7 +16,10 @@
 #                       times on 2 cores); -p 1 so packages don't compete for the one
 #                       broker and the CPUs. If KAFKA_BROKERS is already set, that broker
 #                       is used and none is started.
-#                    Both passes always run; the exit code is the first failing pass's.
+#                    All passes always run; the exit code is the first failing pass's.
+#                    Between them, pass bench: the benchmarks module (benchmarks/, its own
+#                    go.mod, so not in ./...) is vetted and its smoke tests run on kfake
+#                    (cd benchmarks && go test -short -run Smoke ./...), ~30 s.
 #   make test-short  go test -short -race ./...: no broker at all, quick.
 #
 # Naming rule for test authors: a test that must also run on the real broker is named
@@ -37,7 +40,7 @@ GOTESTFLAGS  ?=
 
 export GO PKGS TEST_TIMEOUT BROKER_TESTS GOTESTFLAGS
 
-.PHONY: test test-kfake test-broker test-short vet fmt-check check kafka-start kafka-stop kafka-status
+.PHONY: test test-kfake test-broker test-bench test-short vet fmt-check check kafka-start kafka-stop kafka-status
 
 test:
 	scripts/test-all all
@@ -47,6 +50,9 @@ test-kfake:
 
 test-broker:
 	scripts/test-all broker
+
+test-bench:
+	scripts/test-all bench
 
 test-short:
 	$(GO) test -short -race -count=1 $(GOTESTFLAGS) $(PKGS)

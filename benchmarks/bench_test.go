@@ -77,6 +77,7 @@ func TestSmoke(t *testing.T) {
 	c.LatencyDuration = 300 * time.Millisecond
 	c.LatencyLoad = 0.05 // a gentle paced load: this checks outputs, not speed
 	c.Stall = 30 * time.Second
+	c.Grace = 100 * time.Millisecond
 	c.Quiet = !testing.Verbose()
 	rep, err := Run(t.Context(), c, testWriter{t})
 	if err != nil {
@@ -99,6 +100,7 @@ func TestSmokeSweepAndRestore(t *testing.T) {
 	c.LatencyDuration = 300 * time.Millisecond
 	c.LatencyLoad = 0.05
 	c.Stall = 30 * time.Second
+	c.Grace = 100 * time.Millisecond
 	c.JSON = filepath.Join(t.TempDir(), "results.jsonl")
 	c.Quiet = !testing.Verbose()
 	rep, err := Run(t.Context(), c, testWriter{t})

@@ -65,6 +65,9 @@ type Config struct {
 	CPUProfileDir string
 	// Stall fails a run whose output makes no progress for this long.
 	Stall time.Duration
+	// Grace is how long the readers keep reading after the last expected
+	// output, to catch duplicates.
+	Grace time.Duration
 	// Seed makes the generated data reproducible.
 	Seed uint64
 	// Quiet silences progress lines.
@@ -88,6 +91,7 @@ func DefaultConfig() Config {
 		SweepScenarios:   "passthrough,wordcount",
 		RestoreKeys:      1000000,
 		Stall:            60 * time.Second,
+		Grace:            500 * time.Millisecond,
 		Seed:             1,
 	}
 }
@@ -117,6 +121,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.JSON, "json", c.JSON, "write one JSON object per run to this file")
 	fs.StringVar(&c.CPUProfileDir, "cpuprofile-dir", c.CPUProfileDir, "write a CPU profile of every sluice throughput run into this directory")
 	fs.DurationVar(&c.Stall, "stall", c.Stall, "fail a run whose output makes no progress for this long")
+	fs.DurationVar(&c.Grace, "grace", c.Grace, "keep reading this long after the last expected output, to catch duplicates")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the generated data")
 	fs.BoolVar(&c.Quiet, "q", c.Quiet, "no progress lines")
 }

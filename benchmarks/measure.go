@@ -61,11 +61,13 @@ func peakRSS() int64 {
 // want records, checking their checksum, and then watches a little longer
 // for records beyond want (duplicates).
 type outputReader struct {
-	got       checksum
-	first     time.Time // first output record seen
-	firstN    int64     // records seen at first
-	last      time.Time // the want-th record seen
-	lastStamp time.Time
+	got    checksum
+	first  time.Time // first output record seen
+	firstN int64     // records seen at first
+	last   time.Time // the want-th record seen
+	// p10 and p90 are when 10% and 90% of want were seen: the
+	// throughput window, clear of startup and of the last commit.
+	p10, p90 time.Time
 }
 
 // read blocks until the output holds want.n records (then a grace period
@@ -101,6 +103,12 @@ func (o *outputReader) read(ctx context.Context, c *Config, brokers []string, to
 			if o.got.n == want.n {
 				o.last = now
 			}
+			if o.got.n == (want.n+9)/10 {
+				o.p10 = now
+			}
+			if o.got.n == (want.n*9+9)/10 {
+				o.p90 = now
+			}
 		})
 		if n > 0 {
 			lastProgress = now
@@ -110,7 +118,7 @@ func (o *outputReader) read(ctx context.Context, c *Config, brokers []string, to
 		}
 		if o.got.n >= want.n {
 			if grace.IsZero() {
-				grace = now.Add(500 * time.Millisecond)
+				grace = now.Add(c.Grace)
 			} else if now.After(grace) {
 				return nil
 			}
