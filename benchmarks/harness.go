@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +73,9 @@ type Result struct {
 	Correct          bool    `json:"correct"`
 	Unsupported      bool    `json:"unsupported,omitempty"`
 	Error            string  `json:"error,omitempty"`
+	// Sluice only: per stage, input records / committed transactions of
+	// the throughput run.
+	Stages string `json:"stages,omitempty"`
 	// Restore benchmark only.
 	RestoreKeys     int     `json:"restore_keys,omitempty"`
 	RestoredRecords int64   `json:"restored_records,omitempty"`
@@ -277,7 +283,7 @@ func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system
 	}
 	defer cleanup()
 
-	if c.CPUProfileDir != "" && sys.name[:6] == "sluice" {
+	if c.CPUProfileDir != "" && strings.HasPrefix(sys.name, "sluice") {
 		if err := os.MkdirAll(c.CPUProfileDir, 0o755); err != nil {
 			return err
 		}
@@ -290,6 +296,8 @@ func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system
 		}
 	}
 
+	var proc *processor.Processor
+	spec.onSluice = func(p *processor.Processor) { proc = p }
 	resetPeakRSS()
 	cpu0 := cpuTime()
 	t0 := time.Now()
@@ -301,6 +309,15 @@ func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system
 	readErr := rd.read(ctx, c, e.brokers, spec.output, in.want, run.done, nil)
 	stopErr := run.stop()
 	res.CPUS = (cpuTime() - cpu0).Seconds()
+	if proc != nil {
+		var parts []string
+		ms := proc.Metrics().Stages
+		for _, name := range slices.Sorted(maps.Keys(ms)) {
+			m := ms[name]
+			parts = append(parts, fmt.Sprintf("%s: %d records in %d commits", name, m.Records, m.Commits))
+		}
+		res.Stages = strings.Join(parts, "; ")
+	}
 	res.RSSMB = float64(peakRSS()) / (1 << 20)
 	if readErr != nil {
 		return errors.Join(readErr, stopErr)
