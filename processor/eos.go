@@ -2,8 +2,10 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -74,6 +76,14 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	commit := recErr == nil
 	if commit {
 		if err := st.flush(sess.Client()); err != nil {
+			if fencedProducer(err) {
+				// Not the records' fault: the broker fenced this
+				// producer or aborted its transaction (a zombie woken
+				// past the transaction timeout). Abort, then restart
+				// the client as after an unknown outcome (it rejoins
+				// and restores) instead of stopping the stage.
+				err = fmt.Errorf("%w: %w", errUnknownOutcome, err)
+			}
 			commit, recErr = false, err
 		}
 	}
@@ -111,4 +121,18 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 		st.discardDirty()
 		return recErr // nil after an abort caused by a rebalance
 	}
+}
+
+// fencedProducer reports whether a produce error comes from the
+// transactional producer's standing rather than from the records: a newer
+// producer with the same transactional id fenced it, or the broker aborted
+// its transaction (the transaction timeout, KIP-890's TRANSACTION_ABORTABLE).
+// Kafka Streams treats these as a task migration: close the tasks, rejoin.
+func fencedProducer(err error) bool {
+	for _, e := range []error{kerr.InvalidProducerEpoch, kerr.ProducerFenced, kerr.InvalidProducerIDMapping, kerr.UnknownProducerID, kerr.TransactionAbortable} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
