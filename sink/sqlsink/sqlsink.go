@@ -1,0 +1,303 @@
+package sqlsink
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/sluicehq/sluice/sink"
+)
+
+// ErrConfig is wrapped by every configuration error New returns.
+var ErrConfig = errors.New("sqlsink: configuration error")
+
+// Func writes the effect of one record inside the sink's transaction: insert
+// a row, update a sum, delete on a tombstone. It runs once per record per
+// attempt; an attempt whose transaction rolls back is retried, so the Func
+// must not have effects outside tx. An error rolls back the whole batch and
+// fails the write (see sink.Sink.Write for what the runner does then).
+type Func func(ctx context.Context, tx *Tx, r sink.Record) error
+
+// Sink stores records and their input offsets in a SQL database, in one
+// database transaction per batch. It implements sink.Sink. It is safe for
+// concurrent use.
+type Sink struct {
+	db      *sql.DB
+	fn      Func
+	dialect Dialect
+	table   string
+	txOpts  *sql.TxOptions
+	schema  []string
+
+	// q holds the offset statements, in the dialect's placeholders.
+	q struct{ create, probe, selectOffsets, insert, update string }
+
+	initMu sync.Mutex
+	inited bool
+}
+
+// Opt configures a Sink.
+type Opt interface{ apply(*Sink) }
+
+type opt func(*Sink)
+
+func (o opt) apply(s *Sink) { o(s) }
+
+// OffsetsTable names the table holding the offsets. Default
+// "sluice_offsets". It is created if missing, with the columns
+// consumer_group, topic, partition_id and next_offset and the primary key
+// (consumer_group, topic, partition_id). A schema-qualified name
+// ("ingest.offsets") is allowed; several sinks may share one table.
+func OffsetsTable(name string) Opt { return opt(func(s *Sink) { s.table = name }) }
+
+// WithDialect sets the SQL dialect. Default: told from the driver's package
+// (modernc.org/sqlite and github.com/mattn/go-sqlite3: SQLite;
+// github.com/jackc/pgx and github.com/lib/pq: Postgres); New fails for
+// another driver without this option.
+func WithDialect(d Dialect) Opt { return opt(func(s *Sink) { s.dialect = d }) }
+
+// Isolation sets the isolation level of the sink's transactions. Default:
+// the database's (read committed in PostgreSQL; SQLite is always
+// serializable). The offsets' compare-and-set is correct at any level; the
+// level matters for the Func's own reads (a read-modify-write in Go of a row
+// that other partitions also write needs sql.LevelSerializable in
+// PostgreSQL, whose serialization failures then make the runner retry).
+func Isolation(level sql.IsolationLevel) Opt {
+	return opt(func(s *Sink) { s.txOpts = &sql.TxOptions{Isolation: level} })
+}
+
+// Schema adds statements to run once, before the sink's first use and after
+// the offsets table is created: typically CREATE TABLE IF NOT EXISTS for the
+// tables the Func writes. They take no arguments and are run as given (no
+// placeholder rewriting).
+func Schema(stmts ...string) Opt {
+	return opt(func(s *Sink) { s.schema = append(s.schema, stmts...) })
+}
+
+// New returns a Sink that writes each record with fn into db. It does not
+// touch the database; the offsets table and the Schema statements are
+// created at the first Offsets or Write. The caller keeps ownership of db.
+func New(db *sql.DB, fn Func, opts ...Opt) (*Sink, error) {
+	s := &Sink{db: db, fn: fn, table: "sluice_offsets"}
+	for _, o := range opts {
+		o.apply(s)
+	}
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	d := s.dialect
+	s.q.create = `CREATE TABLE IF NOT EXISTS ` + s.table + ` (
+	consumer_group TEXT NOT NULL,
+	topic TEXT NOT NULL,
+	partition_id INTEGER NOT NULL,
+	next_offset BIGINT NOT NULL,
+	PRIMARY KEY (consumer_group, topic, partition_id)
+)`
+	s.q.probe = `SELECT next_offset FROM ` + s.table + ` WHERE 1 = 0`
+	s.q.selectOffsets = d.Rebind(`SELECT partition_id, next_offset FROM ` + s.table + ` WHERE consumer_group = ? AND topic = ?`)
+	// INVARIANT: a partition's offset is only ever created by insert (when
+	// the writer saw none) or moved by update from the value the writer
+	// saw; both change no row when another writer got there first.
+	s.q.insert = d.Rebind(`INSERT INTO ` + s.table + ` (consumer_group, topic, partition_id, next_offset) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+	s.q.update = d.Rebind(`UPDATE ` + s.table + ` SET next_offset = ? WHERE consumer_group = ? AND topic = ? AND partition_id = ? AND next_offset = ?`)
+	return s, nil
+}
+
+func (s *Sink) validate() error {
+	var errs []error
+	if s.db == nil {
+		errs = append(errs, errors.New("db is nil"))
+	}
+	if s.fn == nil {
+		errs = append(errs, errors.New("the record function is nil: pass sqlsink.Upsert(...) or your own Func"))
+	}
+	if !validTable(s.table) {
+		errs = append(errs, fmt.Errorf("offsets table %q: use letters, digits and '_', optionally schema-qualified (schema.table)", s.table))
+	}
+	switch s.dialect {
+	case SQLite, Postgres:
+	case 0:
+		if s.db != nil {
+			d, err := detectDialect(s.db)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			s.dialect = d
+		}
+	default:
+		errs = append(errs, fmt.Errorf("unknown dialect %d", int(s.dialect)))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+}
+
+// validTable accepts [schema.]name with names of letters, digits and '_'
+// not starting with a digit.
+func validTable(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) > 2 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || (p[0] >= '0' && p[0] <= '9') {
+			return false
+		}
+		for _, r := range p {
+			if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Dialect returns the sink's SQL dialect.
+func (s *Sink) Dialect() Dialect { return s.dialect }
+
+// init creates the offsets table and runs the Schema statements, once. A
+// failure is returned and the next call tries again.
+func (s *Sink) init(ctx context.Context) error {
+	s.initMu.Lock()
+	defer s.initMu.Unlock()
+	if s.inited {
+		return nil
+	}
+	if _, err := s.db.ExecContext(ctx, s.q.create); err != nil {
+		// Two processes creating the table at once can collide in
+		// PostgreSQL (a unique violation in its catalog); it is fine if the
+		// table exists now.
+		if _, perr := s.db.ExecContext(ctx, s.q.probe); perr != nil {
+			return fmt.Errorf("sqlsink: creating offsets table %s: %w", s.table, err)
+		}
+	}
+	for _, stmt := range s.schema {
+		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("sqlsink: schema statement %q: %w", firstLine(stmt), err)
+		}
+	}
+	s.inited = true
+	return nil
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
+}
+
+// Offsets returns the stored offsets of group's partitions of topic, for
+// those of partitions that have one. See sink.Sink.
+func (s *Sink) Offsets(ctx context.Context, group, topic string, partitions []int32) (map[int32]int64, error) {
+	if err := s.init(ctx); err != nil {
+		return nil, err
+	}
+	want := make(map[int32]bool, len(partitions))
+	for _, p := range partitions {
+		want[p] = true
+	}
+	rows, err := s.db.QueryContext(ctx, s.q.selectOffsets, group, topic)
+	if err != nil {
+		return nil, fmt.Errorf("sqlsink: reading offsets: %w", err)
+	}
+	defer rows.Close()
+	out := map[int32]int64{}
+	for rows.Next() {
+		var p int32
+		var o int64
+		if err := rows.Scan(&p, &o); err != nil {
+			return nil, fmt.Errorf("sqlsink: reading offsets: %w", err)
+		}
+		if want[p] {
+			out[p] = o
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlsink: reading offsets: %w", err)
+	}
+	return out, nil
+}
+
+// Write stores the batch in one database transaction: first the
+// compare-and-set of every partition's offset (which in PostgreSQL also
+// locks the partition's offset row until the commit, so that two writers of
+// one partition queue up and the second is fenced), then the Func for each
+// record, then the commit. A failed compare-and-set rolls back and returns a
+// *sink.FencedError. See sink.Sink.
+func (s *Sink) Write(ctx context.Context, b *sink.Batch) (err error) {
+	if err := s.init(ctx); err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, s.txOpts)
+	if err != nil {
+		return fmt.Errorf("sqlsink: beginning a transaction: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tx.Rollback()
+		}
+	}()
+	for _, rg := range b.Ranges {
+		var res sql.Result
+		if rg.From == sink.NoOffset {
+			res, err = tx.ExecContext(ctx, s.q.insert, b.Group, rg.Topic, rg.Partition, rg.To)
+		} else {
+			res, err = tx.ExecContext(ctx, s.q.update, rg.To, b.Group, rg.Topic, rg.Partition, rg.From)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlsink: storing the offset of %s/%d: %w", rg.Topic, rg.Partition, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlsink: storing the offset of %s/%d: %w", rg.Topic, rg.Partition, err)
+		}
+		if n != 1 {
+			return &sink.FencedError{Group: b.Group, Topic: rg.Topic, Partition: rg.Partition, From: rg.From}
+		}
+	}
+	t := &Tx{tx: tx, d: s.dialect}
+	for _, r := range b.Records {
+		if err := s.fn(ctx, t, r); err != nil {
+			return fmt.Errorf("sqlsink: record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		// The outcome is unknown: the runner retries, and a retry of a
+		// commit that landed is fenced.
+		return fmt.Errorf("sqlsink: commit: %w", err)
+	}
+	committed = true
+	return nil
+}
+
+// Upsert returns a Func that keeps the latest value of each key in table: it
+// inserts (keyColumn, valueColumn) = (key, value), replacing the value of an
+// existing key, and deletes the key's row for a null value (a tombstone).
+// Key and value are passed as strings (use TEXT columns; for binary data or
+// other types write a Func). A record with a null key fails the batch.
+// The table must exist with a primary key or unique constraint on keyColumn
+// (see Schema). Names are used as given: pass trusted identifiers.
+func Upsert(table, keyColumn, valueColumn string) Func {
+	upsert := `INSERT INTO ` + table + ` (` + keyColumn + `, ` + valueColumn + `) VALUES (?, ?) ` +
+		`ON CONFLICT (` + keyColumn + `) DO UPDATE SET ` + valueColumn + ` = excluded.` + valueColumn
+	del := `DELETE FROM ` + table + ` WHERE ` + keyColumn + ` = ?`
+	return func(ctx context.Context, tx *Tx, r sink.Record) error {
+		if r.Key == nil {
+			return errors.New("record has a null key: Upsert needs one")
+		}
+		var err error
+		if r.Value == nil {
+			_, err = tx.Exec(ctx, del, string(r.Key))
+		} else {
+			_, err = tx.Exec(ctx, upsert, string(r.Key), string(r.Value))
+		}
+		return err
+	}
+}
