@@ -545,22 +545,26 @@ func TestTxnOffsetCommitRejected(t *testing.T) {
 // changelog record (kfake's ControlKey picks the fourth produce request that
 // carries the changelog topic and installs a one-shot fault for the
 // changelog's partitions in it; the request's other partitions are handled
-// normally). A non-retriable error must abort the transaction and stop the
-// stage with the error, committing no offset past effects that did not
-// commit and leaving Pebble untouched; a restart then processes the rest
-// exactly once. A retriable error is retried by franz-go and changes
-// nothing.
+// normally). The transaction must not commit. A record-level error
+// (INVALID_RECORD) stops the stage with the error, committing no offset past
+// effects that did not commit and leaving Pebble untouched; a restart then
+// processes the rest exactly once. An error that says the producer was
+// fenced or its transaction aborted by the broker (INVALID_PRODUCER_EPOCH,
+// TRANSACTION_ABORTABLE) is not the records' fault: the stage restarts its
+// client and goes on. A retriable error is retried by franz-go.
 func TestChangelogProduceFails(t *testing.T) {
 	if testing.Short() {
 		t.Skip("broker test; run without -short")
 	}
 	for _, tc := range []struct {
-		err   *kerr.Error
-		stops bool
+		err      *kerr.Error
+		stops    bool
+		restarts bool // the stage restarts its client
 	}{
-		{kerr.InvalidRecord, true},
-		{kerr.TransactionAbortable, true},
-		{kerr.NotEnoughReplicas, false},
+		{kerr.InvalidRecord, true, false},
+		{kerr.NotEnoughReplicas, false, false},
+		{kerr.InvalidProducerEpoch, false, true},
+		{kerr.TransactionAbortable, false, true},
 	} {
 		t.Run(tc.err.Message, func(t *testing.T) {
 			c := testbroker.NewKfake(t)
@@ -610,7 +614,10 @@ func TestChangelogProduceFails(t *testing.T) {
 			t.Logf("faults: %d changelog produce rejected with %s; Run: %v; committed %d of 400; stage metrics %+v", h.Hits(), tc.err.Message, err, committed, m)
 			if !tc.stops {
 				if err != nil {
-					t.Fatalf("Run: %v after a retriable produce error", err)
+					t.Fatalf("Run: %v; the stage should have gone on", err)
+				}
+				if tc.restarts && m.Restarts == 0 {
+					t.Errorf("the stage did not restart its client")
 				}
 				f.checkGuarantee(evenCounts(400))
 				return
