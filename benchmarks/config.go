@@ -41,11 +41,17 @@ type Config struct {
 	// MaxRecordsPerTxn caps the records of one transaction or poll, for
 	// sluice (processor.MaxRecordsPerTransaction) and the raw loops alike.
 	MaxRecordsPerTxn int
+	// Repeat is the number of throughput rounds per scenario (every system
+	// once per round); the median round is reported.
+	Repeat int
 	// Latency runs the paced-producer latency phase after each throughput
 	// run, at LatencyLoad times the throughput just measured, for
 	// LatencyDuration.
-	Latency         bool
-	LatencyLoad     float64
+	Latency     bool
+	LatencyLoad float64
+	// LatencyRate, when positive, is the paced producer's rate in records/s
+	// for every system, instead of LatencyLoad x its throughput.
+	LatencyRate     float64
 	LatencyDuration time.Duration
 	// Table runs the scenarios x systems table.
 	Table bool
@@ -83,6 +89,7 @@ func DefaultConfig() Config {
 		CommitInterval:   100 * time.Millisecond,
 		Partitions:       4,
 		MaxRecordsPerTxn: 10000,
+		Repeat:           1,
 		Latency:          true,
 		LatencyLoad:      0.5,
 		LatencyDuration:  10 * time.Second,
@@ -108,8 +115,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ValueSize, "value-size", c.ValueSize, "input value bytes (line length for wordcount); 0: 100 (wordcount: 60)")
 	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions of every topic the harness creates")
 	fs.IntVar(&c.MaxRecordsPerTxn, "max-records", c.MaxRecordsPerTxn, "records per transaction (sluice, raw-eos) or poll (raw-alo)")
+	fs.IntVar(&c.Repeat, "repeat", c.Repeat, "throughput rounds per scenario (each runs every system once); the median is reported")
 	fs.BoolVar(&c.Latency, "latency", c.Latency, "measure end-to-end latency with a paced producer after each throughput run")
 	fs.Float64Var(&c.LatencyLoad, "latency-load", c.LatencyLoad, "paced producer rate as a fraction of the system's measured throughput")
+	fs.Float64Var(&c.LatencyRate, "latency-rate", c.LatencyRate, "paced producer rate in records/s for every system (overrides -latency-load when positive)")
 	fs.DurationVar(&c.LatencyDuration, "latency-duration", c.LatencyDuration, "how long the paced producer runs")
 	fs.BoolVar(&c.Table, "table", c.Table, "run the scenarios x systems table")
 	fs.BoolVar(&c.Sweep, "sweep", c.Sweep, "run the commit-interval sweep of sluice-eos")

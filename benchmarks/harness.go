@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -50,29 +52,31 @@ func systemByName(name string) (system, bool) {
 
 // Result is one run: one scenario on one system (one JSON object of -json).
 type Result struct {
-	Kind             string  `json:"kind"` // table, sweep, restore
-	Scenario         string  `json:"scenario"`
-	System           string  `json:"system"`
-	Guarantee        string  `json:"guarantee"`
-	CommitIntervalMs float64 `json:"commit_interval_ms"`
-	Partitions       int     `json:"partitions"`
-	Records          int     `json:"records"`
-	RecordsPerS      float64 `json:"records_per_s"`       // steady state: input records per second while the output went from 10% to 90%
-	DrainRecordsPerS float64 `json:"drain_records_per_s"` // input records / drain_s (startup included)
-	MBPerS           float64 `json:"mb_per_s"`
-	DrainS           float64 `json:"drain_s"`        // start of the system to the last output record
-	FirstOutputS     float64 `json:"first_output_s"` // start of the system to the first output record
-	P50Ms            float64 `json:"p50_ms"`
-	P99Ms            float64 `json:"p99_ms"`
-	MaxMs            float64 `json:"max_ms"`
-	LatencyRate      float64 `json:"latency_rate_per_s"` // the paced producer's rate
-	LatencyRecords   int     `json:"latency_records"`
-	CPUS             float64 `json:"cpu_s"`
-	RSSMB            float64 `json:"rss_mb"`
-	RatioVsRawALO    float64 `json:"ratio_vs_raw_alo"`
-	Correct          bool    `json:"correct"`
-	Unsupported      bool    `json:"unsupported,omitempty"`
-	Error            string  `json:"error,omitempty"`
+	Kind             string    `json:"kind"` // table, sweep, restore
+	Scenario         string    `json:"scenario"`
+	System           string    `json:"system"`
+	Guarantee        string    `json:"guarantee"`
+	CommitIntervalMs float64   `json:"commit_interval_ms"`
+	Partitions       int       `json:"partitions"`
+	Records          int       `json:"records"`
+	Samples          []float64 `json:"records_per_s_samples,omitempty"` // every round's records_per_s
+	RecordsPerS      float64   `json:"records_per_s"`                   // steady state: input records per second while the output went from 10% to 90%
+	DrainRecordsPerS float64   `json:"drain_records_per_s"`             // input records / drain_s (startup included)
+	MBPerS           float64   `json:"mb_per_s"`
+	DrainS           float64   `json:"drain_s"`        // start of the system to the last output record
+	FirstOutputS     float64   `json:"first_output_s"` // start of the system to the first output record
+	P50Ms            float64   `json:"p50_ms"`
+	P99Ms            float64   `json:"p99_ms"`
+	MaxMs            float64   `json:"max_ms"`
+	LatencyRate      float64   `json:"latency_rate_per_s"`   // the rate the paced producer achieved
+	LatencyTarget    float64   `json:"latency_target_per_s"` // the rate it was asked for: LatencyLoad x records_per_s
+	LatencyRecords   int       `json:"latency_records"`
+	CPUS             float64   `json:"cpu_s"`
+	RSSMB            float64   `json:"rss_mb"`
+	RatioVsRawALO    float64   `json:"ratio_vs_raw_alo"`
+	Correct          bool      `json:"correct"`
+	Unsupported      bool      `json:"unsupported,omitempty"`
+	Error            string    `json:"error,omitempty"`
 	// Sluice only: per stage, input records / committed transactions of
 	// the throughput run.
 	Stages string `json:"stages,omitempty"`
@@ -192,22 +196,62 @@ func loadScenario(ctx context.Context, e *env, c *Config, sc *scenario, tag stri
 }
 
 // runScenario loads the scenario's input once and measures every system on
-// it, side by side.
+// it, side by side: c.Repeat throughput rounds, each running every system in
+// turn (so that drifts of a shared, noisy machine hit all rows alike), the
+// median round kept; then one latency run per system.
 func runScenario(ctx context.Context, e *env, c *Config, sc *scenario, syss []system, ci time.Duration, kind string) ([]Result, error) {
 	in, err := loadScenario(ctx, e, c, sc, kind)
 	if err != nil {
 		return nil, err
 	}
-	var out []Result
-	for _, sys := range syss {
-		r := measure(ctx, e, c, sc, sys, in, ci, kind)
-		out = append(out, r)
+	out, err := measureAll(ctx, e, c, sc, syss, in, ci, kind)
+	setRatios(out)
+	return out, err
+}
+
+func measureAll(ctx context.Context, e *env, c *Config, sc *scenario, syss []system, in *loaded, ci time.Duration, kind string) ([]Result, error) {
+	runs := make([][]Result, len(syss))
+	for rep := range max(c.Repeat, 1) {
+		for i, sys := range syss {
+			if rep > 0 && (runs[i][0].Unsupported || runs[i][0].Error != "") {
+				continue
+			}
+			runs[i] = append(runs[i], measureThroughput(ctx, e, c, sc, sys, in, ci, kind, rep))
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+		}
+	}
+	out := make([]Result, len(syss))
+	for i, sys := range syss {
+		res := median(runs[i])
+		out[i] = res
+		if c.Latency && res.Correct {
+			measureLatency(ctx, e, c, sc, sys, ci, kind, &out[i])
+		}
 		if ctx.Err() != nil {
 			return out, ctx.Err()
 		}
 	}
-	setRatios(out)
 	return out, nil
+}
+
+// median returns the run with the median throughput, with every run's
+// throughput in Samples; any failed run makes the result failed.
+func median(rs []Result) Result {
+	var ok []Result
+	for _, r := range rs {
+		if !r.Correct {
+			return r
+		}
+		ok = append(ok, r)
+	}
+	slices.SortFunc(ok, func(a, b Result) int { return cmp.Compare(a.RecordsPerS, b.RecordsPerS) })
+	m := ok[len(ok)/2]
+	for _, r := range rs {
+		m.Samples = append(m.Samples, math.Round(r.RecordsPerS))
+	}
+	return m
 }
 
 func setRatios(rs []Result) {
@@ -224,14 +268,12 @@ func setRatios(rs []Result) {
 	}
 }
 
-// measure runs one system on one scenario: the throughput run on the
-// preloaded input, then (if asked) the latency run with a paced producer.
-func measure(ctx context.Context, e *env, c *Config, sc *scenario, sys system, in *loaded, ci time.Duration, kind string) Result {
+func measureThroughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system, in *loaded, ci time.Duration, kind string, rep int) Result {
 	res := Result{Kind: kind, Scenario: sc.name, System: sys.name, Guarantee: sys.guarantee,
 		CommitIntervalMs: float64(ci) / float64(time.Millisecond), Partitions: c.Partitions,
 		Records: in.n, Broker: e.version}
-	tag := fmt.Sprintf("%s-%s-%s-%d", sc.name, sys.name, kind, ci.Milliseconds())
-	c.progress("%s / %s (commit interval %v): throughput run over %d records", sc.name, sys.name, ci, in.n)
+	tag := fmt.Sprintf("%s-%s-%s-%d-r%d", sc.name, sys.name, kind, ci.Milliseconds(), rep)
+	c.progress("%s / %s (commit interval %v): throughput run %d over %d records", sc.name, sys.name, ci, rep+1, in.n)
 	if err := throughput(ctx, e, c, sc, sys, in, ci, tag, &res); err != nil {
 		if errors.Is(err, errUnsupported) {
 			res.Unsupported = true
@@ -244,18 +286,26 @@ func measure(ctx context.Context, e *env, c *Config, sc *scenario, sys system, i
 	}
 	c.progress("  %.0f records/s, %.1f MB/s, cpu %.1fs, rss %.0f MB, correct %v",
 		res.RecordsPerS, res.MBPerS, res.CPUS, res.RSSMB, res.Correct)
-	if c.Latency && res.Correct {
-		rate := res.RecordsPerS * c.LatencyLoad
-		c.progress("  latency run: %.0f records/s for %v", rate, c.LatencyDuration)
-		if err := latency(ctx, e, c, sc, sys, ci, rate, tag, &res); err != nil {
-			res.Error = "latency: " + err.Error()
-			res.Correct = false
-			c.progress("  latency FAILED: %v", err)
-		} else {
-			c.progress("  latency p50 %.0f ms, p99 %.0f ms, max %.0f ms over %d outputs", res.P50Ms, res.P99Ms, res.MaxMs, res.LatencyRecords)
-		}
-	}
 	return res
+}
+
+func measureLatency(ctx context.Context, e *env, c *Config, sc *scenario, sys system, ci time.Duration, kind string, res *Result) {
+	tag := fmt.Sprintf("%s-%s-%s-%d", sc.name, sys.name, kind, ci.Milliseconds())
+	rate := res.RecordsPerS * c.LatencyLoad
+	if c.LatencyRate > 0 {
+		rate = c.LatencyRate
+	}
+	c.progress("%s / %s (commit interval %v): latency run at %.0f records/s for %v", sc.name, sys.name, ci, rate, c.LatencyDuration)
+	if err := latency(ctx, e, c, sc, sys, ci, rate, tag, res); err != nil {
+		res.Error = "latency: " + err.Error()
+		res.Correct = false
+		c.progress("  latency FAILED: %v", err)
+		return
+	}
+	c.progress("  latency p50 %.0f ms, p99 %.0f ms, max %.0f ms over %d inputs", res.P50Ms, res.P99Ms, res.MaxMs, res.LatencyRecords)
+	if res.LatencyRate < 0.9*res.LatencyTarget {
+		c.progress("  note: the paced producer reached only %.0f of %.0f records/s", res.LatencyRate, res.LatencyTarget)
+	}
 }
 
 func (e *env) spec(ctx context.Context, c *Config, sc *scenario, app, input, output string, ci time.Duration) (*runSpec, func(), error) {
@@ -444,6 +494,7 @@ func latency(ctx context.Context, e *env, c *Config, sc *scenario, sys system, c
 		}
 	}
 	// Paced.
+	res.LatencyTarget = rate
 	start := time.Now()
 	sent := 0
 	for {
@@ -458,6 +509,7 @@ func latency(ctx context.Context, e *env, c *Config, sc *scenario, sys system, c
 		}
 		time.Sleep(time.Millisecond)
 	}
+	res.LatencyRate = float64(sent) / time.Since(start).Seconds()
 	if err := prod.Flush(ctx); err != nil {
 		return err
 	}
@@ -475,7 +527,6 @@ func latency(ctx context.Context, e *env, c *Config, sc *scenario, sys system, c
 	mu.Lock()
 	ok := got == want
 	mu.Unlock()
-	res.LatencyRate = rate
 	res.LatencyRecords = sent
 	res.P50Ms, res.P99Ms, res.MaxMs = lat.percentiles()
 	if !ok || lat.unknown > 0 {

@@ -22,9 +22,10 @@ func runSweep(ctx context.Context, e *env, c *Config, sc *scenario, sys system, 
 	}
 	var out []Result
 	for _, ci := range cis {
-		out = append(out, measure(ctx, e, c, sc, sys, in, ci, "sweep"))
-		if ctx.Err() != nil {
-			return out, ctx.Err()
+		rs, err := measureAll(ctx, e, c, sc, []system{sys}, in, ci, "sweep")
+		out = append(out, rs...)
+		if err != nil {
+			return out, err
 		}
 	}
 	return out, nil
