@@ -61,6 +61,9 @@ type Config struct {
 	SweepScenarios string
 	// Chart is the PNG file the sweep is drawn into ("" draws nothing).
 	Chart string
+	// ChartFrom lists JSON result files (of -json) whose sweep results are
+	// drawn into Chart, without running anything else.
+	ChartFrom string
 	// Restore runs the restore benchmark with RestoreKeys keys in one task.
 	Restore     bool
 	RestoreKeys int
@@ -125,6 +128,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SweepIntervals, "sweep-intervals", c.SweepIntervals, "commit intervals of the sweep")
 	fs.StringVar(&c.SweepScenarios, "sweep-scenarios", c.SweepScenarios, "scenarios of the sweep")
 	fs.StringVar(&c.Chart, "chart", c.Chart, "PNG file to draw the sweep into")
+	fs.StringVar(&c.ChartFrom, "chart-from", c.ChartFrom, "draw -chart from these -json files (comma-separated) and exit")
 	fs.BoolVar(&c.Restore, "restore", c.Restore, "run the restore benchmark")
 	fs.IntVar(&c.RestoreKeys, "restore-keys", c.RestoreKeys, "keys held by the restored task")
 	fs.StringVar(&c.JSON, "json", c.JSON, "write one JSON object per run to this file")

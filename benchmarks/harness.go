@@ -101,6 +101,9 @@ func Run(ctx context.Context, c Config, w io.Writer) (*Report, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	if c.ChartFrom != "" {
+		return chartFrom(c, w)
+	}
 	e, err := newEnv(ctx, c.Brokers)
 	if err != nil {
 		return nil, err
@@ -533,4 +536,35 @@ func latency(ctx context.Context, e *env, c *Config, sc *scenario, sys system, c
 		return fmt.Errorf("wrong output in the latency run: %d records (want %d), %d unexpected", got.n, want.n, lat.unknown)
 	}
 	return nil
+}
+
+// chartFrom draws c.Chart from the sweep results in c.ChartFrom's files.
+func chartFrom(c Config, w io.Writer) (*Report, error) {
+	if c.Chart == "" {
+		return nil, fmt.Errorf("benchmarks: -chart-from needs -chart FILE")
+	}
+	rep := &Report{Config: c}
+	for _, path := range splitList(c.ChartFrom) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		dec := json.NewDecoder(strings.NewReader(string(data)))
+		for dec.More() {
+			var r Result
+			if err := dec.Decode(&r); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			rep.Results = append(rep.Results, r)
+			if rep.Broker == "" {
+				rep.Broker = r.Broker
+			}
+		}
+	}
+	printTable(w, rep.Results, "sweep")
+	if err := drawSweep(c.Chart, rep.Results, rep.Broker); err != nil {
+		return rep, err
+	}
+	fmt.Fprintf(w, "sweep chart: %s\n", c.Chart)
+	return rep, nil
 }

@@ -42,16 +42,24 @@ func drawSweep(path string, rs []Result, broker string) error {
 	thr := plot.New()
 	thr.Title.Text = "sluice exactly-once: throughput vs commit interval"
 	thr.X.Label.Text = "commit interval (ms, log scale)"
-	thr.Y.Label.Text = "input records/s"
+	thr.Y.Label.Text = "input records/s (log scale)"
 	thr.X.Scale = plot.LogScale{}
-	thr.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	thr.X.Tick.Marker = intervalTicks(rs)
+	thr.Y.Scale = plot.LogScale{}
+	thr.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	thr.Add(plotter.NewGrid())
 	lat := plot.New()
-	lat.Title.Text = fmt.Sprintf("p99 end-to-end latency at half of max throughput (%s)", broker)
+	load := 0.0
+	for _, r := range rs {
+		if r.Kind == "sweep" && r.RecordsPerS > 0 && r.LatencyTarget > 0 {
+			load = r.LatencyTarget / r.RecordsPerS
+		}
+	}
+	lat.Title.Text = fmt.Sprintf("p99 end-to-end latency, paced producer at %.0f%% of each point's throughput", 100*load)
 	lat.X.Label.Text = "commit interval (ms, log scale)"
 	lat.Y.Label.Text = "p99 latency (ms, log scale)"
 	lat.X.Scale = plot.LogScale{}
-	lat.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	lat.X.Tick.Marker = intervalTicks(rs)
 	lat.Y.Scale = plot.LogScale{}
 	lat.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	lat.Add(plotter.NewGrid())
@@ -101,7 +109,8 @@ func drawSweep(path string, rs []Result, broker string) error {
 			lat.Legend.Add(fmt.Sprintf("%s target (%d x interval + 100 ms)", sc, scenarios[sc].stages), bl)
 		}
 	}
-	thr.Legend.Top = true
+	thr.Title.Text += " (" + broker + ")"
+	thr.Legend.Top = false
 	lat.Legend.Top = true
 	lat.Legend.Left = true
 
@@ -124,4 +133,17 @@ func drawSweep(path string, rs []Result, broker string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// intervalTicks labels the commit intervals that were measured.
+func intervalTicks(rs []Result) plot.Ticker {
+	seen := map[float64]bool{}
+	var ticks plot.ConstantTicks
+	for _, r := range rs {
+		if r.Kind == "sweep" && !seen[r.CommitIntervalMs] {
+			seen[r.CommitIntervalMs] = true
+			ticks = append(ticks, plot.Tick{Value: r.CommitIntervalMs, Label: fmt.Sprintf("%g", r.CommitIntervalMs)})
+		}
+	}
+	return ticks
 }
