@@ -75,6 +75,7 @@ type Result struct {
 	RSSMB            float64   `json:"rss_mb"`
 	RatioVsRawALO    float64   `json:"ratio_vs_raw_alo"`
 	Correct          bool      `json:"correct"`
+	Failures         []string  `json:"failures,omitempty"` // rounds that did not complete (not counted)
 	Unsupported      bool      `json:"unsupported,omitempty"`
 	Error            string    `json:"error,omitempty"`
 	// Sluice only: per stage, input records / committed transactions of
@@ -216,7 +217,7 @@ func measureAll(ctx context.Context, e *env, c *Config, sc *scenario, syss []sys
 	runs := make([][]Result, len(syss))
 	for rep := range max(c.Repeat, 1) {
 		for i, sys := range syss {
-			if rep > 0 && (runs[i][0].Unsupported || runs[i][0].Error != "") {
+			if rep > 0 && runs[i][0].Unsupported {
 				continue
 			}
 			runs[i] = append(runs[i], measureThroughput(ctx, e, c, sc, sys, in, ci, kind, rep))
@@ -239,21 +240,38 @@ func measureAll(ctx context.Context, e *env, c *Config, sc *scenario, syss []sys
 	return out, nil
 }
 
-// median returns the run with the median throughput, with every run's
-// throughput in Samples; any failed run makes the result failed.
+// median returns the run with the median throughput among the runs that
+// completed, with every completed run's throughput in Samples. A run whose
+// output was wrong makes the result wrong; runs that failed otherwise (the
+// system stopped, the output stalled: on a shared broker, e.g. when someone
+// restarts it) are listed in Failures and do not count.
 func median(rs []Result) Result {
 	var ok []Result
+	var failures []string
 	for _, r := range rs {
-		if !r.Correct {
+		switch {
+		case r.Correct:
+			ok = append(ok, r)
+		case r.Unsupported:
 			return r
+		case r.RecordsPerS > 0: // completed with a wrong output
+			return r
+		default:
+			failures = append(failures, r.Error)
 		}
-		ok = append(ok, r)
+	}
+	if len(ok) == 0 {
+		return rs[0]
 	}
 	slices.SortFunc(ok, func(a, b Result) int { return cmp.Compare(a.RecordsPerS, b.RecordsPerS) })
 	m := ok[len(ok)/2]
+	m.Samples = nil
 	for _, r := range rs {
-		m.Samples = append(m.Samples, math.Round(r.RecordsPerS))
+		if r.Correct {
+			m.Samples = append(m.Samples, math.Round(r.RecordsPerS))
+		}
 	}
+	m.Failures = failures
 	return m
 }
 

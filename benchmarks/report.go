@@ -52,6 +52,9 @@ func printTable(w io.Writer, rs []Result, kind string) {
 		if r.Kind == kind && r.Error != "" && r.RecordsPerS != 0 {
 			fmt.Fprintf(w, "  %s/%s: %s\n", r.Scenario, r.System, oneLine(r.Error))
 		}
+		if r.Kind == kind && len(r.Failures) > 0 {
+			fmt.Fprintf(w, "  %s/%s: %d round(s) did not complete and do not count: %s\n", r.Scenario, r.System, len(r.Failures), oneLine(r.Failures[0]))
+		}
 	}
 }
 
