@@ -76,12 +76,13 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	commit := recErr == nil
 	if commit {
 		if err := st.flush(sess.Client()); err != nil {
-			if fencedProducer(err) {
+			if !rejectedRecords(err) {
 				// Not the records' fault: the broker fenced this
 				// producer or aborted its transaction (a zombie woken
-				// past the transaction timeout). Abort, then restart
-				// the client as after an unknown outcome (it rejoins
-				// and restores) instead of stopping the stage.
+				// past the transaction timeout), or the flush timed
+				// out (a broker restarting). Abort, then restart the
+				// client as after an unknown outcome (it rejoins and
+				// restores) instead of stopping the stage.
 				err = fmt.Errorf("%w: %w", errUnknownOutcome, err)
 			}
 			commit, recErr = false, err
@@ -121,6 +122,22 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 		st.discardDirty()
 		return recErr // nil after an abort caused by a rebalance
 	}
+}
+
+// rejectedRecords reports whether a produce error says that the records
+// themselves were refused: a Kafka error that is not retriable, such as
+// MESSAGE_TOO_LARGE or INVALID_RECORD (franz-go also reports a record above
+// its batch limit as MESSAGE_TOO_LARGE). Producing them again would fail
+// again, so the stage stops. Any other produce error comes from the
+// producer's circumstances and is worth a restart: a fenced producer, a
+// retriable error that outlived its retries, a flush that timed out while the
+// broker was unreachable.
+func rejectedRecords(err error) bool {
+	if fencedProducer(err) {
+		return false
+	}
+	ke, ok := errors.AsType[*kerr.Error](err)
+	return ok && !ke.Retriable
 }
 
 // fencedProducer reports whether a produce error comes from the
