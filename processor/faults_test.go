@@ -645,3 +645,59 @@ func TestChangelogProduceFails(t *testing.T) {
 		})
 	}
 }
+
+// TestChangelogProduceStalls: mid-run, the broker answers every produce to
+// the changelog with a retriable error (NOT_ENOUGH_REPLICAS) for longer than
+// the transaction timeout, as while a broker restarts: franz-go retries, the
+// stage's flush gives up at the transaction timeout. That is not the
+// records' fault: the stage must abort, restart its client and go on once
+// the broker accepts produces again, exactly once, rather than stop the
+// processor.
+func TestChangelogProduceStalls(t *testing.T) {
+	if testing.Short() {
+		t.Skip("broker test; run without -short")
+	}
+	const txnTimeout = 2 * time.Second
+	c := testbroker.NewKfake(t)
+	f := newFixtureOn(t, c.ListenAddrs(), 2)
+	f.produce(records("v", 400)...)
+	compact := "compact"
+	testbroker.CreateTopic(t, f.brokers, f.changelogTopic, 2, map[string]*string{"cleanup.policy": &compact})
+	tds, err := testbroker.Admin(t, f.brokers).ListTopics(context.Background(), f.changelogTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changelogID := tds[f.changelogTopic].ID
+	var seen atomic.Int32
+	var fault atomic.Pointer[kfake.FaultHandle]
+	c.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		for _, rt := range kr.(*kmsg.ProduceRequest).Topics {
+			if (rt.Topic == f.changelogTopic || rt.TopicID == changelogID) && seen.Add(1) == 4 {
+				h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: f.changelogTopic, Err: kerr.NotEnoughReplicas, Count: -1})
+				fault.Store(h)
+				time.AfterFunc(3*txnTimeout/2, h.Remove)
+				return nil, nil, false // dropped: not kept
+			}
+		}
+		c.KeepControl()
+		return nil, nil, false
+	})
+	p, err := New(counterTopology(t, f.input, f.output, ""), f.opts(MaxRecordsPerTransaction(40), TransactionTimeout(txnTimeout))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.run(p, func() bool { return f.committedTotal() == 400 }, 2*time.Minute)
+	h := fault.Load()
+	m := p.Metrics().Stages["count"]
+	if h == nil {
+		t.Fatalf("the fault never fired (Run: %v)", err)
+	}
+	t.Logf("faults: %d changelog produce requests refused with NOT_ENOUGH_REPLICAS for %v; Run: %v; stage metrics %+v", h.Hits(), 3*txnTimeout/2, err, m)
+	if err != nil {
+		t.Fatalf("Run: %v; the stage should have restarted and gone on", err)
+	}
+	if m.Restarts == 0 {
+		t.Error("the stage did not restart its client: the flush did not time out, the test proved nothing")
+	}
+	f.checkGuarantee(evenCounts(400))
+}
