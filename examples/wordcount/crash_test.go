@@ -124,7 +124,7 @@ func crashWordcount(t *testing.T, bin string, instances int, seed uint64) {
 	}
 	stopInput()
 	want, total := gen.counts()
-	seen := waitCount(t, brokers, output, total, 4*time.Minute)
+	seen := h.waitCount(total, 4*time.Minute)
 	for _, n := range names {
 		h.stop(n)
 	}
@@ -363,9 +363,26 @@ func (h *harness) killAll() {
 	}
 	if h.t.Failed() {
 		for n := range h.started {
+			h.t.Logf("errors in the log of %s:\n%s", n, h.logErrors(n))
 			h.t.Logf("log of %s: %s", n, h.logTail(n))
 		}
 	}
+}
+
+// logErrors returns the log's lines at level ERROR and its last lines that
+// say why the processor stopped (at most 30).
+func (h *harness) logErrors(name string) string {
+	b, _ := os.ReadFile(filepath.Join(h.dir, name+".log"))
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "level=ERROR") || strings.Contains(l, "processor stopped") || strings.HasPrefix(l, "wordcount:") {
+			out = append(out, l)
+		}
+	}
+	if len(out) > 30 {
+		out = out[len(out)-30:]
+	}
+	return strings.Join(out, "\n")
 }
 
 func (h *harness) logTail(name string) string {
@@ -442,7 +459,23 @@ func produce(t testing.TB, brokers []string, topic string, lines []string) {
 	}
 }
 
-func waitCount(t testing.TB, brokers []string, topic string, n int, timeout time.Duration) int {
+// waitCount consumes the output with read_committed from its start until it
+// has seen n records, timeout passed or every instance has exited, and
+// returns how many records it saw.
+func (h *harness) waitCount(n int, timeout time.Duration) int {
+	return waitCountWhile(h.t, h.brokers, h.output, n, timeout, func() bool {
+		for _, p := range h.procs {
+			if !p.hasExited() {
+				return true
+			}
+		}
+		return len(h.procs) == 0
+	})
+}
+
+// waitCountWhile is waitCount on any topic, giving up when alive returns
+// false.
+func waitCountWhile(t testing.TB, brokers []string, topic string, n int, timeout time.Duration, alive func() bool) int {
 	cl := testbroker.NewClient(t, brokers,
 		kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -451,8 +484,10 @@ func waitCount(t testing.TB, brokers []string, topic string, n int, timeout time
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	seen := 0
-	for seen < n && ctx.Err() == nil {
-		seen += cl.PollFetches(ctx).NumRecords()
+	for seen < n && ctx.Err() == nil && alive() {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		seen += cl.PollFetches(pctx).NumRecords()
+		pcancel()
 	}
 	return seen
 }

@@ -147,7 +147,7 @@ func TestCrashZombie(t *testing.T) {
 	}
 	stopInput()
 	want, total := gen.counts()
-	seen := waitCount(t, brokers, output, total, 3*time.Minute)
+	seen := h.waitCount(total, 3*time.Minute)
 	for _, n := range names {
 		h.stop(n)
 	}
