@@ -3,6 +3,8 @@ package processor
 import (
 	"errors"
 	"fmt"
+
+	"github.com/sluicehq/sluice/internal/exec"
 )
 
 var (
@@ -14,7 +16,7 @@ var (
 	// ErrRecordTooLarge is wrapped by the error of a record whose output (or
 	// state change) is larger than MaxRecordBytes. The stage's error policy
 	// handles it; it never fails a transaction half-way.
-	ErrRecordTooLarge = errors.New("record too large")
+	ErrRecordTooLarge = exec.ErrRecordTooLarge
 
 	// ErrUnreachable is returned by Run when no broker answered within the
 	// startup timeout.

@@ -47,7 +47,7 @@ type stage struct {
 	sawRevoke atomic.Bool
 
 	// Per cycle, owned by the loop goroutine.
-	scope      scope
+	scope      exec.Scope
 	produceErr atomic.Pointer[error]
 	dirty      []*task
 	emitted    int64 // records emitted in the open cycle
@@ -268,10 +268,10 @@ func (st *stage) process(prod producer, r *kgo.Record) error {
 		}
 	}
 	sc := &st.scope
-	sc.begin(t)
+	sc.Begin(t, st.p.cfg.maxRecordBytes)
 	err := st.call(sc, &in)
 	if err == nil {
-		err = sc.err
+		err = sc.Err()
 	}
 	if err != nil {
 		rerr := &RecordError{Stage: st.name, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Err: err}
@@ -289,27 +289,28 @@ func (st *stage) process(prod producer, r *kgo.Record) error {
 		st.metrics.failed.Add(1)
 		return rerr
 	}
-	for _, w := range sc.writes {
-		v := t.view(w.store)
+	for _, w := range sc.Writes() {
+		v := t.view(w.Store)
 		var err error
-		if w.value == nil {
-			err = v.Delete(w.key)
+		if w.Value == nil {
+			err = v.Delete(w.Key)
 		} else {
-			err = v.Put(w.key, w.value)
+			err = v.Put(w.Key, w.Value)
 		}
 		if err != nil {
-			return fmt.Errorf("stage %s: writing store %s: %w", st.name, w.store, err)
+			return fmt.Errorf("stage %s: writing store %s: %w", st.name, w.Store, err)
 		}
-		m := t.changelog[w.store]
+		m := t.changelog[w.Store]
 		if m == nil {
 			m = map[string][]byte{}
-			t.changelog[w.store] = m
+			t.changelog[w.Store] = m
 		}
-		m[string(w.key)] = w.value
+		m[string(w.Key)] = w.Value
 	}
-	st.emitted += int64(len(sc.emits))
-	for i := range sc.emits {
-		o := &sc.emits[i]
+	emits := sc.Emits()
+	st.emitted += int64(len(emits))
+	for i := range emits {
+		o := &emits[i]
 		kr := &kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Timestamp: o.Timestamp}
 		if o.Partition != exec.AnyPartition {
 			kr.Partition = o.Partition

@@ -3,7 +3,6 @@ package processor
 import (
 	"bytes"
 	"fmt"
-	"slices"
 	"sync"
 
 	"github.com/sluicehq/sluice/checkpoint"
@@ -220,106 +219,32 @@ func (t *task) close() {
 	t.mu.Unlock()
 }
 
-// scope collects one input record's effects: store writes (read back by the
-// record's own later reads) and emitted records. They reach the task's batch
-// and the producer only when the record succeeded, so a record handled by the
-// error policy leaves no trace.
-type scope struct {
-	t      *task
-	writes []pendingWrite
-	emits  []exec.Output
-	stores map[string]*scopeStore
-	err    error // the first effect error (too large, unknown store)
+// The task is the base a record's effects are staged over (exec.Scope): the
+// open transaction's view of its stores.
+var _ exec.Base = (*task)(nil)
+
+// Partition implements exec.Base.
+func (t *task) Partition() int32 { return t.id.Partition }
+
+// HasStore implements exec.Base.
+func (t *task) HasStore(name string) bool {
+	_, ok := t.st.storeByName[name]
+	return ok
 }
 
-type pendingWrite struct {
-	store string
-	key   []byte
-	value []byte // nil: delete
-}
-
-var _ exec.Task = (*scope)(nil)
-
-func (s *scope) begin(t *task) {
-	s.t = t
-	s.writes = s.writes[:0]
-	s.emits = s.emits[:0]
-	s.err = nil
-}
-
-// Partition implements exec.Task.
-func (s *scope) Partition() int32 { return s.t.id.Partition }
-
-// Store implements exec.Task.
-func (s *scope) Store(name string) exec.Store {
-	if _, ok := s.t.st.storeByName[name]; !ok {
-		return nil
-	}
-	if s.stores == nil {
-		s.stores = map[string]*scopeStore{}
-	}
-	ss, ok := s.stores[name]
-	if !ok {
-		ss = &scopeStore{s: s, name: name}
-		s.stores[name] = ss
-	}
-	return ss
-}
-
-// Emit implements exec.Task.
-func (s *scope) Emit(out exec.Output) error {
-	if n := recordSize(out.Key, out.Value, out.Headers); n > s.t.st.p.cfg.maxRecordBytes {
-		err := fmt.Errorf("%w: output to %s is %d bytes, above the limit of %d (processor.MaxRecordBytes)", ErrRecordTooLarge, out.Topic, n, s.t.st.p.cfg.maxRecordBytes)
-		if s.err == nil {
-			s.err = err
-		}
-		return err
-	}
-	s.emits = append(s.emits, out)
-	return nil
-}
-
-func recordSize(k, v []byte, hs []exec.Header) int {
-	n := len(k) + len(v) + 70 // record and batch overhead
-	for _, h := range hs {
-		n += len(h.Key) + len(h.Value) + 10
-	}
-	return n
-}
-
-// lookup returns the record's own latest pending write of key in store.
-func (s *scope) lookup(store string, key []byte) (pendingWrite, bool) {
-	for i := len(s.writes) - 1; i >= 0; i-- {
-		w := s.writes[i]
-		if w.store == store && bytes.Equal(w.key, key) {
-			return w, true
-		}
-	}
-	return pendingWrite{}, false
-}
-
-// scopeStore is a store as one record sees it: its own writes over the
-// transaction's batch.
-type scopeStore struct {
-	s    *scope
-	name string
-}
-
-func (ss *scopeStore) Get(key []byte) ([]byte, bool, error) {
-	if w, ok := ss.s.lookup(ss.name, key); ok {
-		return w.value, w.value != nil, nil
-	}
-	t := ss.s.t
+// Get implements exec.Base: the batch's latest write of key, else the
+// applied value (from the read cache or Pebble).
+func (t *task) Get(store string, key []byte) ([]byte, bool, error) {
 	// The batch's latest write of key: t.changelog mirrors every write the
 	// batch holds.
-	if v, ok := t.changelog[ss.name][string(key)]; ok {
+	if v, ok := t.changelog[store][string(key)]; ok {
 		return v, v != nil, nil
 	}
 	// The batch does not hold key, so Pebble's applied value is the answer.
-	if v, ok := t.cached(ss.name, key); ok {
+	if v, ok := t.cached(store, key); ok {
 		return v, v != nil, nil
 	}
-	v, ok, err := t.view(ss.name).Get(key)
+	v, ok, err := t.view(store).Get(key)
 	if err != nil {
 		return nil, false, err
 	}
@@ -330,75 +255,11 @@ func (ss *scopeStore) Get(key []byte) ([]byte, bool, error) {
 			c = []byte{}
 		}
 	}
-	t.cachePut(ss.name, string(key), c)
+	t.cachePut(store, string(key), c)
 	return c, ok, nil
 }
 
-func (ss *scopeStore) Put(key, value []byte) error {
-	if n := recordSize(key, value, nil); n > ss.s.t.st.p.cfg.maxRecordBytes {
-		err := fmt.Errorf("%w: state change of store %s is %d bytes, above the limit of %d (processor.MaxRecordBytes)", ErrRecordTooLarge, ss.name, n, ss.s.t.st.p.cfg.maxRecordBytes)
-		if ss.s.err == nil {
-			ss.s.err = err
-		}
-		return err
-	}
-	if value == nil {
-		value = []byte{} // nil means delete below
-	}
-	ss.s.writes = append(ss.s.writes, pendingWrite{store: ss.name, key: bytes.Clone(key), value: bytes.Clone(value)})
-	return nil
-}
-
-func (ss *scopeStore) Delete(key []byte) error {
-	ss.s.writes = append(ss.s.writes, pendingWrite{store: ss.name, key: bytes.Clone(key)})
-	return nil
-}
-
-func (ss *scopeStore) Scan(lower, upper []byte, fn func(key, value []byte) error) error {
-	// Merge the record's own writes (latest per key, in range) with the
-	// batch's view.
-	latest := map[string][]byte{}
-	var keys []string
-	for _, w := range ss.s.writes {
-		if w.store != ss.name || bytes.Compare(w.key, lower) < 0 || (upper != nil && bytes.Compare(w.key, upper) >= 0) {
-			continue
-		}
-		if _, seen := latest[string(w.key)]; !seen {
-			keys = append(keys, string(w.key))
-		}
-		latest[string(w.key)] = w.value
-	}
-	if len(keys) == 0 {
-		return ss.s.t.view(ss.name).Scan(lower, upper, fn)
-	}
-	slices.Sort(keys)
-	i := 0
-	emitPending := func(before []byte) error {
-		for i < len(keys) && (before == nil || keys[i] < string(before)) {
-			if v := latest[keys[i]]; v != nil {
-				if err := fn([]byte(keys[i]), v); err != nil {
-					return err
-				}
-			}
-			i++
-		}
-		return nil
-	}
-	err := ss.s.t.view(ss.name).Scan(lower, upper, func(k, v []byte) error {
-		if err := emitPending(k); err != nil {
-			return err
-		}
-		if i < len(keys) && keys[i] == string(k) {
-			i++
-			if nv := latest[string(k)]; nv != nil {
-				return fn(k, nv)
-			}
-			return nil
-		}
-		return fn(k, v)
-	})
-	if err != nil {
-		return err
-	}
-	return emitPending(nil)
+// Scan implements exec.Base.
+func (t *task) Scan(store string, lower, upper []byte, fn func(key, value []byte) error) error {
+	return t.view(store).Scan(lower, upper, fn)
 }
