@@ -46,7 +46,7 @@ func defaultCfg() cfg {
 	return cfg{
 		name:           "sink",
 		commitInterval: 100 * time.Millisecond,
-		maxRecords:     10000,
+		maxRecords:     1000,
 		writeTimeout:   30 * time.Second,
 		writeAttempts:  3,
 		sessionTimeout: 45 * time.Second,
@@ -94,8 +94,10 @@ func InstanceID(id string) Opt { return opt{func(c *cfg) { c.instanceID = id }} 
 func CommitInterval(d time.Duration) Opt { return opt{func(c *cfg) { c.commitInterval = d }} }
 
 // MaxRecordsPerBatch caps the records of one batch; the cap is enforced at
-// the poll. Default 10000. It bounds the memory of a batch and the size of
-// the sink's transaction.
+// the poll. Default 1000. It bounds the memory of a batch and the size, and
+// so the duration, of the sink's transaction: a write must finish within
+// WriteTimeout, and rebalances wait for it. Raise it for sinks that write a
+// batch in a few statements; lower it for slow ones.
 func MaxRecordsPerBatch(n int) Opt { return opt{func(c *cfg) { c.maxRecords = n }} }
 
 // WriteTimeout bounds one Write call. Default 30s. The group's rebalances

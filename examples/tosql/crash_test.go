@@ -306,7 +306,7 @@ func (h *harness) start(name string, env []string) {
 	args := append([]string{
 		"-brokers", strings.Join(h.brokers, ","),
 		"-app", h.app, "-input", h.input, "-instance-id", name,
-		"-commit-interval", "100ms", "-ledger", "-v",
+		"-commit-interval", "100ms", "-max-records", "500", "-ledger", "-v",
 	}, h.dbArgs...)
 	cmd := exec.Command(h.bin, args...)
 	cmd.Env = append(append(os.Environ(), "SLUICE_TEST_TIMEOUTS=1", "SLUICE_TEST_TRACE=1"), env...)

@@ -50,6 +50,7 @@ type config struct {
 	app            string
 	instanceID     string
 	commitInterval time.Duration
+	maxRecords     int
 	dbPath         string
 	dbGiven        bool
 	postgres       string
@@ -69,6 +70,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.app, "app", "tosql", "application id: the consumer group is <app>-sink, and the database stores its offsets under that name")
 	fs.StringVar(&c.instanceID, "instance-id", "", "static group membership id (default: none, dynamic membership)")
 	fs.DurationVar(&c.commitInterval, "commit-interval", 100*time.Millisecond, "how long one database transaction gathers records")
+	fs.IntVar(&c.maxRecords, "max-records", 1000, "at most this many records per database transaction")
 	fs.StringVar(&c.dbPath, "db", "tosql.sqlite", "SQLite database `file` (embedded demo: a temporary one unless given)")
 	fs.StringVar(&c.postgres, "postgres", "", "PostgreSQL `DSN` (postgres://user@host:port/db); overrides -db")
 	fs.StringVar(&c.table, "table", "balances", "table of balances (account, total, updates)")
@@ -91,6 +93,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	if c.commitInterval <= 0 {
 		return fmt.Errorf("-commit-interval %v must be positive", c.commitInterval)
+	}
+	if c.maxRecords <= 0 {
+		return fmt.Errorf("-max-records %d must be positive", c.maxRecords)
 	}
 
 	level := slog.LevelWarn
@@ -153,6 +158,7 @@ func newRunner(s sink.Sink, c config, brokers []string, logger *slog.Logger) (*s
 		sink.ApplicationID(c.app),
 		sink.Topics(c.input),
 		sink.CommitInterval(c.commitInterval),
+		sink.MaxRecordsPerBatch(c.maxRecords),
 		sink.Logger(logger),
 	}
 	if c.instanceID != "" {
@@ -164,7 +170,7 @@ func newRunner(s sink.Sink, c config, brokers []string, logger *slog.Logger) (*s
 			sink.SessionTimeout(6*time.Second),
 			sink.HeartbeatInterval(500*time.Millisecond),
 			sink.RebalanceTimeout(10*time.Second),
-			sink.WriteTimeout(5*time.Second),
+			sink.WriteTimeout(8*time.Second),
 		)
 	}
 	return sink.New(s, opts...)

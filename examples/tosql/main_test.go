@@ -58,6 +58,7 @@ func TestFlagErrors(t *testing.T) {
 		{"extra"},
 		{"-commit-interval", "soon"},
 		{"-commit-interval", "0s"},
+		{"-max-records", "0"},
 	} {
 		var out, errb bytes.Buffer
 		if err := run(args, strings.NewReader(""), &out, &errb); err == nil {
