@@ -2,6 +2,7 @@ package stream
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,12 +31,16 @@ func NewBuilder() *Builder { return &Builder{} }
 
 // topicRef is a topic an operator reads or writes.
 type topicRef struct {
-	name      string // logical name
-	internal  bool   // a repartition topic: physical name is app + "-" + name
-	generated bool   // the name was generated, not given with Named
+	name       string // logical name
+	internal   bool   // a repartition or loop topic: physical name is app + "-" + name
+	generated  bool   // the name was generated, not given with Named
+	loop       bool   // a declared loop: read by the stage that writes it
+	partitions int    // an internal topic's partition count from Partitions; 0: inherit
 }
 
-func (t *topicRef) ref() TopicRef { return TopicRef{Name: t.name, Internal: t.internal} }
+func (t *topicRef) ref() TopicRef {
+	return TopicRef{Name: t.name, Internal: t.internal, Partitions: t.partitions}
+}
 
 func (t *topicRef) String() string {
 	if t.internal {
@@ -56,7 +61,11 @@ type node struct {
 	name      string
 	generated bool
 	parent    *node   // the operator whose stream this one consumes; nil for sources
+	others    []*node // further inputs: the other streams of Merge, the table of a join
 	children  []*node // in creation order
+	// sameStage are operators this one must share a stage with, though no
+	// stream connects them: the reading side of a loop it writes.
+	sameStage []*node
 
 	// in is the topic a source (Source or the reading side of a
 	// repartition) consumes; entry decodes one of its records and runs the
@@ -68,8 +77,8 @@ type node struct {
 	derived bool
 	writer  *node // for a derived node: the GroupBy (GroupByKey) that writes its topic
 
-	out     []*topicRef   // topics written: To, GroupBy, EmitsTo
-	stores  []*storeDecl  // stores used: Count, Aggregate, Uses
+	out     []*topicRef   // topics written: To, GroupBy, EmitsTo, LoopTo
+	stores  []*storeDecl  // stores used: Count, Aggregate, Uses, tables and joins
 	emits   []*outputDecl // outputs declared with EmitsTo
 	details string        // extra text for the description
 }
@@ -87,11 +96,13 @@ type storeDecl struct {
 	users     []*node // operators that use it
 }
 
-// outputDecl is an output declared with DeclareOutput.
+// outputDecl is an output declared with DeclareOutput (or the output side of
+// a Loop).
 type outputDecl struct {
 	b     *Builder
 	topic *topicRef
 	users []*node
+	loop  *node // for a Loop's output: the loop's reading side
 }
 
 // fail records a problem for Build to report.
@@ -120,6 +131,44 @@ func (b *Builder) newNode(op string, parent *node, cfg opConfig) *node {
 		parent.children = append(parent.children, n)
 	}
 	return n
+}
+
+// newBranchNode adds an operator whose name derives from another's (a
+// branch of Split): it takes no generated-name position, so adding it does
+// not shift the generated names of later operators.
+func (b *Builder) newBranchNode(op string, parent *node, name string, named bool) *node {
+	n := &node{b: b, id: len(b.nodes), op: op, parent: parent, name: name}
+	if named {
+		b.checkName(op, "the branch name", name)
+	} else {
+		n.generated = parent.generated
+	}
+	b.nodes = append(b.nodes, n)
+	if b.built {
+		b.fail(ErrBuilt, "%s called after Build; build a new topology with a new Builder", n.label())
+		return n
+	}
+	parent.children = append(parent.children, n)
+	return n
+}
+
+// link makes other a further input of n (Merge, joins).
+func (b *Builder) link(n, other *node) {
+	n.others = append(n.others, other)
+	if !b.built {
+		other.children = append(other.children, n)
+	}
+}
+
+// useStore records that n reads or writes st.
+func (b *Builder) useStore(n *node, st *storeDecl) {
+	if slices.Contains(n.stores, st) {
+		return
+	}
+	n.stores = append(n.stores, st)
+	if b.wireable() {
+		st.users = append(st.users, n)
+	}
 }
 
 // wireable reports whether closures may still be attached: not after a

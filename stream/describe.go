@@ -29,16 +29,34 @@ func describe(b *Builder, stages []*Stage) string {
 			}
 			fmt.Fprintf(&w, "  stores:  %s\n", strings.Join(names, ", "))
 		}
+		seen := map[*node]bool{}
 		for _, src := range s.sources {
-			describeNode(&w, src, 1)
+			describeNode(&w, src, 1, seen)
 		}
 
 		if s.GeneratedName {
 			warn("stage %q has a generated name: renaming it later loses its committed offsets; name its first operator with stream.Named", s.Name)
 		}
+		loops := s.loops()
 		for _, r := range s.Outputs {
-			if r.Internal && isGeneratedTopic(s, r) {
-				warn("repartition topic %q has a generated name: renaming it later loses the records in it; name its GroupBy with stream.Named", r.Name)
+			if !r.Internal {
+				continue
+			}
+			if op := generatedTopicWriter(s, r); op != "" {
+				if loops[r] {
+					warn("loop topic %q has a generated name: renaming it later loses the records in it; name its DeclareLoop with stream.Named", r.Name)
+				} else {
+					warn("repartition topic %q has a generated name: renaming it later loses the records in it; name its %s with stream.Named", r.Name, op)
+				}
+			}
+		}
+		written := map[TopicRef]bool{}
+		for _, r := range s.Outputs {
+			written[r] = true
+		}
+		for _, r := range s.Inputs {
+			if loops[r] && !written[r] {
+				warn("loop topic %q is never written: nothing comes back through it; write it with stream.LoopTo or Emit to its Output", r.Name)
 			}
 		}
 		for _, st := range s.Stores {
@@ -63,9 +81,16 @@ func describe(b *Builder, stages []*Stage) string {
 	return w.String()
 }
 
-// describeNode writes n and the operators downstream of it, indented.
-func describeNode(w *strings.Builder, n *node, depth int) {
+// describeNode writes n and the operators downstream of it, indented. An
+// operator with several inputs (Merge, joins) is written in full under the
+// first of them reached, and as a reference under the others.
+func describeNode(w *strings.Builder, n *node, depth int, seen map[*node]bool) {
 	fmt.Fprintf(w, "%s%s", strings.Repeat("  ", depth), n.label())
+	if seen[n] {
+		w.WriteString(" (see above)\n")
+		return
+	}
+	seen[n] = true
 	if n.details != "" {
 		w.WriteString(" " + n.details)
 	} else if n.in != nil {
@@ -73,19 +98,21 @@ func describeNode(w *strings.Builder, n *node, depth int) {
 	}
 	w.WriteString("\n")
 	for _, c := range n.children {
-		describeNode(w, c, depth+1)
+		describeNode(w, c, depth+1, seen)
 	}
 }
 
-func isGeneratedTopic(s *Stage, r TopicRef) bool {
+// generatedTopicWriter returns the operator kind that writes r, when r's
+// name was generated, or "".
+func generatedTopicWriter(s *Stage, r TopicRef) string {
 	for _, n := range s.nodes {
 		for _, t := range n.out {
 			if t.ref() == r && t.generated {
-				return true
+				return n.op
 			}
 		}
 	}
-	return false
+	return ""
 }
 
 func refs(rs []TopicRef) string {

@@ -16,7 +16,8 @@ var (
 	ErrNoSource = errors.New("stream: topology has no source")
 
 	// ErrCycle is returned by Build when a stage reads a topic that it
-	// writes, directly or through other stages and repartition topics.
+	// writes, directly or through other stages and repartition topics,
+	// unless the topic is a declared loop (DeclareLoop).
 	ErrCycle = errors.New("stream: topology has a cycle")
 
 	// ErrUndeclaredStore is returned by Build for a Uses option given a
@@ -58,6 +59,20 @@ var (
 	// characters of ASCII letters, digits, '.', '_' and '-', and not "." or
 	// "..".
 	ErrInvalidName = errors.New("stream: invalid name")
+
+	// ErrInvalidArgument is returned by Build for an operator given an
+	// argument it cannot use: a Split without branches, a Merge of fewer
+	// than two streams, Partitions below 1.
+	ErrInvalidArgument = errors.New("stream: invalid argument")
+
+	// ErrNotCoPartitioned is returned by Build when the inputs of a join
+	// (or of a stage) cannot be co-partitioned by construction: the
+	// stream side of a join whose key may have changed since it was read,
+	// sides whose keys are encoded with different codecs, or internal
+	// topics of one stage given different Partitions. Partition counts of
+	// user topics are known only to the runtime, which checks them when it
+	// starts (processor.ErrConfig).
+	ErrNotCoPartitioned = errors.New("stream: inputs not co-partitioned")
 
 	// ErrBuilt is returned by Build when the Builder was already built. DSL
 	// calls made after a successful Build change nothing: a built topology

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 
@@ -28,37 +29,82 @@ type Handle struct {
 	// options decide which stores and outputs it may use; nil outside
 	// Process functions.
 	proc *node
-	// hdrs is the copy of rec.Headers that outputs carry, made on first use:
-	// the runtime keeps an Output's headers until the transaction ends, but
-	// rec.Headers only until the Program call returns.
-	hdrs     []exec.Header
-	hdrsCopy bool
+	// hdrs are the headers of the record flowing through the operators now
+	// and of what they emit: a copy of rec.Headers made on first use (the
+	// runtime keeps an Output's headers until the transaction ends, but
+	// rec.Headers only until the Program call returns), or the headers an
+	// operator upstream set (WithHeaders). Operators that change them
+	// restore them when their downstream call returns, so each path of a
+	// fan-out sees its own.
+	//
+	// The record's timestamp is rec.Timestamp on every path today; an
+	// operator that changes timestamps would keep the current one here
+	// the same way.
+	hdrs    []exec.Header
+	hdrsSet bool
 }
 
 // program is what Stage.Program compiles for one application id.
 type program struct {
 	stage *Stage
-	// internal holds, by node id, the physical name of the internal topic a
-	// repartitioning operator writes.
-	internal []string
+	app   string
+	// internal holds the physical names of the internal topics the stage
+	// writes (repartition and loop topics).
+	internal map[*topicRef]string
 }
 
-// headers returns the headers outputs carry: a copy of the input record's.
+// topic returns the physical name of t.
+func (p *program) topic(t *topicRef) string {
+	if !t.internal {
+		return t.name
+	}
+	if name, ok := p.internal[t]; ok {
+		return name
+	}
+	return t.ref().TopicName(p.app)
+}
+
+// headers returns the headers outputs carry now (see Handle.hdrs).
 func (h *Handle) headers() []exec.Header {
-	if !h.hdrsCopy {
-		h.hdrsCopy = true
-		if len(h.rec.Headers) > 0 {
-			h.hdrs = make([]exec.Header, len(h.rec.Headers))
-			for i, hd := range h.rec.Headers {
-				h.hdrs[i] = exec.Header{Key: hd.Key, Value: append([]byte(nil), hd.Value...)}
-			}
-		}
+	if !h.hdrsSet {
+		h.hdrsSet = true
+		h.hdrs = cloneHeaders(h.rec.Headers)
 	}
 	return h.hdrs
 }
 
+// viewHeaders returns the current headers without copying the input
+// record's: for reading during a call.
+func (h *Handle) viewHeaders() []exec.Header {
+	if !h.hdrsSet {
+		return h.rec.Headers
+	}
+	return h.hdrs
+}
+
+// withHeaders runs fn with the current headers set to hs and restores them.
+func (h *Handle) withHeaders(hs []exec.Header, fn func() error) error {
+	prev, prevSet := h.hdrs, h.hdrsSet
+	h.hdrs, h.hdrsSet = hs, true
+	err := fn()
+	h.hdrs, h.hdrsSet = prev, prevSet
+	return err
+}
+
+func cloneHeaders(hs []exec.Header) []exec.Header {
+	if len(hs) == 0 {
+		return nil
+	}
+	c := make([]exec.Header, len(hs))
+	for i, hd := range hs {
+		c[i] = exec.Header{Key: hd.Key, Value: bytes.Clone(hd.Value)}
+	}
+	return c
+}
+
 // emit produces a record to the physical topic with the input record's
-// timestamp and headers, letting the runtime pick the partition from the key.
+// timestamp and the current headers, letting the runtime pick the
+// partition from the key. A nil v is a tombstone.
 func (h *Handle) emit(topic string, k, v []byte) error {
 	return h.task.Emit(exec.Output{
 		Topic:     topic,

@@ -5,23 +5,35 @@ package stream
 // low-level processor reaches stores and outputs by reference.
 type ProcessOption interface {
 	apply(*opConfig)
+	processOption()
+}
+
+// TopicOption configures an operator that owns an internal topic:
+// Repartition, GroupBy, GroupByKey, TableGroupBy and DeclareLoop. Every
+// Option is a TopicOption; Partitions is a TopicOption only.
+type TopicOption interface {
+	apply(*opConfig)
+	topicOption()
 }
 
 // Option configures any operator (Source, Map, GroupBy, Count, To, ...).
 type Option interface {
 	ProcessOption
+	TopicOption
 	anyOperator()
 }
 
 // opConfig collects the options of one DSL call.
 type opConfig struct {
-	name    string
-	named   bool
-	stores  []AnyStoreRef
-	outputs []AnyOutputRef
+	name       string
+	named      bool
+	stores     []AnyStoreRef
+	outputs    []AnyOutputRef
+	partitions int  // Partitions(n)
+	partSet    bool // Partitions was given
 }
 
-func configure[O ProcessOption](opts []O) opConfig {
+func configure[O interface{ apply(*opConfig) }](opts []O) opConfig {
 	var c opConfig
 	for _, o := range opts {
 		if any(o) != nil {
@@ -35,6 +47,8 @@ type namedOpt string
 
 func (o namedOpt) apply(c *opConfig) { c.name, c.named = string(o), true }
 func (namedOpt) anyOperator()        {}
+func (namedOpt) topicOption()        {}
+func (namedOpt) processOption()      {}
 
 // Named names the operator it is given to. Default: a generated name of the
 // operator's kind and its position in the builder, e.g. "count-3".
@@ -45,7 +59,10 @@ func (namedOpt) anyOperator()        {}
 //     derives the stage's consumer group and transactional ids from it;
 //   - the state store of Count and Aggregate, and so its changelog topic
 //     "<app>-<name>-changelog";
-//   - the repartition topic of GroupBy and GroupByKey: "<app>-<name>-repartition".
+//   - the repartition topic of Repartition, GroupBy, GroupByKey and
+//     TableGroupBy: "<app>-<name>-repartition";
+//   - the loop topic of DeclareLoop: "<app>-<name>-loop";
+//   - the store of a SourceTable, Reduce and the table aggregations.
 //
 // Renaming any of these later silently loses committed offsets or state, so
 // the topology description warns about every generated one. Names must be
@@ -57,6 +74,7 @@ func Named(name string) Option { return namedOpt(name) }
 type usesOpt []AnyStoreRef
 
 func (o usesOpt) apply(c *opConfig) { c.stores = append(c.stores, o...) }
+func (usesOpt) processOption()      {}
 
 // Uses declares the stores a Process function reads or writes. A store must
 // be listed to be used: Get, Put, Delete and the scans return an error
@@ -68,9 +86,31 @@ func Uses(stores ...AnyStoreRef) ProcessOption { return usesOpt(stores) }
 type emitsOpt []AnyOutputRef
 
 func (o emitsOpt) apply(c *opConfig) { c.outputs = append(c.outputs, o...) }
+func (emitsOpt) processOption()      {}
 
 // EmitsTo declares the outputs a Process function emits to. Emit returns an
 // error wrapping ErrUndeclaredOutput for any other output. The outputs' topics
 // become outputs of the stage (see Stage.Outputs), which Build checks for
 // cycles.
 func EmitsTo(outputs ...AnyOutputRef) ProcessOption { return emitsOpt(outputs) }
+
+type partitionsOpt int
+
+func (o partitionsOpt) apply(c *opConfig) { c.partitions, c.partSet = int(o), true }
+func (partitionsOpt) topicOption()        {}
+
+// Partitions sets the partition count of the internal topic the operator
+// writes (a repartition or loop topic). Default: the partition count of the
+// input of the stage that writes it, as in Kafka Streams; the runtime creates
+// the topic with it. n must be at least 1 (Build reports ErrInvalidArgument).
+//
+// On GroupByKey, Partitions makes it repartition even when the key did not
+// change: asking for a partition count asks for a topic.
+//
+// The count is part of the topic's identity: changing it later needs the
+// topic deleted (its unprocessed records are lost) and the downstream
+// stage's stores rebuilt, since keys move between partitions. The stage
+// that reads the topic has as many tasks as it has partitions, so it can
+// spread over at most n instances; all inputs of a stage must have the same
+// count (Build checks the counts it knows, the runtime the others).
+func Partitions(n int) TopicOption { return partitionsOpt(n) }

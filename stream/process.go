@@ -16,7 +16,11 @@ import (
 // input record that is being processed (Topic is the physical topic name):
 // after a repartition, that is the record of the repartition topic. Headers
 // belongs to the runtime and is valid only during the call; copy it to keep
-// it. Key and Value belong to the function.
+// it, and do not modify it. Key and Value belong to the function.
+//
+// Headers are the headers the record carries at this point of the
+// topology: the input record's, unless an operator upstream set others
+// (WithHeaders).
 type Record[K, V any] struct {
 	Key       K
 	Value     V
@@ -24,13 +28,13 @@ type Record[K, V any] struct {
 	Partition int32
 	Offset    int64
 	Timestamp time.Time
-	Headers   []Header
+	Headers   Headers
 }
 
 func record[K, V any](h *Handle, k K, v V) Record[K, V] {
 	r := h.rec
 	return Record[K, V]{Key: k, Value: v, Topic: r.Topic, Partition: r.Partition,
-		Offset: r.Offset, Timestamp: r.Timestamp, Headers: r.Headers}
+		Offset: r.Offset, Timestamp: r.Timestamp, Headers: h.viewHeaders()}
 }
 
 // StoreRef is a typed reference to a key-value state store declared with
@@ -195,7 +199,7 @@ type Forwarder[K, V any] struct {
 
 // Forward runs the downstream operators on k and v now, before returning,
 // and returns the first error one of them returns. The record carries the
-// input record's timestamp and headers.
+// input record's timestamp and the current headers (see Record.Headers).
 func (f Forwarder[K, V]) Forward(k K, v V) error {
 	if f.s == nil || f.h == nil {
 		return errors.New("stream: zero Forwarder: use the one passed to the ProcessTo function")
@@ -206,6 +210,19 @@ func (f Forwarder[K, V]) Forward(k K, v V) error {
 	return f.s.forward(f.h, k, v)
 }
 
+// ForwardHeaders is Forward with the headers the forwarded record carries
+// downstream (and into the topics it reaches) instead of the current ones.
+// hs belongs to the runtime once passed: do not modify it afterwards.
+func (f Forwarder[K, V]) ForwardHeaders(k K, v V, hs Headers) error {
+	if f.s == nil || f.h == nil {
+		return errors.New("stream: zero Forwarder: use the one passed to the ProcessTo function")
+	}
+	if f.h.task == nil {
+		return errHandleDone()
+	}
+	return f.h.withHeaders(hs, func() error { return f.s.forward(f.h, k, v) })
+}
+
 // ProcessTo is Process whose function may also forward any number of records
 // downstream with fwd; it returns the stream of those records. Since the
 // forwarded keys are arbitrary, a GroupByKey downstream repartitions.
@@ -214,7 +231,7 @@ func ProcessTo[K, V, K2, V2 any](s Stream[K, V], fn func(h *Handle, r Record[K, 
 	if n == nil {
 		return Stream[K2, V2]{}
 	}
-	out := &streamNode[K2, V2]{n: n, keyChanged: true}
+	out := &streamNode[K2, V2]{n: n, rekeyed: n}
 	if fn == nil {
 		return Stream[K2, V2]{out}
 	}
@@ -291,6 +308,9 @@ func processNode[K, V any](s Stream[K, V], op string, opts []ProcessOption, fnNi
 		case !slices.Contains(n.emits, d):
 			n.emits = append(n.emits, d)
 			n.out = append(n.out, d.topic)
+			if d.loop != nil {
+				n.sameStage = append(n.sameStage, d.loop)
+			}
 			if b.wireable() {
 				d.users = append(d.users, n)
 			}

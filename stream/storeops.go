@@ -202,5 +202,5 @@ func Emit[K, V any](h *Handle, out OutputRef[K, V], k K, v V) error {
 	if err != nil {
 		return h.codecError("encode", "value", target, h.proc.label(), err)
 	}
-	return h.emit(d.topic.name, kb, vb)
+	return h.emit(h.prog.topic(d.topic), kb, vb)
 }

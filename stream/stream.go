@@ -29,10 +29,21 @@ type KeyValue[K, V any] struct {
 type streamNode[K, V any] struct {
 	n    *node
 	down []func(h *Handle, k K, v V) error
-	// keyChanged reports whether the key may differ from the key the record
-	// had in the topic it was read from (after Map, FlatMap, ProcessTo), so
-	// that GroupByKey must repartition.
-	keyChanged bool
+	// rekeyed is the operator after which the key may differ from the key
+	// the record had in the topic it was read from (Map, FlatMap,
+	// SelectKey, ProcessTo), or nil: then the stream is still partitioned
+	// by its key, GroupByKey groups in place and joins need no repartition.
+	rekeyed *node
+	// keyCodec is the codec (a codec.Codec[K]) whose encoding of the key
+	// partitioned the topic the records were read from, or nil when unknown
+	// (after a re-key, or a Merge of streams read with different codecs).
+	// Joins compare it with the table's.
+	keyCodec any
+}
+
+// sameKey returns the output of operator n, which keeps the keys of s.
+func sameKey[K, V, V2 any](n *node, s *streamNode[K, V]) *streamNode[K, V2] {
+	return &streamNode[K, V2]{n: n, rekeyed: s.rekeyed, keyCodec: s.keyCodec}
 }
 
 // forward hands a record to every downstream operator, stopping at the first
@@ -78,7 +89,7 @@ func Source[K, V any](b *Builder, topic string, kc codec.Codec[K], vc codec.Code
 	b.checkName(n.label(), "topic", topic)
 	checkCodec(n, "key codec", kc == nil)
 	checkCodec(n, "value codec", vc == nil)
-	out := &streamNode[K, V]{n: n}
+	out := &streamNode[K, V]{n: n, keyCodec: kc}
 	n.entry = sourceEntry(n, out, kc, vc)
 	return Stream[K, V]{out}
 }
@@ -111,7 +122,7 @@ func Map[K, V, K2, V2 any](s Stream[K, V], fn func(K, V) (K2, V2), opts ...Optio
 		return Stream[K2, V2]{}
 	}
 	checkFunc(n, "function", fn == nil)
-	out := &streamNode[K2, V2]{n: n, keyChanged: true}
+	out := &streamNode[K2, V2]{n: n, rekeyed: n}
 	if fn != nil {
 		s.attach(func(h *Handle, k K, v V) error {
 			k2, v2 := fn(k, v)
@@ -128,7 +139,7 @@ func MapValues[K, V, V2 any](s Stream[K, V], fn func(K, V) V2, opts ...Option) S
 		return Stream[K, V2]{}
 	}
 	checkFunc(n, "function", fn == nil)
-	out := &streamNode[K, V2]{n: n, keyChanged: s.s.keyChanged}
+	out := sameKey[K, V, V2](n, s.s)
 	if fn != nil {
 		s.attach(func(h *Handle, k K, v V) error {
 			return out.forward(h, k, fn(k, v))
@@ -144,7 +155,7 @@ func Filter[K, V any](s Stream[K, V], fn func(K, V) bool, opts ...Option) Stream
 		return Stream[K, V]{}
 	}
 	checkFunc(n, "function", fn == nil)
-	out := &streamNode[K, V]{n: n, keyChanged: s.s.keyChanged}
+	out := sameKey[K, V, V](n, s.s)
 	if fn != nil {
 		s.attach(func(h *Handle, k K, v V) error {
 			if fn(k, v) {
@@ -164,7 +175,7 @@ func FlatMap[K, V, K2, V2 any](s Stream[K, V], fn func(K, V) []KeyValue[K2, V2],
 		return Stream[K2, V2]{}
 	}
 	checkFunc(n, "function", fn == nil)
-	out := &streamNode[K2, V2]{n: n, keyChanged: true}
+	out := &streamNode[K2, V2]{n: n, rekeyed: n}
 	if fn != nil {
 		s.attach(func(h *Handle, k K, v V) error {
 			for _, kv := range fn(k, v) {

@@ -14,6 +14,7 @@ import (
 type Topology struct {
 	stages []*Stage
 	desc   string
+	dot    string
 }
 
 // Stage is a sub-topology: the operators connected to each other without
@@ -43,7 +44,6 @@ type Stage struct {
 
 	nodes   []*node // in id order
 	sources []*node // nodes with an input topic, in id order
-	nnodes  int     // number of nodes of the Builder, for program.internal
 }
 
 // TopicRef names a topic a stage reads or writes.
@@ -52,9 +52,14 @@ type TopicRef struct {
 	// for an internal topic the physical name is app + "-" + Name (see
 	// TopicName).
 	Name string
-	// Internal reports a repartition topic, created and owned by the
-	// application.
+	// Internal reports a repartition or loop topic, created and owned by
+	// the application.
 	Internal bool
+	// Partitions is the partition count an internal topic was given with
+	// Partitions, or 0: then it inherits the partition count of the input of
+	// the stage that writes it (the runtime's default). Always 0 for user
+	// topics, whose partition counts only the cluster knows.
+	Partitions int
 }
 
 // TopicName returns the physical topic name for application id app.
@@ -106,7 +111,7 @@ func (t *Topology) Validate(app string) error {
 	for _, s := range t.stages {
 		for _, r := range slices.Concat(s.Inputs, s.Outputs) {
 			if r.Internal {
-				internal[r.TopicName(app)] = fmt.Sprintf("the repartition topic %q", r.Name)
+				internal[r.TopicName(app)] = fmt.Sprintf("the internal topic %q", r.Name)
 			} else {
 				user[r.Name] = true
 			}
@@ -157,13 +162,11 @@ func sortedKeys[V any](m map[string]V) []string {
 // from several goroutines (one per task), as long as the user's functions
 // are.
 func (s *Stage) Program(app string) exec.Program {
-	p := &program{stage: s, internal: make([]string, s.nnodes)}
+	p := &program{stage: s, app: app, internal: map[*topicRef]string{}}
 	for _, n := range s.nodes {
-		if !n.derived {
-			for _, t := range n.out {
-				if t.internal {
-					p.internal[n.id] = t.ref().TopicName(app)
-				}
+		for _, t := range n.out {
+			if t.internal {
+				p.internal[t] = t.ref().TopicName(app)
 			}
 		}
 	}
@@ -209,6 +212,7 @@ func (b *Builder) Build() (*Topology, error) {
 	errs = append(errs, b.checkNames()...)
 	stages := b.splitStages()
 	errs = append(errs, checkStageNames(stages)...)
+	errs = append(errs, checkCoPartitioned(stages)...)
 	order, err := orderStages(stages)
 	if err != nil {
 		errs = append(errs, err)
@@ -218,6 +222,7 @@ func (b *Builder) Build() (*Topology, error) {
 	}
 	t := &Topology{stages: order}
 	t.desc = describe(b, order)
+	t.dot = dot(order)
 	b.built = true
 	return t, nil
 }
@@ -265,11 +270,19 @@ func (b *Builder) checkNames() []error {
 			continue
 		}
 		if n.in.internal {
-			if o, ok := internal[n.in.name]; ok {
-				errs = append(errs, errorf(ErrNameClash, "repartition topic %q of %s is also %s; rename one of them",
-					n.in.name, n.writer.label(), o))
+			what := "the repartition topic of "
+			by := n
+			if n.writer != nil {
+				by = n.writer
 			}
-			internal[n.in.name] = "the repartition topic of " + n.writer.label()
+			if n.in.loop {
+				what = "the loop topic of "
+			}
+			if o, ok := internal[n.in.name]; ok {
+				errs = append(errs, errorf(ErrNameClash, "%s %q of %s is also %s; rename one of them",
+					strings.TrimSuffix(strings.TrimPrefix(what, "the "), " of "), n.in.name, by.label(), o))
+			}
+			internal[n.in.name] = what + by.label()
 			continue
 		}
 		if o, ok := readers[n.in.name]; ok {
@@ -324,6 +337,12 @@ func (b *Builder) splitStages() []*Stage {
 		if n.parent != nil {
 			union(n.id, n.parent.id)
 		}
+		for _, o := range n.others {
+			union(n.id, o.id)
+		}
+		for _, o := range n.sameStage {
+			union(n.id, o.id)
+		}
 	}
 	for _, st := range b.stores {
 		for _, u := range st.users[min(1, len(st.users)):] {
@@ -337,7 +356,7 @@ func (b *Builder) splitStages() []*Stage {
 		root := find(n.id)
 		s := byRoot[root]
 		if s == nil {
-			s = &Stage{nnodes: len(b.nodes)}
+			s = &Stage{}
 			byRoot[root] = s
 			stages = append(stages, s)
 		}
@@ -402,8 +421,12 @@ func orderStages(stages []*Stage) ([]*Stage, error) {
 	next := make([][]edge, len(stages))
 	indeg := make([]int, len(stages))
 	for i, s := range stages {
+		loops := s.loops()
 		for _, w := range s.Outputs {
 			for _, j := range readers[w] {
+				if j == i && loops[w] {
+					continue // a declared loop: the stage reads what it writes on purpose
+				}
 				next[i] = append(next[i], edge{j, w})
 				indeg[j]++
 			}
@@ -485,6 +508,40 @@ func orderStages(stages []*Stage) ([]*Stage, error) {
 	return order, nil
 }
 
+// loops returns the declared loop topics the stage reads.
+func (s *Stage) loops() map[TopicRef]bool {
+	m := map[TopicRef]bool{}
+	for _, n := range s.sources {
+		if n.in.loop {
+			m[n.in.ref()] = true
+		}
+	}
+	return m
+}
+
+// checkCoPartitioned reports the stages that read internal topics given
+// different partition counts (Partitions): such inputs cannot be
+// co-partitioned. Counts of user topics, and inherited ones, are the
+// runtime's to check.
+func checkCoPartitioned(stages []*Stage) []error {
+	var errs []error
+	for _, s := range stages {
+		var first TopicRef
+		for _, r := range s.Inputs {
+			if r.Partitions == 0 {
+				continue
+			}
+			if first.Partitions == 0 {
+				first = r
+			} else if r.Partitions != first.Partitions {
+				errs = append(errs, errorf(ErrNotCoPartitioned, "stage %q reads topics that are not co-partitioned: %s has %d partitions, %s has %d; give them the same Partitions",
+					s.Name, describeRef(first), first.Partitions, describeRef(r), r.Partitions))
+			}
+		}
+	}
+	return errs
+}
+
 // sharesStore reports whether a store of s is used by several operators,
 // which may be what joined the stage into a cycle.
 func sharesStore(s *Stage) bool {
@@ -513,6 +570,9 @@ func writerOf(s *Stage, r TopicRef) string {
 }
 
 func describeRef(r TopicRef) string {
+	if r.Internal && strings.HasSuffix(r.Name, loopSuffix) {
+		return fmt.Sprintf("loop topic %q", r.Name)
+	}
 	if r.Internal {
 		return fmt.Sprintf("repartition topic %q", r.Name)
 	}
