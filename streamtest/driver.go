@@ -1,0 +1,498 @@
+package streamtest
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/stream"
+)
+
+// Option configures a Driver.
+type Option interface{ apply(*config) }
+
+type config struct {
+	app             string
+	partitions      int
+	topicPartitions map[string]int
+	start           time.Time
+	maxRecordBytes  int
+	maxDeliveries   int
+}
+
+type optFunc func(*config)
+
+func (f optFunc) apply(c *config) { f(c) }
+
+// ApplicationID sets the application id, which prefixes the physical names
+// of internal topics ("<app>-<name>-repartition"). Default "streamtest".
+func ApplicationID(app string) Option { return optFunc(func(c *config) { c.app = app }) }
+
+// Partitions sets the partition count of every user topic that
+// TopicPartitions does not name. Default 1. Internal topics get theirs as
+// the runtime gives them: stream.Partitions, or the partition count of the
+// writing stage's input.
+func Partitions(n int) Option { return optFunc(func(c *config) { c.partitions = n }) }
+
+// TopicPartitions sets the partition count of the user topic named topic.
+func TopicPartitions(topic string, n int) Option {
+	return optFunc(func(c *config) {
+		if c.topicPartitions == nil {
+			c.topicPartitions = map[string]int{}
+		}
+		c.topicPartitions[topic] = n
+	})
+}
+
+// StartTime sets the driver's wall clock at the start, which is the
+// timestamp of records piped without one. Default 2000-01-01T00:00:00Z.
+func StartTime(t time.Time) Option { return optFunc(func(c *config) { c.start = t }) }
+
+// MaxRecordBytes is the runtime's processor.MaxRecordBytes: an output or
+// state change above it fails its record (exec.ErrRecordTooLarge). Default
+// 1,000,012, as in the runtime.
+func MaxRecordBytes(n int) Option { return optFunc(func(c *config) { c.maxRecordBytes = n }) }
+
+// MaxDeliveries bounds how many records one Pipe may process, counting the
+// records its outputs feed back into the topology (repartition and loop
+// topics); beyond it Pipe fails, to stop a loop that never ends. Default
+// 100,000.
+func MaxDeliveries(n int) Option { return optFunc(func(c *config) { c.maxDeliveries = n }) }
+
+// Driver runs a topology synchronously in memory. Create one with New. A
+// Driver is not safe for concurrent use.
+type Driver struct {
+	tb     testing.TB
+	cfg    config
+	now    time.Time
+	topics map[string]*topic
+	stages []*stage
+	scope  exec.Scope
+	queue  []delivery
+}
+
+// topic is an in-memory topic: its records in append order.
+type topic struct {
+	name       string
+	internal   bool
+	partitions int
+	readers    []*stage
+	writers    []*stage
+	msgs       []Message
+	next       []int64 // next offset per partition
+}
+
+// delivery is a record waiting to be processed by the stages reading its
+// topic.
+type delivery struct {
+	t   *topic
+	msg int // index in t.msgs
+}
+
+type stage struct {
+	spec   *stream.Stage
+	prog   exec.Program
+	stores map[string]bool
+	tasks  map[int32]*task
+}
+
+// task is one partition of a stage: its committed stores. It is the
+// exec.Base that records' effects are staged over, as the runtime's task is.
+type task struct {
+	st     *stage
+	p      int32
+	stores map[string]map[string][]byte
+	// streamTime is the largest timestamp of the records the task has
+	// processed (Kafka Streams' stream time). Timers on stream time fire
+	// from here when they exist: after a record advanced it, through the
+	// same Scope, as the runtime will do in the record's cycle.
+	streamTime time.Time
+}
+
+var _ exec.Base = (*task)(nil)
+
+func (t *task) Partition() int32 { return t.p }
+
+func (t *task) HasStore(name string) bool { return t.st.stores[name] }
+
+func (t *task) Get(store string, key []byte) ([]byte, bool, error) {
+	v, ok := t.stores[store][string(key)]
+	return v, ok, nil
+}
+
+func (t *task) Scan(store string, lower, upper []byte, fn func(key, value []byte) error) error {
+	m := t.stores[store]
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if k >= string(lower) && (upper == nil || k < string(upper)) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := fn([]byte(k), m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (st *stage) task(p int32) *task {
+	t := st.tasks[p]
+	if t == nil {
+		t = &task{st: st, p: p, stores: map[string]map[string][]byte{}}
+		for name := range st.stores {
+			t.stores[name] = map[string][]byte{}
+		}
+		st.tasks[p] = t
+	}
+	return t
+}
+
+// New returns a Driver running topo. It checks the topology as the runtime
+// does when it starts (the application id, partition counts of co-partitioned
+// inputs) and fails the test on a problem; Validate returns the problems
+// instead.
+func New(tb testing.TB, topo *stream.Topology, opts ...Option) *Driver {
+	tb.Helper()
+	d, err := open(topo, opts)
+	if err != nil {
+		tb.Fatalf("streamtest.New: %v", err)
+	}
+	d.tb = tb
+	return d
+}
+
+// Validate checks topo as New does and returns what is wrong, such as
+// inputs of one stage that are not co-partitioned.
+func Validate(topo *stream.Topology, opts ...Option) error {
+	_, err := open(topo, opts)
+	return err
+}
+
+func open(topo *stream.Topology, opts []Option) (*Driver, error) {
+	if topo == nil {
+		return nil, errors.New("nil topology")
+	}
+	cfg := config{
+		app:            "streamtest",
+		partitions:     1,
+		start:          time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
+		maxRecordBytes: 1000012,
+		maxDeliveries:  100000,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&cfg)
+		}
+	}
+	if cfg.partitions < 1 {
+		return nil, fmt.Errorf("Partitions(%d): a topic needs at least 1 partition", cfg.partitions)
+	}
+	for t, n := range cfg.topicPartitions {
+		if n < 1 {
+			return nil, fmt.Errorf("TopicPartitions(%q, %d): a topic needs at least 1 partition", t, n)
+		}
+	}
+	if err := topo.Validate(cfg.app); err != nil {
+		return nil, err
+	}
+	d := &Driver{cfg: cfg, now: cfg.start, topics: map[string]*topic{}}
+	userCount := func(name string) int {
+		if n, ok := cfg.topicPartitions[name]; ok {
+			return n
+		}
+		return cfg.partitions
+	}
+	get := func(r stream.TopicRef) *topic {
+		name := r.TopicName(cfg.app)
+		t := d.topics[name]
+		if t == nil {
+			t = &topic{name: name, internal: r.Internal}
+			if !r.Internal {
+				t.partitions = userCount(name)
+			}
+			d.topics[name] = t
+		}
+		return t
+	}
+
+	// Partition counts as the runtime resolves them (processor/topics.go):
+	// a stage's partition count is that of its inputs, which must agree;
+	// an internal topic gets its own Partitions or the count of the stage
+	// that writes it. Stages come upstream first.
+	var errs []error
+	for _, spec := range topo.Stages() {
+		st := &stage{spec: spec, prog: spec.Program(cfg.app), stores: map[string]bool{}, tasks: map[int32]*task{}}
+		for _, s := range spec.Stores {
+			st.stores[s.Name] = true
+		}
+		d.stages = append(d.stages, st)
+		writes := map[stream.TopicRef]bool{}
+		for _, r := range spec.Outputs {
+			writes[r] = true
+		}
+		n, first := 0, ""
+		agree := func(t *topic) {
+			if n == 0 {
+				n, first = t.partitions, t.name
+			} else if t.partitions != n {
+				errs = append(errs, fmt.Errorf("stage %s reads topics that are not co-partitioned: %s has %d partitions, %s has %d; give them the same partition count",
+					spec.Name, first, n, t.name, t.partitions))
+			}
+		}
+		var loops []*topic
+		for _, r := range spec.Inputs {
+			t := get(r)
+			t.readers = append(t.readers, st)
+			switch {
+			case !r.Internal:
+			case r.Partitions > 0:
+				t.partitions = r.Partitions
+			case writes[r]: // a loop: it takes the stage's count
+				loops = append(loops, t)
+				continue
+			case t.partitions == 0:
+				errs = append(errs, fmt.Errorf("internal topic %s of stage %s has no upstream stage writing it", t.name, spec.Name))
+				continue
+			}
+			agree(t)
+		}
+		if n == 0 && len(loops) > 0 {
+			errs = append(errs, fmt.Errorf("stage %s reads only its loop %s, whose partition count comes from the stage's other inputs; give the loop stream.Partitions", spec.Name, loops[0].name))
+			continue
+		}
+		for _, t := range loops {
+			t.partitions = n
+		}
+		for _, r := range spec.Outputs {
+			t := get(r)
+			t.writers = append(t.writers, st)
+			if r.Internal && t.partitions == 0 {
+				t.partitions = n
+				if r.Partitions > 0 {
+					t.partitions = r.Partitions
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	for _, t := range d.topics {
+		t.next = make([]int64, t.partitions)
+	}
+	return d, nil
+}
+
+// Message is a record of a topic, as bytes.
+type Message struct {
+	Key []byte
+	// Value is the record's value; nil is a null value (a tombstone).
+	Value     []byte
+	Headers   []stream.Header
+	Timestamp time.Time
+	// Partition and Offset say where the record is in its topic. Pipe
+	// ignores them: it picks the partition by hashing the key (see
+	// Partition) and appends.
+	Partition int32
+	Offset    int64
+}
+
+// Now returns the driver's wall clock: the timestamp of records piped
+// without one.
+func (d *Driver) Now() time.Time { return d.now }
+
+// AdvanceWallClock moves the driver's wall clock forward by dt.
+//
+// Wall-clock timers (punctuations) do not exist yet; when they do, this is
+// where the driver fires the due ones, task by task, each through the same
+// effect staging as a record.
+func (d *Driver) AdvanceWallClock(dt time.Duration) {
+	if dt < 0 {
+		d.fatalf("AdvanceWallClock(%v): the wall clock does not go back", dt)
+		return
+	}
+	d.now = d.now.Add(dt)
+}
+
+// PipeMessage appends m to topic (a physical topic name; internal topics are
+// "<app>-<name>-repartition") in the partition of its key, and processes it
+// and everything it causes synchronously: the records its stage emits to
+// topics the topology reads (repartition and loop topics, user topics read
+// by another stage) are processed in turn, first in, first out, until
+// nothing is left.
+//
+// A record whose processing fails (a codec error, an error or a panic of a
+// user function, an output too large) leaves no effect, as in the runtime:
+// none of its store writes and outputs happen. The driver goes on with the
+// other records, as the runtime's Skip policy would, and PipeMessage returns
+// every failure, each a *RecordError, joined.
+func (d *Driver) PipeMessage(topic string, m Message) error {
+	t := d.topics[topic]
+	if t == nil {
+		return fmt.Errorf("streamtest: topic %q is not a topic of the topology (its topics: %s)", topic, d.topicNames())
+	}
+	if len(t.readers) == 0 {
+		return fmt.Errorf("streamtest: topic %q is not read by the topology; pipe records into its inputs", topic)
+	}
+	if m.Timestamp.IsZero() {
+		m.Timestamp = d.now
+	}
+	d.append(t, m, Partition(m.Key, t.partitions))
+	return d.drain()
+}
+
+// append adds m to partition p of t and queues it for t's readers.
+func (d *Driver) append(t *topic, m Message, p int32) {
+	m.Partition, m.Offset = p, t.next[p]
+	t.next[p]++
+	t.msgs = append(t.msgs, m)
+	if len(t.readers) > 0 {
+		d.queue = append(d.queue, delivery{t: t, msg: len(t.msgs) - 1})
+	}
+}
+
+// drain processes the queue until it is empty.
+func (d *Driver) drain() error {
+	var errs []error
+	for n := 0; len(d.queue) > 0; n++ {
+		if n == d.cfg.maxDeliveries {
+			d.queue = nil
+			errs = append(errs, fmt.Errorf("streamtest: more than %d records processed for one Pipe; a loop that never ends? (see MaxDeliveries)", d.cfg.maxDeliveries))
+			break
+		}
+		dl := d.queue[0]
+		d.queue = d.queue[1:]
+		for _, st := range dl.t.readers {
+			if err := d.process(st, dl.t, dl.t.msgs[dl.msg]); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RecordError is the error of a record the driver could not process. Its
+// effects were discarded.
+type RecordError struct {
+	Stage     string
+	Topic     string
+	Partition int32
+	Offset    int64
+	Err       error
+}
+
+func (e *RecordError) Error() string {
+	return fmt.Sprintf("stage %s: record %s/%d@%d: %v", e.Stage, e.Topic, e.Partition, e.Offset, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// PanicError is the cause in a RecordError when a user function panicked.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// process runs st's Program on m and applies its effects, as the runtime's
+// stage.process does: the effects are staged in an exec.Scope and applied
+// only if the Program succeeded and no effect failed.
+func (d *Driver) process(st *stage, t *topic, m Message) error {
+	tk := st.task(m.Partition)
+	if m.Timestamp.After(tk.streamTime) {
+		tk.streamTime = m.Timestamp
+	}
+	in := exec.Record{
+		Topic:     t.name,
+		Partition: m.Partition,
+		Offset:    m.Offset,
+		Key:       m.Key,
+		Value:     m.Value,
+		Headers:   m.Headers,
+		Timestamp: m.Timestamp,
+	}
+	sc := &d.scope
+	sc.Begin(tk, d.cfg.maxRecordBytes)
+	err := call(st.prog, sc, &in)
+	if err == nil {
+		err = sc.Err()
+	}
+	if err != nil {
+		return &RecordError{Stage: st.spec.Name, Topic: t.name, Partition: m.Partition, Offset: m.Offset, Err: err}
+	}
+	for _, w := range sc.Writes() {
+		if w.Value == nil {
+			delete(tk.stores[w.Store], string(w.Key))
+		} else {
+			tk.stores[w.Store][string(w.Key)] = w.Value
+		}
+	}
+	for _, o := range sc.Emits() {
+		out := d.topics[o.Topic]
+		if out == nil {
+			// The Program emitted to a topic its stage does not
+			// declare: a bug in package stream.
+			return fmt.Errorf("streamtest: stage %s emitted to topic %s, which is not among its outputs", st.spec.Name, o.Topic)
+		}
+		p := o.Partition
+		if p == exec.AnyPartition {
+			p = Partition(o.Key, out.partitions)
+		}
+		d.append(out, Message{Key: o.Key, Value: o.Value, Headers: o.Headers, Timestamp: o.Timestamp}, p)
+	}
+	return nil
+}
+
+// call runs the program, turning a panic into a *PanicError, as the runtime
+// does.
+func call(prog exec.Program, t exec.Task, r *exec.Record) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return prog(t, r)
+}
+
+// Messages returns every record appended to topic so far, in the order they
+// were appended (which keeps each partition's order). The slice is a copy;
+// the byte slices are shared and must not be modified.
+func (d *Driver) Messages(topic string) []Message {
+	t := d.topics[topic]
+	if t == nil {
+		return nil
+	}
+	return slices.Clone(t.msgs)
+}
+
+// PartitionCount returns the partition count of topic (a physical name), or
+// 0 for a topic the topology does not use.
+func (d *Driver) PartitionCount(topic string) int {
+	if t := d.topics[topic]; t != nil {
+		return t.partitions
+	}
+	return 0
+}
+
+func (d *Driver) topicNames() string {
+	names := make([]string, 0, len(d.topics))
+	for n := range d.topics {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return fmt.Sprint(names)
+}
+
+func (d *Driver) fatalf(format string, args ...any) {
+	d.tb.Helper()
+	d.tb.Fatalf("streamtest: "+format, args...)
+}
