@@ -156,6 +156,85 @@ func TestBuildErrors(t *testing.T) {
 		{"invalid topic", func(b *stream.Builder) {
 			stream.To(src(b, "in"), "out/x", codec.String{}, codec.String{})
 		}, stream.ErrInvalidName, []string{`"out/x"`}},
+
+		{"split without branches", func(b *stream.Builder) {
+			stream.Split(src(b, "in"), nil, stream.Named("route"))
+		}, stream.ErrInvalidArgument, []string{`Split "route"`, "no branches"}},
+		{"split branch without predicate", func(b *stream.Builder) {
+			stream.Split(src(b, "in"), []stream.Branch[string, string]{
+				{Pred: func(string, string) bool { return true }}, {Name: "late"},
+			}, stream.Named("route"))
+		}, stream.ErrInvalidArgument, []string{`Split "route"`, "branch 1", `Branch "late"`, "nil predicate"}},
+		{"split branch names clash", func(b *stream.Builder) {
+			p := func(string, string) bool { return true }
+			stream.Split(src(b, "in"), []stream.Branch[string, string]{{Name: "x", Pred: p}, {Name: "x", Pred: p}})
+		}, stream.ErrNameClash, []string{`"x"`, "Branch"}},
+		{"merge of one stream", func(b *stream.Builder) {
+			stream.Merge([]stream.Stream[string, string]{src(b, "in")}, stream.Named("m"))
+		}, stream.ErrInvalidArgument, []string{`Merge "m"`, "two or more"}},
+		{"merge of streams of two builders", func(b *stream.Builder) {
+			other := src(stream.NewBuilder(), "other", stream.Named("elsewhere"))
+			stream.Merge([]stream.Stream[string, string]{src(b, "in"), other}, stream.Named("m"))
+		}, stream.ErrForeignBuilder, []string{`Merge "m"`, `Source "elsewhere"`}},
+		{"Partitions(0)", func(b *stream.Builder) {
+			stream.Repartition(src(b, "in"), codec.String{}, codec.String{}, stream.Named("r"), stream.Partitions(0))
+		}, stream.ErrInvalidArgument, []string{`Repartition "r"`, "Partitions(0)"}},
+		{"one stage reading internal topics with different Partitions", func(b *stream.Builder) {
+			in := src(b, "in")
+			r1 := stream.Repartition(in, codec.String{}, codec.String{}, stream.Named("r1"), stream.Partitions(2))
+			r2 := stream.Repartition(in, codec.String{}, codec.String{}, stream.Named("r2"), stream.Partitions(3))
+			stream.To(stream.Merge([]stream.Stream[string, string]{r1, r2}), "out", codec.String{}, codec.String{})
+		}, stream.ErrNotCoPartitioned, []string{`"r1-repartition" has 2 partitions`, `"r2-repartition" has 3`}},
+		{"join of a re-keyed stream", func(b *stream.Builder) {
+			s := stream.Map(src(b, "in"), func(k, v string) (string, string) { return v, k }, stream.Named("swap"))
+			t := stream.SourceTable(b, "users", codec.String{}, codec.String{}, stream.Named("users"))
+			stream.Join(s, t, func(_, v, u string) string { return v }, stream.Named("j"))
+		}, stream.ErrNotCoPartitioned, []string{`Join "j"`, `Map "swap"`, `SourceTable "users"`, "stream.Repartition"}},
+		{"join of sides with different key codecs", func(b *stream.Builder) {
+			s := stream.Source(b, "in", codec.Int64Text{}, codec.String{})
+			t := stream.SourceTable(b, "users", codec.Int64{}, codec.String{}, stream.Named("users"))
+			stream.LeftJoin(s, t, func(_ int64, v, u string, _ bool) string { return v }, stream.Named("j"))
+		}, stream.ErrNotCoPartitioned, []string{`LeftJoin "j"`, "codec.Int64Text", "codec.Int64", `SourceTable "users"`}},
+		{"table join of tables with different key codecs", func(b *stream.Builder) {
+			t1 := stream.SourceTable(b, "a", codec.JSON[string]{}, codec.String{}, stream.Named("a"))
+			t2 := stream.SourceTable(b, "b", codec.String{}, codec.String{}, stream.Named("b"))
+			stream.TableJoin(t1, t2, func(_, x, y string) string { return x + y }, stream.Named("j"))
+		}, stream.ErrNotCoPartitioned, []string{`TableJoin "j"`, `SourceTable "a"`, `SourceTable "b"`}},
+		{"join with a table of another builder", func(b *stream.Builder) {
+			t := stream.SourceTable(stream.NewBuilder(), "users", codec.String{}, codec.String{}, stream.Named("users"))
+			stream.Join(src(b, "in"), t, func(_, v, u string) string { return v }, stream.Named("j"))
+		}, stream.ErrForeignBuilder, []string{`Join "j"`, `SourceTable "users"`}},
+		{"join with the zero table", func(b *stream.Builder) {
+			stream.Join(src(b, "in"), stream.Table[string, string]{}, func(_, v, u string) string { return v }, stream.Named("j"))
+		}, stream.ErrInvalidArgument, []string{`Join "j"`, "zero Table"}},
+		{"nil join function", func(b *stream.Builder) {
+			t := stream.SourceTable(b, "users", codec.String{}, codec.String{})
+			stream.Join[string, string, string, string](src(b, "in"), t, nil, stream.Named("j"))
+		}, stream.ErrNilFunc, []string{`Join "j"`}},
+		{"nil subtractor", func(b *stream.Builder) {
+			t := stream.SourceTable(b, "users", codec.String{}, codec.String{})
+			g := stream.TableGroupBy(t, func(k, v string) (string, string) { return v, k }, codec.String{}, codec.String{})
+			stream.TableAggregate(g, func() int64 { return 0 }, func(string, string, int64) int64 { return 1 }, nil, codec.Int64{}, stream.Named("agg"))
+		}, stream.ErrNilFunc, []string{`TableAggregate "agg"`, "subtract"}},
+		{"undeclared loop: To a topic the stage reads", func(b *stream.Builder) {
+			stream.To(stream.MapValues(src(b, "work", stream.Named("w")), byValue), "work", codec.String{}, codec.String{}, stream.Named("again"))
+		}, stream.ErrCycle, []string{`topic "work"`, `To "again"`, "stream.DeclareLoop"}},
+		{"loop of another builder", func(b *stream.Builder) {
+			l := stream.DeclareLoop(stream.NewBuilder(), codec.String{}, codec.String{}, stream.Named("l"))
+			stream.LoopTo(src(b, "in"), l, stream.Named("back"))
+		}, stream.ErrForeignBuilder, []string{`LoopTo "back"`, `Loop "l"`}},
+		{"loop topic used as a user topic", func(b *stream.Builder) {
+			l := stream.DeclareLoop(b, codec.String{}, codec.String{}, stream.Named("l"))
+			stream.LoopTo(src(b, "in"), l)
+			stream.To(l.Stream(), "l-loop", codec.String{}, codec.String{}, stream.Named("w"))
+		}, stream.ErrNameClash, []string{`To "w"`, `"l-loop"`, `loop topic of Loop "l"`}},
+		{"a loop written from another stage", func(b *stream.Builder) {
+			// The writer joins the loop's stage, which then reads its
+			// own repartition output: an accidental cycle.
+			l := stream.DeclareLoop(b, codec.String{}, codec.String{}, stream.Named("l"))
+			g := stream.GroupByKey(stream.SelectKey(l.Stream(), byValue), codec.String{}, codec.String{}, stream.Named("g"))
+			stream.LoopTo(stream.MapValues(stream.Count(g, stream.Named("n")).ToStream(), func(string, int64) string { return "" }), l)
+		}, stream.ErrCycle, []string{`repartition topic "g-repartition"`, "loop's stage"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -256,5 +335,24 @@ func TestValidate(t *testing.T) {
 	}
 	if err := topo.Validate(strings.Repeat("a", 240)); !errors.Is(err, stream.ErrInvalidName) || !strings.Contains(err.Error(), "249") {
 		t.Errorf("Validate(long) = %v, want ErrInvalidName about the length", err)
+	}
+}
+
+// A declared loop is accepted; the same topology with the loop written to a
+// user topic the stage reads is a cycle (see TestBuildErrors).
+func TestBuildAcceptsDeclaredLoop(t *testing.T) {
+	b := stream.NewBuilder()
+	work := src(b, "work", stream.Named("w"))
+	loop := stream.DeclareLoop(b, codec.String{}, codec.String{}, stream.Named("again"))
+	stream.LoopTo(stream.Merge([]stream.Stream[string, string]{work, loop.Stream()}), loop)
+	topo, err := b.Build()
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	if !strings.Contains(topo.String(), `Loop "again" <- again-loop (internal)`) || !strings.Contains(topo.String(), `LoopTo "loopto-3" -> again-loop (internal)`) {
+		t.Errorf("description:\n%v", topo)
+	}
+	if err := topo.Validate("app"); err != nil {
+		t.Errorf("Validate: %v", err)
 	}
 }

@@ -470,7 +470,7 @@ func orderStages(stages []*Stage) ([]*Stage, error) {
 			continue
 		}
 		var b strings.Builder
-		shared := false
+		shared, looped := false, false
 		for k, h := range cycle {
 			from, to := stages[h.from], stages[cycle[(k+1)%len(cycle)].from]
 			if k > 0 {
@@ -479,13 +479,21 @@ func orderStages(stages []*Stage) ([]*Stage, error) {
 			fmt.Fprintf(&b, "stage %q writes %s (%s), which stage %q reads", from.Name, describeRef(h.topic),
 				writerOf(from, h.topic), to.Name)
 			shared = shared || sharesStore(from)
+			looped = looped || writesLoop(from)
 		}
 		hint := ""
 		if shared {
 			hint = " (operators that share a store run in one stage)"
 		}
-		return nil, errorf(ErrCycle, "%s: a stage must not consume its own output, directly or through other stages%s; write to another topic",
-			b.String(), hint)
+		if looped {
+			hint += " (a loop's writers run in the loop's stage)"
+		}
+		fix := "write to another topic"
+		if len(cycle) == 1 && !cycle[0].topic.Internal {
+			fix += ", or declare a loop with stream.DeclareLoop if the stage is meant to read its own output"
+		}
+		return nil, errorf(ErrCycle, "%s: a stage must not consume its own output, directly or through other stages%s; %s",
+			b.String(), hint, fix)
 	}
 
 	// Kahn's algorithm, taking the earliest-declared ready stage first.
@@ -550,6 +558,17 @@ func sharesStore(s *Stage) bool {
 			if len(st.users) > 1 {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// writesLoop reports whether an operator of s writes a loop, which put it in
+// the loop's stage.
+func writesLoop(s *Stage) bool {
+	for _, n := range s.nodes {
+		if len(n.sameStage) > 0 {
+			return true
 		}
 	}
 	return false

@@ -64,10 +64,20 @@ func MaxRecordBytes(n int) Option { return optFunc(func(c *config) { c.maxRecord
 // 100,000.
 func MaxDeliveries(n int) Option { return optFunc(func(c *config) { c.maxDeliveries = n }) }
 
+// T is what the driver needs of a test: *testing.T and *testing.B are Ts.
+// The driver calls Fatalf when a typed helper fails (and then returns, should
+// Fatalf return).
+type T interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+var _ T = testing.TB(nil)
+
 // Driver runs a topology synchronously in memory. Create one with New. A
 // Driver is not safe for concurrent use.
 type Driver struct {
-	tb     testing.TB
+	tb     T
 	cfg    config
 	now    time.Time
 	topics map[string]*topic
@@ -158,11 +168,12 @@ func (st *stage) task(p int32) *task {
 // does when it starts (the application id, partition counts of co-partitioned
 // inputs) and fails the test on a problem; Validate returns the problems
 // instead.
-func New(tb testing.TB, topo *stream.Topology, opts ...Option) *Driver {
+func New(tb T, topo *stream.Topology, opts ...Option) *Driver {
 	tb.Helper()
 	d, err := open(topo, opts)
 	if err != nil {
 		tb.Fatalf("streamtest.New: %v", err)
+		return nil
 	}
 	d.tb = tb
 	return d
