@@ -80,12 +80,12 @@ func TestTableFilterAndMapValues(t *testing.T) {
 	stream.TableTo(labels, "cheap-labels", codec.String{}, codec.String{})
 	d, _ := drive(t, b)
 	in := streamtest.NewInput(d, "prices", codec.String{}, codec.Int64Text{})
-	in.Pipe("tea", 5)  // passes
+	in.Pipe("tea", 5)   // passes
 	in.Pipe("gold", 99) // never passes: nothing flows
-	in.Pipe("tea", 7)  // still passes
-	in.Pipe("tea", 12) // stops passing: a deletion
-	in.Pipe("tea", 20) // still out: nothing
-	in.Pipe("gold", 3) // starts passing
+	in.Pipe("tea", 7)   // still passes
+	in.Pipe("tea", 12)  // stops passing: a deletion
+	in.Pipe("tea", 20)  // still out: nothing
+	in.Pipe("gold", 3)  // starts passing
 	in.PipeTombstone("gold")
 	if got, want := records(strOut(d, "cheap-labels").ReadAll()), "tea=tea@5 tea=tea@7 tea=<nil> gold=gold@3 gold=<nil>"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
