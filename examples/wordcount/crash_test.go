@@ -217,6 +217,7 @@ type harness struct {
 	app, input, output, dir string
 	procs                   map[string]*proc
 	started                 map[string]bool
+	args                    []string // extra flags for every instance
 }
 
 func newHarness(t *testing.T, bin string, brokers []string, app, input, output string) *harness {
@@ -278,6 +279,7 @@ func (h *harness) start(name string) {
 		"-app", h.app, "-input", h.input, "-output", h.output,
 		"-state-dir", h.stateDir(name), "-instance-id", name,
 		"-commit-interval", "100ms", "-v")
+	cmd.Args = append(cmd.Args, h.args...)
 	cmd.Env = append(os.Environ(), "SLUICE_TEST_TIMEOUTS=1")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
