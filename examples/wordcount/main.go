@@ -49,7 +49,7 @@ type config struct {
 	guarantee      string
 	policy         string
 	partitions     int
-	describe       bool
+	describe       describeFlag
 	verbose        bool
 	timeout        time.Duration
 }
@@ -68,7 +68,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.guarantee, "guarantee", "exactly-once", "delivery guarantee: exactly-once, at-least-once or at-most-once")
 	fs.StringVar(&c.policy, "on-error", "fail", "what to do with a record that cannot be processed: fail, skip or dead-letter")
 	fs.IntVar(&c.partitions, "partitions", 4, "partitions of the input and output topics the embedded demo creates")
-	fs.BoolVar(&c.describe, "describe", false, "print the topology and exit")
+	fs.Var(&c.describe, "describe", "print the topology and exit: -describe (text) or -describe=dot (Graphviz)")
 	fs.BoolVar(&c.verbose, "v", false, "log at info level (debug with KAFKA_DEBUG=1)")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "embedded demo: give up waiting for the counts after this long")
 	if err := fs.Parse(args); err != nil {
@@ -92,8 +92,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if c.describe {
+	switch c.describe {
+	case "text":
 		fmt.Fprint(stdout, topo)
+		return nil
+	case "dot":
+		fmt.Fprint(stdout, topo.DOT())
 		return nil
 	}
 
@@ -165,3 +169,26 @@ func newProcessor(c config, topo topology, brokers []string, logger *slog.Logger
 }
 
 var errTimeout = errors.New("timed out")
+
+// describeFlag is -describe: a boolean flag (-describe prints the text form)
+// that also takes a format, -describe=text or -describe=dot. "" means off.
+type describeFlag string
+
+func (f *describeFlag) String() string { return string(*f) }
+
+// IsBoolFlag lets -describe stand alone, as it did when it was a bool.
+func (f *describeFlag) IsBoolFlag() bool { return true }
+
+func (f *describeFlag) Set(v string) error {
+	switch v {
+	case "true", "text":
+		*f = "text"
+	case "dot":
+		*f = "dot"
+	case "false":
+		*f = ""
+	default:
+		return fmt.Errorf("unknown format %q: use -describe, -describe=text or -describe=dot", v)
+	}
+	return nil
+}

@@ -83,6 +83,25 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
+func TestDescribeDOT(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run([]string{"-describe=dot"}, strings.NewReader(""), &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"digraph topology {", `label="Stage \"split\""`, `"store:counts"`, `"topic:word-counts"`} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("DOT lacks %q:\n%s", s, out.String())
+		}
+	}
+	out.Reset()
+	if err := run([]string{"-describe=text"}, strings.NewReader(""), &out, &errb); err != nil || !strings.HasPrefix(out.String(), "Topology: 2 stages") {
+		t.Errorf("-describe=text: %v\n%s", err, out.String())
+	}
+	if err := run([]string{"-describe=svg"}, strings.NewReader(""), &out, &errb); err == nil {
+		t.Error("-describe=svg succeeded")
+	}
+}
+
 func TestHelpExitsCleanly(t *testing.T) {
 	var out, errb bytes.Buffer
 	if err := run([]string{"-h"}, strings.NewReader(""), &out, &errb); err != nil {
