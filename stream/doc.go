@@ -22,6 +22,32 @@
 // bytes are decoded once where a stage reads a topic and encoded once where
 // it writes a topic or a store.
 //
+// The operators, by kind (docs/dsl.md has an example of each):
+//
+//   - stateless: Map, MapValues, Filter, FilterNot, FlatMap, FlatMapValues,
+//     SelectKey, Peek, Split (branches with a default), Merge, WithHeaders;
+//   - re-keying: GroupBy, GroupByKey, Repartition (Partitions sets an
+//     internal topic's partition count);
+//   - aggregations: Count, Aggregate, Reduce on a Grouped stream;
+//     TableAggregate, TableCount, TableReduce (with subtractors) on a
+//     GroupedTable from TableGroupBy;
+//   - tables: SourceTable (a compacted topic, tombstones delete), the
+//     aggregations' results, TableFilter, TableMapValues, ToStream,
+//     Changes, TableTo (deletions as tombstones);
+//   - joins: Join and LeftJoin (stream-table), TableJoin and TableLeftJoin;
+//   - loops: DeclareLoop, LoopTo;
+//   - low-level: Process, ProcessTo.
+//
+// # Tables
+//
+// A Table is a stream of changes: each update or deletion of a key flows
+// downstream as a Change with the old and the new value. Operators that
+// need old values (TableFilter, TableGroupBy, Changes) ask the tables
+// upstream for them at declaration time, so tables nobody asks do not decode
+// old values. SourceTable and the aggregations keep their tables in stores;
+// TableFilter, TableMapValues and the table joins are views computed on
+// lookup (see Table).
+//
 // For the goka-style low-level form, declare stores and outputs on the
 // Builder (DeclareStore, DeclareOutput) and use them from a Process function
 // through its Handle (Get, Put, Delete, Scan, Range, ScanPrefix, Emit). A
@@ -46,15 +72,18 @@
 //
 // # Repartition topics
 //
-// Operators that need all records of a key in one task (Count, Aggregate)
-// take a Grouped stream. GroupBy, which sets a new key, writes the records to
+// Operators that need all records of a key in one task (Count, Aggregate,
+// Reduce) take a Grouped stream. GroupBy, which sets a new key, writes the records to
 // a repartition topic partitioned by the new key and reads them back in a new
 // stage. GroupByKey does the same only when the key may have changed since
 // the record was read (after Map, FlatMap or ProcessTo); otherwise the input
 // topic is already partitioned by the key and no repartition is needed, as in
-// Kafka Streams. Repartition topics are internal: the application creates and
-// owns them, and their physical name is "<app>-<name>-repartition"
-// (TopicRef.TopicName).
+// Kafka Streams. Repartition writes a repartition topic explicitly (before a
+// Join of a re-keyed stream, say), and TableGroupBy writes one carrying
+// change envelopes (ChangeCodec). Repartition topics are internal: the
+// application creates and owns them, and their physical name is
+// "<app>-<name>-repartition" (TopicRef.TopicName). Loop topics are internal
+// too: "<app>-<name>-loop".
 //
 // # Naming
 //
@@ -91,8 +120,15 @@
 // has the same effects as the first attempt, provided the user's functions
 // are deterministic and free of side effects outside stores and outputs.
 //
-// Outputs carry the input record's timestamp and headers. Count and Aggregate
-// emit the updated value downstream on every update.
+// Outputs carry the input record's timestamp and its headers, unless an
+// operator set others (WithHeaders, Forwarder.ForwardHeaders). The
+// aggregations emit the updated value downstream on every update.
+//
+// # Testing
+//
+// Package streamtest runs a built topology in memory with the stages'
+// compiled Programs and the runtime's own per-record effect staging, without
+// a broker.
 //
 // # Recovery
 //

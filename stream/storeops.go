@@ -175,9 +175,10 @@ func prefixEnd(p []byte) []byte {
 	return nil
 }
 
-// Emit produces a record with key k and value v to output out. It carries the
-// input record's timestamp and headers; the runtime picks the partition by
-// hashing the key bytes.
+// Emit produces a record with key k and value v to output out (a declared
+// output, or a Loop's Output). It carries the input record's timestamp and
+// the current headers; the runtime picks the partition by hashing the key
+// bytes.
 func Emit[K, V any](h *Handle, out OutputRef[K, V], k K, v V) error {
 	d := out.outputDecl()
 	switch {

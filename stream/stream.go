@@ -192,7 +192,7 @@ func FlatMap[K, V, K2, V2 any](s Stream[K, V], fn func(K, V) []KeyValue[K2, V2],
 // To writes every record to topic, encoding keys with kc and values with vc.
 // The runtime picks the partition by hashing the key bytes (as Kafka's
 // default partitioner does). Outputs carry the input record's timestamp and
-// headers. A topic written by To must not be read by a Source of the same
+// the current headers (see WithHeaders). A topic written by To must not be read by a Source of the same
 // topology upstream of it (Build reports the cycle).
 func To[K, V any](s Stream[K, V], topic string, kc codec.Codec[K], vc codec.Codec[V], opts ...Option) {
 	n := s.child("To", configure(opts))

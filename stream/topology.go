@@ -148,7 +148,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // (r.Topic is the physical topic name), runs the stage's operators, reads and
 // writes the stage's stores through t.Store (by logical store name) and
 // emits through t.Emit with physical topic names and exec.AnyPartition.
-// Outputs carry the input record's timestamp and headers.
+// Outputs carry the input record's timestamp and its headers, unless an
+// operator upstream set others (WithHeaders). Table deletions written with
+// TableTo are outputs with a nil Value (tombstones).
 //
 // It returns a *CodecError (matching codec.ErrDecode for decode failures) for
 // a key or value that does not decode or encode, the error of a Process
