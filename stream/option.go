@@ -54,15 +54,17 @@ func (namedOpt) processOption()      {}
 // operator's kind and its position in the builder, e.g. "count-3".
 //
 // The name is more than a label. It names, depending on the operator:
-//   - the stage, when the operator is the stage's first source (Source), or
-//     the repartition that feeds the stage (GroupBy, GroupByKey): the runtime
-//     derives the stage's consumer group and transactional ids from it;
-//   - the state store of Count and Aggregate, and so its changelog topic
-//     "<app>-<name>-changelog";
-//   - the repartition topic of Repartition, GroupBy, GroupByKey and
+//   - the stage, when the operator is the stage's first source (Source,
+//     SourceTable, DeclareLoop), or the operator whose repartition topic
+//     feeds the stage (GroupBy, GroupByKey, Repartition, TableGroupBy): the
+//     runtime derives the stage's consumer group and transactional ids
+//     from it;
+//   - the state store of SourceTable, Count, Aggregate, Reduce,
+//     TableAggregate, TableCount and TableReduce, and so its changelog
+//     topic "<app>-<name>-changelog";
+//   - the repartition topic of GroupBy, GroupByKey, Repartition and
 //     TableGroupBy: "<app>-<name>-repartition";
-//   - the loop topic of DeclareLoop: "<app>-<name>-loop";
-//   - the store of a SourceTable, Reduce and the table aggregations.
+//   - the loop topic of DeclareLoop: "<app>-<name>-loop".
 //
 // Renaming any of these later silently loses committed offsets or state, so
 // the topology description warns about every generated one. Names must be
