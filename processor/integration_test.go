@@ -122,3 +122,54 @@ func TestIntegrationPurgeRepartition(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIntegrationShutdownLeavesGroups: a processor that stops leaves its
+// groups (static members send no LeaveGroup on close), unless it was asked
+// for a rolling restart.
+func TestIntegrationShutdownLeavesGroups(t *testing.T) {
+	if testing.Short() {
+		t.Skip("broker integration test; run without -short")
+	}
+	for _, rolling := range []bool{false, true} {
+		t.Run(map[bool]string{false: "leave", true: "rolling restart"}[rolling], func(t *testing.T) {
+			brokers := testbroker.Brokers(t)
+			app := testbroker.Unique(t, "leave")
+			input, output := app+"-lines", app+"-counts"
+			testbroker.CreateTopic(t, brokers, input, 2, nil)
+			testbroker.CreateTopic(t, brokers, output, 2, nil)
+			produceLines(t, brokers, input, []string{"a b", "c"})
+			opts := append(testOpts(t, brokers, app), InstanceID("member-1"))
+			if rolling {
+				opts = append(opts, RollingRestart())
+			}
+			p, err := New(wordcount(t, input, output), opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- p.Run(ctx) }()
+			if got := waitRecords(t, brokers, output, 3, time.Minute); got < 3 {
+				t.Fatalf("output has %d of 3 records", got)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			adm := testbroker.Admin(t, brokers)
+			groups, err := adm.DescribeGroups(context.Background(), app+"-split", app+"-by-word")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range groups.Sorted() {
+				members := len(g.Members)
+				if rolling && members != 1 {
+					t.Errorf("group %s has %d members after a rolling-restart shutdown, want the static member kept", g.Group, members)
+				}
+				if !rolling && members != 0 {
+					t.Errorf("group %s still has %d members after shutdown (state %s)", g.Group, members, g.State)
+				}
+			}
+		})
+	}
+}
