@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,8 +46,16 @@ type hookSink struct {
 func (h *hookSink) Write(ctx context.Context, b *sink.Batch) error {
 	n := h.n.Add(1)
 	if n == h.stopAt {
+		// The kernel stops the other threads asynchronously: without
+		// waiting for the SIGCONT, this goroutine could run on into the
+		// write and be stopped inside the database transaction, holding
+		// its locks (a different case, see docs/guarantees.md).
+		cont := make(chan os.Signal, 1)
+		signal.Notify(cont, syscall.SIGCONT)
 		h.printf("stopping before write %d\n", n)
 		syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		<-cont
+		signal.Stop(cont)
 		h.printf("resumed before write %d\n", n)
 	}
 	if !h.trace {
@@ -65,10 +74,11 @@ func (h *hookSink) Write(ctx context.Context, b *sink.Batch) error {
 	return err
 }
 
+// printf writes a trace line, prefixed with the time.
 func (h *hookSink) printf(format string, args ...any) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	fmt.Fprintf(h.out, format, args...)
+	fmt.Fprintf(h.out, time.Now().Format("15:04:05.000 ")+format, args...)
 }
 
 type pauseKey struct{}
