@@ -1,0 +1,105 @@
+package exec
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// mapBase is an exec.Base over maps.
+type mapBase map[string]map[string][]byte
+
+func (mapBase) Partition() int32 { return 3 }
+
+func (b mapBase) HasStore(name string) bool { _, ok := b[name]; return ok }
+
+func (b mapBase) Get(store string, key []byte) ([]byte, bool, error) {
+	v, ok := b[store][string(key)]
+	return v, ok, nil
+}
+
+func (b mapBase) Scan(store string, lower, upper []byte, fn func(key, value []byte) error) error {
+	var keys []string
+	for k := range b[store] {
+		if k >= string(lower) && (upper == nil || k < string(upper)) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := fn([]byte(k), b[store][k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestScopeReadsItsOwnWrites(t *testing.T) {
+	base := mapBase{"s": {"a": []byte("1"), "b": []byte("2"), "d": []byte("4")}}
+	var sc Scope
+	sc.Begin(base, 1000)
+	if sc.Partition() != 3 || sc.Store("nope") != nil {
+		t.Fatal("Partition or an unknown store")
+	}
+	st := sc.Store("s")
+	key := []byte("c")
+	if err := st.Put(key, []byte("3")); err != nil {
+		t.Fatal(err)
+	}
+	key[0] = 'x' // the scope copied it
+	_ = st.Delete([]byte("b"))
+	_ = st.Put([]byte("a"), []byte("10"))
+	_ = st.Put([]byte("e"), nil) // an empty value, not a deletion
+	if v, ok, _ := st.Get([]byte("c")); !ok || string(v) != "3" {
+		t.Errorf("Get(c) = %q, %v", v, ok)
+	}
+	if _, ok, _ := st.Get([]byte("b")); ok {
+		t.Error("Get(b) after Delete found it")
+	}
+	if v, ok, _ := st.Get([]byte("e")); !ok || len(v) != 0 {
+		t.Errorf("Get(e) = %q, %v; want an empty value", v, ok)
+	}
+	var got []string
+	_ = st.Scan(nil, nil, func(k, v []byte) error { got = append(got, string(k)+"="+string(v)); return nil })
+	if strings.Join(got, " ") != "a=10 c=3 d=4 e=" {
+		t.Errorf("Scan = %v", got)
+	}
+	got = nil
+	_ = st.Scan([]byte("b"), []byte("d"), func(k, v []byte) error { got = append(got, string(k)); return nil })
+	if strings.Join(got, " ") != "c" {
+		t.Errorf("Scan [b, d) = %v", got)
+	}
+	// Nothing reached the base: the caller applies Writes on success.
+	if string(base["s"]["a"]) != "1" || len(sc.Writes()) != 4 {
+		t.Errorf("base changed or %d writes", len(sc.Writes()))
+	}
+	sc.Begin(base, 1000)
+	if len(sc.Writes()) != 0 || len(sc.Emits()) != 0 || sc.Err() != nil {
+		t.Error("Begin did not reset the scope")
+	}
+	if v, _, _ := sc.Store("s").Get([]byte("a")); string(v) != "1" {
+		t.Errorf("a previous record's write leaked: %q", v)
+	}
+}
+
+func TestScopeTooLarge(t *testing.T) {
+	var sc Scope
+	sc.Begin(mapBase{"s": {}}, 100)
+	if err := sc.Emit(Output{Topic: "t", Value: make([]byte, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	err := sc.Emit(Output{Topic: "t", Value: make([]byte, 100)})
+	if !errors.Is(err, ErrRecordTooLarge) || !errors.Is(sc.Err(), ErrRecordTooLarge) {
+		t.Fatalf("Emit = %v, Err = %v", err, sc.Err())
+	}
+	if len(sc.Emits()) != 1 {
+		t.Errorf("%d emits, want 1", len(sc.Emits()))
+	}
+	sc.Begin(mapBase{"s": {}}, 100)
+	if err := sc.Store("s").Put([]byte("k"), make([]byte, 100)); !errors.Is(err, ErrRecordTooLarge) || sc.Err() == nil {
+		t.Fatalf("Put = %v", err)
+	}
+	_ = fmt.Sprint
+}
