@@ -1,7 +1,6 @@
 package streamtest_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
@@ -62,5 +61,4 @@ func TestWordCount(t *testing.T) {
 			t.Errorf("count of %q in task %d, want %d", e.Key, e.Partition, want)
 		}
 	}
-	_ = errors.New
 }

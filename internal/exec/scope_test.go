@@ -2,7 +2,6 @@ package exec
 
 import (
 	"errors"
-	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -101,5 +100,4 @@ func TestScopeTooLarge(t *testing.T) {
 	if err := sc.Store("s").Put([]byte("k"), make([]byte, 100)); !errors.Is(err, ErrRecordTooLarge) || sc.Err() == nil {
 		t.Fatalf("Put = %v", err)
 	}
-	_ = fmt.Sprint
 }
