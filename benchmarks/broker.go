@@ -96,7 +96,44 @@ func (e *env) createTopics(ctx context.Context, partitions int, configs map[stri
 			return fmt.Errorf("creating topic %s: %w", r.Topic, r.Err)
 		}
 	}
-	return nil
+	return e.waitTopics(ctx, partitions, topics...)
+}
+
+// waitTopics waits until the broker's metadata shows every topic with all its
+// partitions led: CreateTopics returns before that, and a system started at
+// once (goka, sluice's topic check) may not find its topics on a loaded
+// broker.
+func (e *env) waitTopics(ctx context.Context, partitions int, topics ...string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		md, err := e.adm.Metadata(ctx, topics...)
+		ready := err == nil
+		if ready {
+			for _, t := range topics {
+				td, ok := md.Topics[t]
+				if !ok || td.Err != nil || len(td.Partitions) != partitions {
+					ready = false
+					break
+				}
+				for _, p := range td.Partitions {
+					if p.Err != nil || p.Leader < 0 {
+						ready = false
+					}
+				}
+			}
+		}
+		if ready {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topics %v not ready after 30s (metadata error: %v)", topics, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // deleteTopicsWithPrefix deletes every topic of this run (best effort), so a
