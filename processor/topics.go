@@ -67,10 +67,21 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 		// were created by the upstream stage below.
 		var n int32
 		var first string
+		var loops []topicRef
 		for _, in := range st.inputs {
 			var pc int32
 			if in.internal {
 				pc = partitions[in.name]
+				if pc == 0 && st.writes(in.name) {
+					// A declared loop (stream.DeclareLoop): the stage
+					// creates it below, with its Partitions or the
+					// count of the stage's other inputs.
+					if in.partitions == 0 {
+						loops = append(loops, in)
+						continue
+					}
+					pc = in.partitions
+				}
 				if pc == 0 {
 					if len(errs) == 0 { // otherwise the upstream stage's error says why
 						errs = append(errs, fmt.Errorf("internal topic %s of stage %s has no upstream stage writing it", in.name, st.name))
@@ -92,10 +103,17 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 				errs = append(errs, fmt.Errorf("stage %s reads topics that are not co-partitioned: %s has %d partitions, %s has %d; give them the same partition count", st.name, first, n, in.name, pc))
 			}
 		}
+		if n == 0 && len(loops) > 0 {
+			errs = append(errs, fmt.Errorf("stage %s reads only its loop %s, whose partition count comes from the stage's other inputs: give the loop stream.Partitions", st.name, loops[0].name))
+			continue
+		}
 		if n == 0 {
 			continue
 		}
 		st.partitions = n
+		for _, l := range loops {
+			partitions[l.name] = n
+		}
 
 		for _, out := range st.outputs {
 			if !out.internal {
@@ -104,16 +122,21 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 				}
 				continue
 			}
-			// A repartition topic: Kafka Streams gives it the partition
-			// count of the writing stage's input.
-			if err := p.ensureTopic(ctx, adm, md, out.name, n, map[string]*string{
+			// A repartition (or loop) topic: Kafka Streams gives it
+			// the partition count of the writing stage's input, unless
+			// stream.Partitions set one.
+			want := n
+			if out.partitions > 0 {
+				want = out.partitions
+			}
+			if err := p.ensureTopic(ctx, adm, md, out.name, want, map[string]*string{
 				"cleanup.policy": ptr("delete"),
 				"retention.ms":   ptr("-1"),
 			}); err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			partitions[out.name] = n
+			partitions[out.name] = want
 		}
 		for _, s := range st.stores {
 			if err := p.ensureTopic(ctx, adm, md, s.topic, n, map[string]*string{
@@ -174,6 +197,17 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 		}
 	}
 	return nil
+}
+
+// writes reports whether the stage writes topic (a loop when it also reads
+// it).
+func (st *stage) writes(topic string) bool {
+	for _, out := range st.outputs {
+		if out.name == topic {
+			return true
+		}
+	}
+	return false
 }
 
 // ensureTopic creates an internal topic, or checks the partition count of an
