@@ -21,6 +21,7 @@ type Builder struct {
 	nodes   []*node
 	stores  []*storeDecl
 	outputs []*outputDecl
+	globals []*globalDecl // SourceGlobalTable, in declaration order
 	errs    []error
 	seq     int // position of the next user-visible operator, for generated names
 	built   bool

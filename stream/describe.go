@@ -12,7 +12,11 @@ func describe(b *Builder, stages []*Stage) string {
 	for _, s := range stages {
 		nstores += len(s.Stores)
 	}
-	fmt.Fprintf(&w, "Topology: %s, %s\n", plural(len(stages), "stage"), plural(nstores, "store"))
+	fmt.Fprintf(&w, "Topology: %s, %s", plural(len(stages), "stage"), plural(nstores, "store"))
+	if len(b.globals) > 0 {
+		fmt.Fprintf(&w, ", %s", plural(len(b.globals), "global table"))
+	}
+	w.WriteString("\n")
 	var warnings []string
 	warn := func(format string, args ...any) { warnings = append(warnings, fmt.Sprintf(format, args...)) }
 
@@ -28,6 +32,9 @@ func describe(b *Builder, stages []*Stage) string {
 				names[i] = st.Name
 			}
 			fmt.Fprintf(&w, "  stores:  %s\n", strings.Join(names, ", "))
+		}
+		if gs := stageGlobals(s); len(gs) > 0 {
+			fmt.Fprintf(&w, "  globals: %s\n", strings.Join(gs, ", "))
 		}
 		seen := map[*node]bool{}
 		for _, src := range s.sources {
@@ -65,6 +72,7 @@ func describe(b *Builder, stages []*Stage) string {
 			}
 		}
 	}
+	warnings = append(warnings, describeGlobals(&w, b)...)
 	for _, st := range b.stores {
 		if len(st.users) == 0 {
 			warn("store %q is declared but no Process uses it; it belongs to no stage", st.name)

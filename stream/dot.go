@@ -2,6 +2,7 @@ package stream
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -35,6 +36,7 @@ func dot(stages []*Stage) string {
 		}
 	}
 	var edges []string
+	var globals []*globalDecl // global tables read by the stages' operators
 	edge := func(from, to, attrs string) {
 		e := fmt.Sprintf("  %s -> %s", from, to)
 		if attrs != "" {
@@ -81,6 +83,14 @@ func dot(stages []*Stage) string {
 			for _, st := range n.stores {
 				edge(dotNode(n), dotStore(st.name), "style=dotted, arrowhead=none")
 			}
+			for _, d := range globalsOf(n) {
+				if !slices.Contains(globals, d) {
+					globals = append(globals, d)
+					addTopic(d.topic)
+					edge(dotTopic(d.topic.ref()), dotGlobal(d), "")
+				}
+				edge(dotGlobal(d), dotNode(n), "style=dotted")
+			}
 		}
 	}
 	for _, r := range topicOrder {
@@ -97,6 +107,9 @@ func dot(stages []*Stage) string {
 			attrs += ", color=red"
 		}
 		fmt.Fprintf(&w, "  %s [%s, label=%s];\n", dotTopic(r), attrs, dotQuote(label))
+	}
+	for _, d := range globals {
+		fmt.Fprintf(&w, "  %s [shape=cylinder, style=dashed, label=%s];\n", dotGlobal(d), dotQuote("global table "+d.n.name))
 	}
 	for _, e := range edges {
 		w.WriteString(e + "\n")

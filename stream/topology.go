@@ -12,9 +12,10 @@ import (
 // Topology is a validated, immutable topology, split into stages. It is safe
 // for concurrent use, and so are the Programs its stages compile.
 type Topology struct {
-	stages []*Stage
-	desc   string
-	dot    string
+	stages  []*Stage
+	globals []GlobalTableSpec
+	desc    string
+	dot     string
 }
 
 // Stage is a sub-topology: the operators connected to each other without
@@ -215,6 +216,7 @@ func (b *Builder) Build() (*Topology, error) {
 	stages := b.splitStages()
 	errs = append(errs, checkStageNames(stages)...)
 	errs = append(errs, checkCoPartitioned(stages)...)
+	errs = append(errs, b.checkGlobals()...)
 	order, err := orderStages(stages)
 	if err != nil {
 		errs = append(errs, err)
@@ -222,7 +224,7 @@ func (b *Builder) Build() (*Topology, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	t := &Topology{stages: order}
+	t := &Topology{stages: order, globals: b.globalSpecs()}
 	t.desc = describe(b, order)
 	t.dot = dot(order)
 	b.built = true
