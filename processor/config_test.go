@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"github.com/sluicehq/sluice/internal/kgox"
 	"strings"
 	"testing"
 	"time"
@@ -82,7 +83,7 @@ func TestParseFlags(t *testing.T) {
 
 func TestDefaultInstanceIDDependsOnPathOnly(t *testing.T) {
 	a, b := defaultInstanceID("/var/lib/a"), defaultInstanceID("/var/lib/b")
-	if a == b || a != defaultInstanceID("/var/lib/a") || !validName(a) {
+	if a == b || a != defaultInstanceID("/var/lib/a") || !kgox.ValidName(a) {
 		t.Fatalf("instance ids %q, %q", a, b)
 	}
 }

@@ -3,6 +3,7 @@ package processor
 import (
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/kgox"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -392,12 +393,12 @@ func (c *cfg) validate(stageNames []string) error {
 			bad("broker %q is not host:port", b)
 		}
 	}
-	if c.dlq != "" && !validName(c.dlq) {
+	if c.dlq != "" && !kgox.ValidName(c.dlq) {
 		bad("dead-letter topic %q: use only letters, digits, '.', '_' and '-'", c.dlq)
 	}
 	if c.app == "" {
 		bad("no application id: set processor.ApplicationID")
-	} else if !validName(c.app) {
+	} else if !kgox.ValidName(c.app) {
 		bad("application id %q: use only letters, digits, '.', '_' and '-'", c.app)
 	}
 	if c.stateDir == "" {
@@ -413,7 +414,7 @@ func (c *cfg) validate(stageNames []string) error {
 	if c.instanceID == "" && c.stateDir != "" {
 		c.instanceID = defaultInstanceID(c.stateDir)
 	}
-	if c.instanceID != "" && !validName(c.instanceID) {
+	if c.instanceID != "" && !kgox.ValidName(c.instanceID) {
 		bad("instance id %q: use only letters, digits, '.', '_' and '-'", c.instanceID)
 	}
 	if c.txnTimeout < time.Second {
@@ -486,21 +487,6 @@ func (c *cfg) validate(stageNames []string) error {
 	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 }
 
-// validName reports whether s is usable in Kafka topic names and ids.
-func validName(s string) bool {
-	if s == "" || len(s) > 200 {
-		return false
-	}
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // defaultInstanceID derives an instance id from the host name and the state
 // directory's absolute path (not its contents, so a wiped directory keeps its
 // identity).
@@ -511,7 +497,7 @@ func defaultInstanceID(stateDir string) string {
 	}
 	var clean strings.Builder
 	for _, r := range host {
-		if validName(string(r)) {
+		if kgox.ValidName(string(r)) {
 			clean.WriteRune(r)
 		} else {
 			clean.WriteByte('-')

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/kgox"
 	"path/filepath"
 	"sync"
 	"time"
@@ -89,7 +90,7 @@ func (p *Processor) run(ctx context.Context) (err error) {
 	adminCl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(p.cfg.brokers...),
 		kgo.DialTimeout(p.cfg.dialTimeout),
-		kgo.WithLogger(kgoLogger{p.cfg.logger}),
+		kgo.WithLogger(kgox.Logger(p.cfg.logger)),
 	}, p.cfg.kgoOpts...)...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)

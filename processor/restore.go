@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/kgox"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -47,7 +48,7 @@ func (st *stage) restore(ctx context.Context, parts []int32) ([]*task, error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(st.p.cfg.brokers...),
 		kgo.DialTimeout(st.p.cfg.dialTimeout),
-		kgo.WithLogger(kgoLogger{st.log}),
+		kgo.WithLogger(kgox.Logger(st.log)),
 	}, st.p.cfg.kgoOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("restore client: %w", err)
@@ -159,7 +160,7 @@ func (st *stage) restore(ctx context.Context, parts []int32) ([]*task, error) {
 		rc, err := kgo.NewClient(append([]kgo.Opt{
 			kgo.SeedBrokers(st.p.cfg.brokers...),
 			kgo.DialTimeout(st.p.cfg.dialTimeout),
-			kgo.WithLogger(kgoLogger{st.log}),
+			kgo.WithLogger(kgox.Logger(st.log)),
 			kgo.ConsumePartitions(consume),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 			// Commit and abort markers tell the position: the last

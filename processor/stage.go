@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/kgox"
 	"log/slog"
 	"runtime/debug"
 	"strconv"
@@ -136,7 +137,7 @@ func (st *stage) clientOpts() []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
 		kgo.DialTimeout(c.dialTimeout),
-		kgo.WithLogger(kgoLogger{st.log}),
+		kgo.WithLogger(kgox.Logger(st.log)),
 		kgo.ConsumerGroup(st.group),
 		kgo.ConsumeTopics(topics...),
 		kgo.InstanceID(c.instanceID),

@@ -3,6 +3,7 @@ package sink
 import (
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/kgox"
 	"log/slog"
 	"strings"
 	"time"
@@ -166,10 +167,10 @@ func (c *cfg) validate() error {
 	}
 	if c.app == "" {
 		bad("no application id: set sink.ApplicationID")
-	} else if !validName(c.app) {
+	} else if !kgox.ValidName(c.app) {
 		bad("application id %q: use only letters, digits, '.', '_' and '-'", c.app)
 	}
-	if !validName(c.name) {
+	if !kgox.ValidName(c.name) {
 		bad("name %q: use only letters, digits, '.', '_' and '-'", c.name)
 	}
 	if len(c.topics) == 0 {
@@ -184,7 +185,7 @@ func (c *cfg) validate() error {
 		}
 		seen[t] = true
 	}
-	if c.instanceID != "" && !validName(c.instanceID) {
+	if c.instanceID != "" && !kgox.ValidName(c.instanceID) {
 		bad("instance id %q: use only letters, digits, '.', '_' and '-'", c.instanceID)
 	}
 	if c.commitInterval <= 0 {
@@ -216,19 +217,4 @@ func (c *cfg) validate() error {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
-}
-
-// validName reports whether s is usable in Kafka group names and ids.
-func validName(s string) bool {
-	if s == "" || len(s) > 200 {
-		return false
-	}
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }

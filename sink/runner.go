@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/kgox"
 	"slices"
 	"strings"
 	"sync"
@@ -182,7 +183,7 @@ func (r *Runner) session(ctx context.Context) (err error) {
 	c := &r.cfg
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
-		kgo.WithLogger(kgoLogger{c.logger}),
+		kgo.WithLogger(kgox.Logger(c.logger)),
 		kgo.ConsumerGroup(c.group()),
 		kgo.ConsumeTopics(c.topics...),
 		kgo.SessionTimeout(c.sessionTimeout),
