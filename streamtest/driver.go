@@ -84,6 +84,8 @@ type Driver struct {
 	stages []*stage
 	scope  exec.Scope
 	queue  []delivery
+	// globals are the topology's global tables, by name (see global.go).
+	globals map[string]*globalTable
 }
 
 // topic is an in-memory topic: its records in append order.
@@ -93,6 +95,7 @@ type topic struct {
 	partitions int
 	readers    []*stage
 	writers    []*stage
+	globals    []*globalTable // global tables that copy the topic
 	msgs       []Message
 	next       []int64 // next offset per partition
 }
@@ -109,6 +112,7 @@ type stage struct {
 	prog   exec.Program
 	stores map[string]bool
 	tasks  map[int32]*task
+	d      *Driver // for its global tables
 }
 
 // task is one partition of a stage: its committed stores. It is the
@@ -239,7 +243,7 @@ func open(topo *stream.Topology, opts []Option) (*Driver, error) {
 	// that writes it. Stages come upstream first.
 	var errs []error
 	for _, spec := range topo.Stages() {
-		st := &stage{spec: spec, prog: spec.Program(cfg.app), stores: map[string]bool{}, tasks: map[int32]*task{}}
+		st := &stage{spec: spec, prog: spec.Program(cfg.app), stores: map[string]bool{}, tasks: map[int32]*task{}, d: d}
 		for _, s := range spec.Stores {
 			st.stores[s.Name] = true
 		}
@@ -292,6 +296,7 @@ func open(topo *stream.Topology, opts []Option) (*Driver, error) {
 			}
 		}
 	}
+	d.openGlobals(topo, get)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -349,7 +354,7 @@ func (d *Driver) PipeMessage(topic string, m Message) error {
 	if t == nil {
 		return fmt.Errorf("streamtest: topic %q is not a topic of the topology (its topics: %s)", topic, d.topicNames())
 	}
-	if len(t.readers) == 0 {
+	if !t.read() {
 		return fmt.Errorf("streamtest: topic %q is not read by the topology; pipe records into its inputs", topic)
 	}
 	if m.Timestamp.IsZero() {
@@ -364,6 +369,7 @@ func (d *Driver) append(t *topic, m Message, p int32) {
 	m.Partition, m.Offset = p, t.next[p]
 	t.next[p]++
 	t.msgs = append(t.msgs, m)
+	d.applyGlobals(t, m)
 	if len(t.readers) > 0 {
 		d.queue = append(d.queue, delivery{t: t, msg: len(t.msgs) - 1})
 	}

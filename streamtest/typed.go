@@ -44,7 +44,7 @@ func NewInput[K, V any](d *Driver, topic string, kc codec.Codec[K], vc codec.Cod
 	switch {
 	case t == nil:
 		d.fatalf("NewInput: %q is not a topic of the topology (its topics: %s)", topic, d.topicNames())
-	case len(t.readers) == 0:
+	case !t.read():
 		d.fatalf("NewInput: topic %q is not read by the topology", topic)
 	case kc == nil || vc == nil:
 		d.fatalf("NewInput(%q): nil codec", topic)
