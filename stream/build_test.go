@@ -9,7 +9,7 @@ import (
 	"github.com/sluicehq/sluice/stream"
 )
 
-func src(b *stream.Builder, topic string, opts ...stream.Option) stream.Stream[string, string] {
+func src(b *stream.Builder, topic string, opts ...stream.SourceOption) stream.Stream[string, string] {
 	return stream.Source(b, topic, codec.String{}, codec.String{}, opts...)
 }
 

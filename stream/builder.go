@@ -78,10 +78,16 @@ type node struct {
 	derived bool
 	writer  *node // for a derived node: the GroupBy (GroupByKey) that writes its topic
 
-	out     []*topicRef   // topics written: To, GroupBy, EmitsTo, LoopTo
-	stores  []*storeDecl  // stores used: Count, Aggregate, Uses, tables and joins
-	emits   []*outputDecl // outputs declared with EmitsTo
-	details string        // extra text for the description
+	out    []*topicRef   // topics written: To, GroupBy, EmitsTo, LoopTo
+	stores []*storeDecl  // stores used: Count, Aggregate, Uses, tables and joins
+	emits  []*outputDecl // outputs declared with EmitsTo
+	// usesTime marks an operator that needs its task's stream time
+	// (windows, suppression, stream-stream joins, stream-time timers): its
+	// stage keeps it in a store (Stage.TimeStore).
+	usesTime  bool
+	timeHooks []timeHook // run when stream time advances
+	timers    []timer    // Every, on Process and ProcessTo
+	details   string     // extra text for the description
 }
 
 // label is how messages and the description name the node, e.g. `Count "counts"`.

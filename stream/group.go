@@ -89,7 +89,7 @@ func repartition[K, V, K2 any](s Stream[K, V], n *node, cfg opConfig, fn func(K,
 	checkCodec(n, "key codec", kc == nil)
 	checkCodec(n, "value codec", vc == nil)
 	out := &streamNode[K2, V]{n: r, keyCodec: kc}
-	r.entry = sourceEntry(r, out, kc, vc)
+	r.entry = sourceEntry(r, out, kc, vc, nil)
 
 	if fn != nil && kc != nil && vc != nil {
 		label, target := n.label(), "topic "+quote(t.name)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/sluicehq/sluice/internal/exec"
 )
@@ -37,11 +38,16 @@ type Handle struct {
 	// restore them when their downstream call returns, so each path of a
 	// fan-out sees its own.
 	//
-	// The record's timestamp is rec.Timestamp on every path today; an
-	// operator that changes timestamps would keep the current one here
-	// the same way.
 	hdrs    []exec.Header
 	hdrsSet bool
+	// ts is the timestamp of the record flowing through the operators now
+	// and of what they emit: the input record's (or the one its Source
+	// extracted), a stream-stream join's result's, a released window's, a
+	// timer's now. Operators that change it restore it when their
+	// downstream call returns, as for hdrs.
+	ts time.Time
+	// tm is the task's stream time as this call sees it.
+	tm taskTime
 }
 
 // program is what Stage.Program compiles for one application id.
@@ -51,6 +57,10 @@ type program struct {
 	// internal holds the physical names of the internal topics the stage
 	// writes (repartition and loop topics).
 	internal map[*topicRef]string
+	// hooks run when a task's stream time advances, in order; wall are
+	// the wall-clock timers (see compileTimers).
+	hooks []timeHook
+	wall  []wallTimer
 }
 
 // topic returns the physical name of t.
@@ -102,8 +112,8 @@ func cloneHeaders(hs []exec.Header) []exec.Header {
 	return c
 }
 
-// emit produces a record to the physical topic with the input record's
-// timestamp and the current headers, letting the runtime pick the
+// emit produces a record to the physical topic with the current timestamp
+// (see Handle.ts) and the current headers, letting the runtime pick the
 // partition from the key. A nil v is a tombstone.
 func (h *Handle) emit(topic string, k, v []byte) error {
 	return h.task.Emit(exec.Output{
@@ -112,7 +122,7 @@ func (h *Handle) emit(topic string, k, v []byte) error {
 		Key:       k,
 		Value:     v,
 		Headers:   h.headers(),
-		Timestamp: h.rec.Timestamp,
+		Timestamp: h.ts,
 	})
 }
 

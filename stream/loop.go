@@ -61,7 +61,7 @@ func DeclareLoop[K, V any](b *Builder, kc codec.Codec[K], vc codec.Codec[V], opt
 	checkCodec(n, "key codec", kc == nil)
 	checkCodec(n, "value codec", vc == nil)
 	s := &streamNode[K, V]{n: n, keyCodec: kc}
-	n.entry = sourceEntry(n, s, kc, vc)
+	n.entry = sourceEntry(n, s, kc, vc, nil)
 	d := &outputDecl{b: b, topic: t, loop: n}
 	out := OutputRef[K, V]{&typedOutput[K, V]{d: d, kc: kc, vc: vc}}
 	return Loop[K, V]{&loopNode[K, V]{n: n, s: s, t: t, kc: kc, vc: vc, out: out}}

@@ -16,10 +16,18 @@ type TopicOption interface {
 	topicOption()
 }
 
+// SourceOption configures a Source. Every Option is a SourceOption;
+// ExtractTimestamp is a SourceOption only.
+type SourceOption interface {
+	apply(*opConfig)
+	sourceOption()
+}
+
 // Option configures any operator (Source, Map, GroupBy, Count, To, ...).
 type Option interface {
 	ProcessOption
 	TopicOption
+	SourceOption
 	anyOperator()
 }
 
@@ -31,6 +39,8 @@ type opConfig struct {
 	outputs    []AnyOutputRef
 	partitions int  // Partitions(n)
 	partSet    bool // Partitions was given
+	timers     []timer
+	extractor  any // ExtractTimestamp's function
 }
 
 func configure[O interface{ apply(*opConfig) }](opts []O) opConfig {
@@ -49,6 +59,7 @@ func (o namedOpt) apply(c *opConfig) { c.name, c.named = string(o), true }
 func (namedOpt) anyOperator()        {}
 func (namedOpt) topicOption()        {}
 func (namedOpt) processOption()      {}
+func (namedOpt) sourceOption()       {}
 
 // Named names the operator it is given to. Default: a generated name of the
 // operator's kind and its position in the builder, e.g. "count-3".

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -20,7 +21,9 @@ import (
 //
 // Headers are the headers the record carries at this point of the
 // topology: the input record's, unless an operator upstream set others
-// (WithHeaders).
+// (WithHeaders). Likewise Timestamp is the record's at this point: the
+// input record's, or the one its Source extracted (ExtractTimestamp), or,
+// downstream of a stream-stream join or a released window, that result's.
 type Record[K, V any] struct {
 	Key       K
 	Value     V
@@ -34,7 +37,7 @@ type Record[K, V any] struct {
 func record[K, V any](h *Handle, k K, v V) Record[K, V] {
 	r := h.rec
 	return Record[K, V]{Key: k, Value: v, Topic: r.Topic, Partition: r.Partition,
-		Offset: r.Offset, Timestamp: r.Timestamp, Headers: h.viewHeaders()}
+		Offset: r.Offset, Timestamp: h.ts, Headers: h.viewHeaders()}
 }
 
 // StoreRef is a typed reference to a key-value state store declared with
@@ -268,6 +271,19 @@ func processNode[K, V any](s Stream[K, V], op string, opts []ProcessOption, fnNi
 	}
 	b := n.b
 	checkFunc(n, "function", fnNil)
+	for _, tm := range cfg.timers {
+		switch {
+		case tm.fn == nil:
+			b.fail(ErrNilFunc, "%s: Every got a nil timer function", n.label())
+		case tm.interval < time.Millisecond:
+			b.fail(ErrInvalidArgument, "%s: Every(%v): a timer's interval must be at least a millisecond", n.label(), tm.interval)
+		case tm.clock != StreamTime && tm.clock != WallClock:
+			b.fail(ErrInvalidArgument, "%s: Every got clock %d; use stream.StreamTime or stream.WallClock", n.label(), int(tm.clock))
+		default:
+			n.timers = append(n.timers, tm)
+			n.usesTime = n.usesTime || tm.clock == StreamTime
+		}
+	}
 	var names []string
 	for _, r := range cfg.stores {
 		var d *storeDecl
@@ -322,6 +338,12 @@ func processNode[K, V any](s Stream[K, V], op string, opts []ProcessOption, fnNi
 			n.details += " "
 		}
 		n.details += "[emits " + strings.Join(names, ", ") + "]"
+	}
+	for _, tm := range n.timers {
+		if n.details != "" {
+			n.details += " "
+		}
+		n.details += fmt.Sprintf("[every %v on %s]", tm.interval, tm.clock)
 	}
 	return n
 }

@@ -1,6 +1,9 @@
 package stream
 
 import (
+	"reflect"
+	"time"
+
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/exec"
 )
@@ -80,22 +83,57 @@ func (s Stream[K, V]) attach(f func(h *Handle, k K, v V) error) {
 // return a *CodecError, which matches codec.ErrDecode; the runtime's error
 // policy decides what happens to the record. A topic may be read by only one
 // Source.
-func Source[K, V any](b *Builder, topic string, kc codec.Codec[K], vc codec.Codec[V], opts ...Option) Stream[K, V] {
+func Source[K, V any](b *Builder, topic string, kc codec.Codec[K], vc codec.Codec[V], opts ...SourceOption) Stream[K, V] {
 	if b == nil {
 		return Stream[K, V]{}
 	}
-	n := b.newNode("Source", nil, configure(opts))
+	cfg := configure(opts)
+	n := b.newNode("Source", nil, cfg)
 	n.in = &topicRef{name: topic}
 	b.checkName(n.label(), "topic", topic)
 	checkCodec(n, "key codec", kc == nil)
 	checkCodec(n, "value codec", vc == nil)
+	var extract func(K, V, time.Time) time.Time
+	if cfg.extractor != nil {
+		f, ok := cfg.extractor.(func(K, V, time.Time) time.Time)
+		switch {
+		case !ok:
+			b.fail(ErrInvalidArgument, "%s: ExtractTimestamp got a %T, but the Source reads %s keys and %s values; pass a func(%[3]s, %[4]s, time.Time) time.Time",
+				n.label(), cfg.extractor, typeName[K](), typeName[V]())
+		case f == nil:
+			b.fail(ErrNilFunc, "%s: ExtractTimestamp got a nil function", n.label())
+		default:
+			extract = f
+			n.details = "<- " + n.in.String() + " [timestamps extracted]"
+		}
+	}
 	out := &streamNode[K, V]{n: n, keyCodec: kc}
-	n.entry = sourceEntry(n, out, kc, vc)
+	n.entry = sourceEntry(n, out, kc, vc, extract)
 	return Stream[K, V]{out}
 }
 
-// sourceEntry compiles the decoding of one input topic's records.
-func sourceEntry[K, V any](n *node, out *streamNode[K, V], kc codec.Codec[K], vc codec.Codec[V]) func(h *Handle, r *exec.Record) error {
+type extractOpt struct{ fn any }
+
+func (o extractOpt) apply(c *opConfig) { c.extractor = o.fn }
+func (extractOpt) sourceOption()       {}
+
+// ExtractTimestamp makes a Source take its records' timestamps from fn
+// instead of the Kafka records' own (fn gets the decoded key and value and
+// the Kafka timestamp). The extracted timestamp is the record's from then
+// on: windows and stream time use it, Process functions see it in
+// Record.Timestamp, and the records the stage writes carry it. Its type
+// parameters must be the Source's (Build reports ErrInvalidArgument
+// otherwise). fn must be deterministic: a record processed again after a
+// crash must get the same timestamp.
+func ExtractTimestamp[K, V any](fn func(k K, v V, recordTime time.Time) time.Time) SourceOption {
+	return extractOpt{fn}
+}
+
+func typeName[T any]() string { return reflect.TypeFor[T]().String() }
+
+// sourceEntry compiles the decoding of one input topic's records. extract,
+// when not nil, sets the record's timestamp.
+func sourceEntry[K, V any](n *node, out *streamNode[K, V], kc codec.Codec[K], vc codec.Codec[V], extract func(K, V, time.Time) time.Time) func(h *Handle, r *exec.Record) error {
 	if kc == nil || vc == nil {
 		return nil // Build fails; no Program is ever compiled
 	}
@@ -109,6 +147,10 @@ func sourceEntry[K, V any](n *node, out *streamNode[K, V], kc codec.Codec[K], vc
 		v, err := vd.decode(r.Value)
 		if err != nil {
 			return h.codecError("decode", "value", target, label, err)
+		}
+		if extract != nil {
+			h.ts = extract(k, v, r.Timestamp)
+			h.tm.input = millis(h.ts)
 		}
 		return out.forward(h, k, v)
 	}

@@ -46,7 +46,7 @@ func TableGroupBy[K, V, K2, V2 any](t Table[K, V], fn func(K, V) (K2, V2), kc co
 		return GroupedTable[K2, V2]{s: out, kc: kc, vc: vc}
 	}
 	cc := ChangeCodec(vc)
-	r.entry = sourceEntry[K2, Change[V2]](r, out, kc, cc)
+	r.entry = sourceEntry[K2, Change[V2]](r, out, kc, cc, nil)
 	if fn == nil {
 		return GroupedTable[K2, V2]{s: out, kc: kc, vc: vc}
 	}

@@ -42,6 +42,11 @@ type Stage struct {
 	// Stores are the stage's state stores, in declaration order. Each has a
 	// changelog topic, ChangelogTopic(app, Name).
 	Stores []StoreSpec
+	// TimeStore is the name of the store, among Stores, that keeps each
+	// task's stream time, or "" when the stage needs none (it has no
+	// windows, suppression, stream-stream joins or stream-time timers).
+	// It is "<stage>-stream-time"; see Clock.
+	TimeStore string
 
 	nodes   []*node // in id order
 	sources []*node // nodes with an input topic, in id order
@@ -78,6 +83,9 @@ type StoreSpec struct {
 	// GeneratedName reports that Name was generated (no Named was given):
 	// renaming it later loses the store's state.
 	GeneratedName bool
+	// Internal reports a store the stage keeps for itself (its stream
+	// time), named after the stage.
+	Internal bool
 }
 
 // ChangelogTopic returns the name of store's changelog topic for application
@@ -165,14 +173,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // from several goroutines (one per task), as long as the user's functions
 // are.
 func (s *Stage) Program(app string) exec.Program {
-	p := &program{stage: s, app: app, internal: map[*topicRef]string{}}
-	for _, n := range s.nodes {
-		for _, t := range n.out {
-			if t.internal {
-				p.internal[t] = t.ref().TopicName(app)
-			}
-		}
-	}
+	p := s.compile(app)
 	type input struct {
 		topic string
 		entry func(h *Handle, r *exec.Record) error
@@ -186,8 +187,14 @@ func (s *Stage) Program(app string) exec.Program {
 	return func(t exec.Task, r *exec.Record) error {
 		for i := range inputs {
 			if inputs[i].topic == r.Topic {
-				h := &Handle{task: t, rec: r, prog: p}
+				h := &Handle{task: t, rec: r, prog: p, ts: r.Timestamp}
+				h.tm.input = millis(r.Timestamp)
 				err := inputs[i].entry(h, r)
+				if err == nil && s.TimeStore != "" {
+					// After the record's operators: the record moved
+					// stream time (its own windows saw it already).
+					err = p.advanceTime(h, h.tm.input)
+				}
 				h.task = nil // a Handle kept by a user function stops working
 				return err
 			}
@@ -195,6 +202,20 @@ func (s *Stage) Program(app string) exec.Program {
 		return fmt.Errorf("stream: stage %q got a record of topic %q, which it does not read (it reads %s)",
 			s.Name, r.Topic, strings.Join(names, ", "))
 	}
+}
+
+// compile prepares what the stage's Program and Punctuator share.
+func (s *Stage) compile(app string) *program {
+	p := &program{stage: s, app: app, internal: map[*topicRef]string{}}
+	for _, n := range s.nodes {
+		for _, t := range n.out {
+			if t.internal {
+				p.internal[t] = t.ref().TopicName(app)
+			}
+		}
+	}
+	p.compileTimers()
+	return p
 }
 
 // Build validates the topology and splits it into stages. It reports every
@@ -215,6 +236,7 @@ func (b *Builder) Build() (*Topology, error) {
 	errs = append(errs, b.checkNames()...)
 	stages := b.splitStages()
 	errs = append(errs, checkStageNames(stages)...)
+	errs = append(errs, b.checkTimeStores(stages)...)
 	errs = append(errs, checkCoPartitioned(stages)...)
 	errs = append(errs, b.checkGlobals()...)
 	order, err := orderStages(stages)
@@ -389,6 +411,10 @@ func (b *Builder) splitStages() []*Stage {
 					s.Stores = append(s.Stores, StoreSpec{Name: st.name, GeneratedName: st.generated})
 				}
 			}
+		}
+		if slices.ContainsFunc(s.nodes, func(n *node) bool { return n.usesTime }) && len(s.sources) > 0 {
+			s.TimeStore = s.Name + timeStoreSuffix
+			s.Stores = append(s.Stores, StoreSpec{Name: s.TimeStore, GeneratedName: s.GeneratedName, Internal: true})
 		}
 	}
 	// A group without a source can only come from operators on a stream
