@@ -26,6 +26,9 @@ type Processor struct {
 	hooks  hooks
 
 	runOnce sync.Once
+
+	// globals are the instance's copies of the global tables (global.go).
+	globals []*globalTable
 }
 
 // hooks let tests stop a stage at the moments that matter.
@@ -65,6 +68,7 @@ func New(t *stream.Topology, opts ...Opt) (*Processor, error) {
 	for _, spec := range t.Stages() {
 		p.stages = append(p.stages, newStage(p, spec))
 	}
+	p.globals = newGlobals(p, t)
 	return p, nil
 }
 
@@ -130,11 +134,20 @@ func (p *Processor) run(ctx context.Context) (err error) {
 		return err
 	}
 	cancel()
+	// Global tables catch up before any stage starts (global.go).
+	if err := p.bootstrapGlobals(ctx, adm, db); err != nil {
+		p.closeGlobals()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 
 	p.cfg.logger.Info("processor starting", "app", p.cfg.app, "instance", p.cfg.instanceID, "stages", len(p.stages))
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go p.purgeRepartitions(rctx, adm, p.cfg.purgeInterval)
+	waitGlobals := p.followGlobals(rctx, stop)
 	errs := make(chan error, len(p.stages))
 	for _, st := range p.stages {
 		go func() {
@@ -150,6 +163,10 @@ func (p *Processor) run(ctx context.Context) (err error) {
 		if err := <-errs; err != nil && runErr == nil {
 			runErr = err
 		}
+	}
+	stop()
+	if err := waitGlobals(); err != nil && runErr == nil {
+		runErr = err
 	}
 	if !p.cfg.rollingRestart {
 		p.leaveGroups(adm)
@@ -178,6 +195,8 @@ func (p *Processor) leaveGroups(adm *kadm.Client) {
 // Metrics is a snapshot of what a Processor did, per stage.
 type Metrics struct {
 	Stages map[string]StageMetrics
+	// Global holds the metrics of each global table, by name.
+	Global map[string]GlobalMetrics
 }
 
 // StageMetrics counts one stage's work since Run began.
@@ -202,7 +221,7 @@ type StageMetrics struct {
 // Metrics returns a snapshot of the processor's counters. Safe to call
 // concurrently with Run.
 func (p *Processor) Metrics() Metrics {
-	m := Metrics{Stages: map[string]StageMetrics{}}
+	m := Metrics{Stages: map[string]StageMetrics{}, Global: p.globalMetricsSnapshot()}
 	for _, st := range p.stages {
 		m.Stages[st.name] = StageMetrics{
 			Records:         st.metrics.records.Load(),

@@ -38,6 +38,9 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 			names[s.topic] = true
 		}
 	}
+	for _, g := range p.globals {
+		names[g.topic] = true
+	}
 	list := make([]string, 0, len(names))
 	names[p.cfg.dlq] = true
 	for n := range names {
@@ -156,6 +159,7 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 			break
 		}
 	}
+	errs = append(errs, p.checkGlobalTopics(md)...)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
