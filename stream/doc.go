@@ -35,6 +35,9 @@
 //     aggregations' results, TableFilter, TableMapValues, ToStream,
 //     Changes, TableTo (deletions as tombstones);
 //   - joins: Join and LeftJoin (stream-table), TableJoin and TableLeftJoin;
+//     GlobalJoin and GlobalLeftJoin against a GlobalTable (SourceGlobalTable:
+//     a full copy of a topic on every instance, no co-partitioning needed),
+//     and Lookup in one from a Process function;
 //   - loops: DeclareLoop, LoopTo;
 //   - low-level: Process, ProcessTo.
 //
