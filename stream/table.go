@@ -57,6 +57,10 @@ type tableNode[K, V any] struct {
 	// needOld asks the tables this one derives from for old values; nil
 	// for materialized tables, which have them at hand.
 	needOld func()
+	// window is the window definition of a windowed aggregation's table
+	// (keys are Windowed), kept by the views that keep keys; nil for other
+	// tables.
+	window *windowSpec
 }
 
 // requireOld makes t send old values (see sendOld).
@@ -279,7 +283,7 @@ func TableFilter[K, V any](t Table[K, V], fn func(K, V) bool, opts ...Option) Ta
 		return Table[K, V]{}
 	}
 	checkFunc(n, "function", fn == nil)
-	out := &tableNode[K, V]{n: n, kc: t.t.kc, stores: t.t.stores, needOld: t.t.requireOld}
+	out := &tableNode[K, V]{n: n, kc: t.t.kc, stores: t.t.stores, needOld: t.t.requireOld, window: t.t.window}
 	if fn == nil || t.t.get == nil {
 		return Table[K, V]{out}
 	}
@@ -321,7 +325,7 @@ func TableMapValues[K, V, V2 any](t Table[K, V], fn func(K, V) V2, opts ...Optio
 		return Table[K, V2]{}
 	}
 	checkFunc(n, "function", fn == nil)
-	out := &tableNode[K, V2]{n: n, kc: t.t.kc, stores: t.t.stores, needOld: t.t.requireOld}
+	out := &tableNode[K, V2]{n: n, kc: t.t.kc, stores: t.t.stores, needOld: t.t.requireOld, window: t.t.window}
 	if fn == nil || t.t.get == nil {
 		return Table[K, V2]{out}
 	}

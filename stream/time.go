@@ -329,3 +329,6 @@ func (b *Builder) checkTimeStores(stages []*Stage) []error {
 	}
 	return errs
 }
+
+// msDuration returns ms milliseconds as a Duration.
+func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }

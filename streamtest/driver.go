@@ -113,6 +113,10 @@ type stage struct {
 	stores map[string]bool
 	tasks  map[int32]*task
 	d      *Driver // for its global tables
+	// punct is the stage's time-driven side (nil: none); partitions its
+	// task count, for firing timers in every task.
+	punct      *exec.Punctuator
+	partitions int
 }
 
 // task is one partition of a stage: its committed stores. It is the
@@ -121,11 +125,6 @@ type task struct {
 	st     *stage
 	p      int32
 	stores map[string]map[string][]byte
-	// streamTime is the largest timestamp of the records the task has
-	// processed (Kafka Streams' stream time). Timers on stream time fire
-	// from here when they exist: after a record advanced it, through the
-	// same Scope, as the runtime will do in the record's cycle.
-	streamTime time.Time
 }
 
 var _ exec.Base = (*task)(nil)
@@ -243,7 +242,8 @@ func open(topo *stream.Topology, opts []Option) (*Driver, error) {
 	// that writes it. Stages come upstream first.
 	var errs []error
 	for _, spec := range topo.Stages() {
-		st := &stage{spec: spec, prog: spec.Program(cfg.app), stores: map[string]bool{}, tasks: map[int32]*task{}, d: d}
+		st := &stage{spec: spec, prog: spec.Program(cfg.app), stores: map[string]bool{}, tasks: map[int32]*task{}, d: d,
+			punct: spec.Punctuator(cfg.app)}
 		for _, s := range spec.Stores {
 			st.stores[s.Name] = true
 		}
@@ -285,6 +285,7 @@ func open(topo *stream.Topology, opts []Option) (*Driver, error) {
 		for _, t := range loops {
 			t.partitions = n
 		}
+		st.partitions = n
 		for _, r := range spec.Outputs {
 			t := get(r)
 			t.writers = append(t.writers, st)
@@ -324,17 +325,24 @@ type Message struct {
 // without one.
 func (d *Driver) Now() time.Time { return d.now }
 
-// AdvanceWallClock moves the driver's wall clock forward by dt.
-//
-// Wall-clock timers (punctuations) do not exist yet; when they do, this is
-// where the driver fires the due ones, task by task, each through the same
-// effect staging as a record.
+// AdvanceWallClock moves the driver's wall clock forward by dt and fires
+// the wall-clock timers (stream.Every with stream.WallClock) due in the
+// meantime, in every task of every stage, stage by stage and task by task,
+// each task's timers through the same effect staging as a record (the
+// runtime fires them once per cycle). The records they emit are processed
+// before it returns. A timer's error fails the test; its task's effects of
+// that call are discarded.
 func (d *Driver) AdvanceWallClock(dt time.Duration) {
+	d.tb.Helper()
 	if dt < 0 {
 		d.fatalf("AdvanceWallClock(%v): the wall clock does not go back", dt)
 		return
 	}
+	prev := d.now
 	d.now = d.now.Add(dt)
+	if err := d.punctuate(exec.WallClock, prev, d.now); err != nil {
+		d.fatalf("AdvanceWallClock(%v): %v", dt, err)
+	}
 }
 
 // PipeMessage appends m to topic (a physical topic name; internal topics are
@@ -425,9 +433,6 @@ func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 // only if the Program succeeded and no effect failed.
 func (d *Driver) process(st *stage, t *topic, m Message) error {
 	tk := st.task(m.Partition)
-	if m.Timestamp.After(tk.streamTime) {
-		tk.streamTime = m.Timestamp
-	}
 	in := exec.Record{
 		Topic:     t.name,
 		Partition: m.Partition,
@@ -446,6 +451,13 @@ func (d *Driver) process(st *stage, t *topic, m Message) error {
 	if err != nil {
 		return &RecordError{Stage: st.spec.Name, Topic: t.name, Partition: m.Partition, Offset: m.Offset, Err: err}
 	}
+	return d.apply(st, tk, sc)
+}
+
+// apply applies the effects staged in sc to task tk of stage st: its store
+// writes, and its outputs, appended to their topics and queued for the
+// stages that read them.
+func (d *Driver) apply(st *stage, tk *task, sc *exec.Scope) error {
 	for _, w := range sc.Writes() {
 		if w.Value == nil {
 			delete(tk.stores[w.Store], string(w.Key))
