@@ -200,6 +200,12 @@ func (p *Processor) closeGlobals() {
 // bootstrap reads the topic up to its last stable offsets into the copy.
 func (g *globalTable) bootstrap(ctx context.Context, adm *kadm.Client, db *state.DB) error {
 	g.db = db
+	// now is the checkpoints' write time: taken before the offsets are
+	// listed, so the records at or after the offsets the bootstrap reaches
+	// were appended after it (see refresh), but for those of a
+	// transaction open at that moment, which are at most a transaction
+	// timeout older: minutes against delete.retention.ms's day.
+	now := g.p.now()
 	g.deleteRetention = g.topicDeleteRetention(ctx, adm)
 	starts, err := adm.ListStartOffsets(ctx, g.topic)
 	if err == nil {
@@ -257,7 +263,6 @@ func (g *globalTable) bootstrap(ctx context.Context, adm *kadm.Client, db *state
 		return fmt.Errorf("topic has no partitions")
 	}
 
-	now := g.p.now()
 	rebuild, reason := !anyFound, "no local copy"
 	for p, pt := range parts {
 		if !pt.found {
