@@ -74,6 +74,20 @@
 // changelog tail after the checkpoint: the checkpoint is written in the same
 // Pebble batch as the data it describes.
 //
+// # Global tables
+//
+// A global table (stream.SourceGlobalTable) is a full copy of a topic, all
+// partitions, that every instance keeps in its Pebble state and that any
+// task may read. Run reads each global topic with read_committed up to its
+// last stable offsets before any stage starts, resuming from the copy's
+// checkpoints (one per source partition, applied in the same Pebble batch
+// as the data) or, when checkpoint.Plan rejects them, wiping the copy and
+// reading the topic from its start; then it follows the topic in the
+// background with a direct consumer. The topic is the copy's changelog. A
+// global table is eventually consistent with its topic, and exactly-once
+// does not extend to it: a record processed again after a crash may be
+// joined with a newer value of the table than the first time.
+//
 // # Shutdown
 //
 // When Run's context is done, each stage ends its open transaction

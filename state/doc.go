@@ -20,6 +20,13 @@
 // So a scan of partition 1 never sees partition 2's keys, store "a" never
 // sees store "ab"'s, and wiping a task is one DeleteRange per store.
 //
+// A global table (a full copy of a topic on every instance) uses the same
+// layout under the reserved store name "global:<table>" ([GlobalStore]):
+// its data, all source partitions merged, under partition -1
+// ([GlobalPartition]), read with [DB.Global]; one checkpoint per source
+// partition ([GlobalCheckpoint]); [DB.WipeGlobal] deletes both. No store or
+// stage name contains ':', so these keys never meet a task's.
+//
 // # Exactly-once
 //
 // The runtime's invariant is that Pebble never holds a write whose Kafka
