@@ -68,6 +68,18 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 		}
 		return nil
 	})
+	if recErr == nil {
+		_, recErr = st.punctuateWall(sess, func() error {
+			if began {
+				return nil
+			}
+			if err := sess.Begin(); err != nil {
+				return fmt.Errorf("stage %s: beginning transaction: %w", st.name, err)
+			}
+			began = true
+			return nil
+		})
+	}
 	if !began {
 		return recErr
 	}

@@ -67,7 +67,11 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 		}
 		return nil
 	})
-	if n == 0 {
+	punctuated := false
+	if recErr == nil {
+		punctuated, recErr = st.punctuateWall(cl, func() error { return nil })
+	}
+	if n == 0 && !punctuated {
 		return recErr
 	}
 	st.produceChangelogs(cl)

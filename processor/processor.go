@@ -216,6 +216,15 @@ type StageMetrics struct {
 	// checkpoint), summed over assignments; it grows when a restore ends,
 	// successful or not.
 	RestoreTime time.Duration
+	// Late counts the records that arrived after every window they belong
+	// to had closed (stream.ErrLateRecord). They are handed to the error
+	// policy like other bad records, so each is also counted in Skipped,
+	// DeadLettered or Failed.
+	Late int64
+	// TimerErrors counts the wall-clock timer calls (stream.Every) that
+	// failed: under the Fail policy the first stops the stage; under Skip
+	// and DeadLetter each is logged and its effects are dropped.
+	TimerErrors int64
 }
 
 // Metrics returns a snapshot of the processor's counters. Safe to call
@@ -231,6 +240,8 @@ func (p *Processor) Metrics() Metrics {
 			Skipped:         st.metrics.skipped.Load(),
 			DeadLettered:    st.metrics.deadLettered.Load(),
 			Failed:          st.metrics.failed.Load(),
+			Late:            st.metrics.late.Load(),
+			TimerErrors:     st.metrics.punctFailed.Load(),
 			Restarts:        st.metrics.restarts.Load(),
 			RestoredRecords: st.metrics.restored.Load(),
 			Rebuilds:        st.metrics.rebuilds.Load(),

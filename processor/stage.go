@@ -29,6 +29,7 @@ type stage struct {
 	group   string
 	txnID   string
 	program exec.Program
+	punct   *exec.Punctuator // nil: the stage has no timers
 	db      *state.DB
 	log     *slog.Logger
 
@@ -81,6 +82,7 @@ func newStage(p *Processor, spec *stream.Stage) *stage {
 		group:       app + "-" + spec.Name,
 		txnID:       app + "-" + spec.Name + "-" + p.cfg.instanceID,
 		program:     spec.Program(app),
+		punct:       spec.Punctuator(app),
 		log:         p.cfg.logger.With("stage", spec.Name),
 		storeByName: map[string]*storeInfo{},
 	}
@@ -279,6 +281,9 @@ func (st *stage) process(prod producer, r *kgo.Record) error {
 	}
 	if err != nil {
 		rerr := &RecordError{Stage: st.name, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Err: err}
+		if errors.Is(err, stream.ErrLateRecord) {
+			st.metrics.late.Add(1)
+		}
 		switch st.cfg.policy {
 		case Skip:
 			st.metrics.skipped.Add(1)
@@ -293,6 +298,13 @@ func (st *stage) process(prod producer, r *kgo.Record) error {
 		st.metrics.failed.Add(1)
 		return rerr
 	}
+	return st.applyEffects(prod, t, sc)
+}
+
+// applyEffects applies what a record (or a timer) staged in sc for task t:
+// its store writes go to the task's batch and are noted for the changelog,
+// its outputs are produced.
+func (st *stage) applyEffects(prod producer, t *task, sc *exec.Scope) error {
 	for _, w := range sc.Writes() {
 		v := t.view(w.Store)
 		var err error
@@ -514,6 +526,8 @@ type stageMetrics struct {
 	restored     atomic.Int64
 	rebuilds     atomic.Int64
 	deadLettered atomic.Int64
+	late         atomic.Int64
+	punctFailed  atomic.Int64
 	failed       atomic.Int64
 	restoreNanos atomic.Int64
 }

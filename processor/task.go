@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/sluicehq/sluice/checkpoint"
 	"github.com/sluicehq/sluice/internal/exec"
@@ -46,6 +47,13 @@ type task struct {
 	clMu   sync.Mutex
 	clNext map[string]int64
 
+	// wallPrev is the wall-clock time up to which the task's wall-clock
+	// timers have fired in committed transactions (its start at first);
+	// wallNext the time the open transaction fired them up to (zero: it
+	// did not). apply moves wallPrev to wallNext; reset forgets wallNext,
+	// so timers whose transaction aborted fire again.
+	wallPrev, wallNext time.Time
+
 	mu struct {
 		sync.Mutex
 		// closed is set when the task was revoked or replaced by a new
@@ -64,6 +72,7 @@ func newTask(st *stage, partition int32, cp checkpoint.Checkpoint) *task {
 		changelog: map[string]map[string][]byte{},
 		cache:     map[string]map[string][]byte{},
 		clNext:    map[string]int64{},
+		wallPrev:  st.p.now(),
 	}
 }
 
@@ -102,6 +111,9 @@ func (t *task) apply() error {
 	defer t.reset()
 	if t.mu.closed {
 		return nil
+	}
+	if !t.wallNext.IsZero() {
+		t.wallPrev = t.wallNext
 	}
 	cp := checkpoint.Checkpoint{
 		Stores:  make(map[string]checkpoint.Store, len(t.st.stores)),
@@ -205,6 +217,7 @@ func (t *task) reset() {
 	clear(t.views)
 	clear(t.inputs)
 	clear(t.changelog)
+	t.wallNext = time.Time{}
 	t.clMu.Lock()
 	clear(t.clNext)
 	t.clMu.Unlock()

@@ -126,6 +126,16 @@ func (h *Handle) emit(topic string, k, v []byte) error {
 	})
 }
 
+// Partition returns the partition of the task the Handle works for: the
+// input partition of the current record, or, in a timer (Every), the task
+// whose timer fires.
+func (h *Handle) Partition() int32 {
+	if h == nil || h.task == nil {
+		return -1
+	}
+	return h.task.Partition()
+}
+
 // taskStore returns the task's store st.
 func (h *Handle) taskStore(st *storeDecl) (exec.Store, error) {
 	s := h.task.Store(st.name)
