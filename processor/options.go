@@ -79,7 +79,7 @@ const (
 	DeadLetter
 )
 
-// String returns "fail" or "skip".
+// String returns "fail", "skip" or "dead-letter".
 func (p Policy) String() string {
 	switch p {
 	case Fail:
