@@ -3,6 +3,7 @@ package processor
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -281,5 +282,55 @@ func TestIntegrationTimers(t *testing.T) {
 	}
 	if m := p.Metrics().Stages["events"]; m.TimerErrors != 0 {
 		t.Errorf("metrics %+v", m)
+	}
+}
+
+// A crash between the Kafka commit and the Pebble apply of the transaction
+// that moved stream time and released a window: Pebble still holds the old
+// stream time. The restart on the same state directory replays the
+// changelog tail, stream time included, so the record that is late after
+// the release is late after the restart too, and the window is not
+// released twice.
+func TestIntegrationStreamTimeCrashBetweenCommitAndApply(t *testing.T) {
+	if testing.Short() {
+		t.Skip("broker integration test; run without -short")
+	}
+	brokers := testbroker.Brokers(t)
+	app := testbroker.Unique(t, "wincrash")
+	clicks, updates, final := app+"-clicks", app+"-updates", app+"-final"
+	for _, tp := range []string{clicks, updates, final} {
+		testbroker.CreateTopic(t, brokers, tp, 1, nil)
+	}
+	topo := windowedCounts(t, clicks, updates, final)
+	s := time.Second
+	produceClicks(t, brokers, clicks, click{"a", 1 * s}, click{"a", 2 * s}, click{"a", 20 * s})
+	opts := append(testOpts(t, brokers, app), ErrorPolicy(Skip), MaxRecordsPerTransaction(1))
+	p, err := New(topo, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits := 0
+	p.hooks.afterCommit = func(*stage) error {
+		if commits++; commits == 3 { // the transaction of a@20s
+			return errSimulatedCrash
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.Run(ctx); !errors.Is(err, errSimulatedCrash) {
+		t.Fatalf("Run: %v, want the simulated crash", err)
+	}
+	if got := kvs(testbroker.ReadCommitted(t, brokers, final)); strings.Join(got, " ") != "a@0-10=2" {
+		t.Fatalf("final after the crash %v, want a@0-10=2 (committed before the crash)", got)
+	}
+
+	produceClicks(t, brokers, clicks, click{"a", 3 * s}, click{"a", 40 * s})
+	p = runUntil(t, topo, opts[:len(opts)-1], brokers, final, 2) // opts keep the state directory
+	if m := p.Metrics().Stages["clicks"]; m.Late != 1 || m.RestoredRecords == 0 {
+		t.Errorf("metrics %+v: want 1 late record and a replayed changelog tail", m)
+	}
+	if got := kvs(testbroker.ReadCommitted(t, brokers, final)); strings.Join(got, " ") != "a@0-10=2 a@20-30=1" {
+		t.Errorf("final %v, want a@0-10=2 a@20-30=1", got)
 	}
 }
