@@ -37,9 +37,27 @@
 //   - joins: Join and LeftJoin (stream-table), TableJoin and TableLeftJoin;
 //     GlobalJoin and GlobalLeftJoin against a GlobalTable (SourceGlobalTable:
 //     a full copy of a topic on every instance, no co-partitioning needed),
-//     and Lookup in one from a Process function;
+//     and Lookup in one from a Process function; StreamJoin,
+//     StreamLeftJoin and StreamOuterJoin (stream-stream, Within a time
+//     window);
+//   - windows: WindowedBy with Tumbling, Hopping or Sessions, then
+//     WindowedCount, WindowedReduce, WindowedAggregate, SessionAggregate;
+//     SuppressUntilWindowCloses for final results;
+//   - time: ExtractTimestamp (event time on a Source), Every (timers on
+//     StreamTime or WallClock for Process and ProcessTo);
 //   - loops: DeclareLoop, LoopTo;
 //   - low-level: Process, ProcessTo.
+//
+// # Time
+//
+// A task's stream time is the largest timestamp of the records it has
+// processed. Windows close, suppressed results are released, windowed and
+// join buffers expire and stream-time timers fire as it passes their time,
+// inside the record that moved it. A stage that needs it keeps it in a
+// store of its own (Stage.TimeStore), written in the record's transaction
+// and restored with the task's state, so a restarted task decides as the
+// crashed one would have. A record too late for its windows fails with
+// ErrLateRecord, for the runtime's error policy. See Clock.
 //
 // # Tables
 //

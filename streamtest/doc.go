@@ -37,9 +37,13 @@
 // A record piped without a timestamp gets the driver's wall clock
 // (Driver.Now), which starts at StartTime and moves only with
 // AdvanceWallClock. Each task keeps its stream time, the largest timestamp
-// it has processed. Timers (punctuations on stream and wall-clock time) do
-// not exist yet; when they do, they fire from AdvanceWallClock and from
-// record processing, through the same staging.
+// it has processed, in its stream-time store, as the runtime does (the
+// stage's Program keeps it): windows, suppression, join buffers and
+// stream-time timers follow it, record by record, as in production.
+// AdvanceStreamTime moves it without a record (the runtime has no such
+// call: use it to close a test's last windows), Driver.StreamTime reads it,
+// and AdvanceWallClock fires the wall-clock timers, each task's through the
+// same effect staging as a record (the runtime fires them once per cycle).
 //
 // # Failure
 //
