@@ -203,6 +203,12 @@ func TestIntegrationTimers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("broker integration test; run without -short")
 	}
+	for _, g := range []Guarantee{ExactlyOnce, AtLeastOnce} {
+		t.Run(g.String(), func(t *testing.T) { testTimers(t, g) })
+	}
+}
+
+func testTimers(t *testing.T, g Guarantee) {
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "timers")
 	events, ticksTopic := app+"-events", app+"-ticks"
@@ -235,7 +241,7 @@ func TestIntegrationTimers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p, err := New(topo, testOpts(t, brokers, app)...)
+	p, err := New(topo, append(testOpts(t, brokers, app), WithGuarantee(g))...)
 	if err != nil {
 		t.Fatal(err)
 	}
