@@ -30,6 +30,9 @@ func describe(b *Builder, stages []*Stage) string {
 			names := make([]string, len(s.Stores))
 			for i, st := range s.Stores {
 				names[i] = st.Name
+				if st.Internal {
+					names[i] += " (stream time)"
+				}
 			}
 			fmt.Fprintf(&w, "  stores:  %s\n", strings.Join(names, ", "))
 		}
