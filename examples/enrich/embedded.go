@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// sampleUsers are the demo's users: id and country.
+var sampleUsers = [][2]string{
+	{"alice", "de"}, {"bob", "fr"}, {"carol", "de"}, {"dave", "us"}, {"erin", "fr"}, {"frank", "us"},
+}
+
+// sampleBase is the event time of the demo's first page view.
+var sampleBase = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+
+// sampleView is a page view of the demo, at sampleBase + at.
+type sampleView struct {
+	user, page string
+	at         time.Duration
+}
+
+// sampleViews span four minutes; "mallory" is no user, so her views are
+// dropped by the join.
+var sampleViews = []sampleView{
+	{"alice", "/", 5 * time.Second},
+	{"bob", "/", 12 * time.Second},
+	{"carol", "/docs", 30 * time.Second},
+	{"mallory", "/admin", 31 * time.Second},
+	{"dave", "/", 59*time.Second + 999*time.Millisecond},
+	{"alice", "/docs", time.Minute}, // exactly at a window's end: the next window
+	{"erin", "/", 70 * time.Second},
+	{"frank", "/pricing", 95 * time.Second},
+	{"bob", "/docs", 110 * time.Second},
+	{"carol", "/", 150 * time.Second},
+	{"alice", "/pricing", 160 * time.Second},
+	{"mallory", "/", 170 * time.Second},
+	{"dave", "/docs", 200 * time.Second},
+	{"erin", "/pricing", 210 * time.Second},
+	{"frank", "/", 225 * time.Second},
+	{"dave", "/pricing", 239 * time.Second},
+}
+
+// runEmbedded runs the enrichment on an in-process Kafka: it loads the users
+// and runs the processor until it has read them all into the table (so that
+// no page view is joined before its user is known), then loads the page
+// views and waits until both stages processed everything, reads the output
+// back with a read_committed consumer, and prints the final counts.
+func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer, logger *slog.Logger) error {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		return fmt.Errorf("starting the embedded broker: %w", err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	compact := "compact"
+	for _, t := range []struct {
+		name string
+		conf map[string]*string
+	}{{c.users, map[string]*string{"cleanup.policy": &compact}}, {c.views, nil}, {c.output, nil}} {
+		if _, err := adm.CreateTopic(ctx, int32(c.partitions), 1, t.conf, t.name); err != nil {
+			return fmt.Errorf("creating topic %s: %w", t.name, err)
+		}
+	}
+	users := make([]*kgo.Record, len(sampleUsers))
+	for i, u := range sampleUsers {
+		users[i] = &kgo.Record{Topic: c.users, Key: []byte(u[0]), Value: []byte(u[1])}
+	}
+	if err := cl.ProduceSync(ctx, users...).FirstErr(); err != nil {
+		return fmt.Errorf("loading users: %w", err)
+	}
+
+	if c.stateDir == "" {
+		dir, err := os.MkdirTemp("", "sluice-enrich-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		c.stateDir = dir
+	}
+	p, err := newProcessor(c, topo, brokers, logger)
+	if err != nil {
+		return err
+	}
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = p.Run(pctx)
+	}()
+
+	// The stage "views" reads both the users and the page views: first
+	// every user, then every view, and the stage "by-country" every record
+	// the join emitted.
+	nUsers := int64(len(users))
+	err = waitFor(ctx, func() bool { return p.Metrics().Stages["views"].Records == nUsers }, c.timeout, done)
+	if err == nil {
+		views := make([]*kgo.Record, len(sampleViews))
+		for i, v := range sampleViews {
+			views[i] = &kgo.Record{Topic: c.views, Key: []byte(v.user), Value: []byte(v.page), Timestamp: sampleBase.Add(v.at)}
+		}
+		if err := cl.ProduceSync(ctx, views...).FirstErr(); err != nil {
+			stop()
+			<-done
+			return fmt.Errorf("loading page views: %w", err)
+		}
+		finished := func() bool {
+			m := p.Metrics().Stages
+			return m["views"].Records == nUsers+int64(len(views)) && m["by-country"].Records == m["views"].Emitted
+		}
+		err = waitFor(ctx, finished, c.timeout, done)
+	}
+	stop()
+	<-done
+	if runErr != nil {
+		return runErr
+	}
+	if err != nil {
+		return err
+	}
+	counts, err := readCounts(ctx, brokers, c.output)
+	if err != nil {
+		return err
+	}
+	type wc struct {
+		start, country string
+		count          int64
+	}
+	var out []wc
+	for k, n := range counts {
+		country, start, ok := strings.Cut(k, "@")
+		if !ok {
+			return fmt.Errorf("output key %q is not country@start", k)
+		}
+		out = append(out, wc{start, country, n})
+	}
+	slices.SortFunc(out, func(a, b wc) int {
+		if c := strings.Compare(a.start, b.start); c != 0 {
+			return c
+		}
+		return strings.Compare(a.country, b.country)
+	})
+	bw := bufio.NewWriter(stdout)
+	for _, e := range out {
+		fmt.Fprintf(bw, "%s\t%s\t%d\n", e.start, e.country, e.count)
+	}
+	return bw.Flush()
+}
+
+// waitFor polls cond until it holds, the processor stopped, or timeout.
+func waitFor(ctx context.Context, cond func() bool, timeout time.Duration, stopped <-chan struct{}) error {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-stopped:
+			return errors.New("processor stopped before the counts were complete")
+		case <-deadline:
+			return fmt.Errorf("%w: the counts were not complete after %v", errTimeout, timeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// readCounts reads the output topic to its end with a read_committed
+// consumer and returns the last count of each key.
+func readCounts(ctx context.Context, brokers []string, topic string) (map[string]int64, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.KeepControlRecords(), // commit markers mark the position at the end
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("listing the end of %s: %w", topic, err)
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	counts := map[string]int64{}
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for len(left) > 0 {
+		fetches := cl.PollFetches(rctx)
+		if err := rctx.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", topic, err)
+		}
+		for it := fetches.RecordIter(); !it.Done(); {
+			r := it.Next()
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				continue
+			}
+			n, err := strconv.ParseInt(string(r.Value), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("output record %q=%q is not a count: %w", r.Key, r.Value, err)
+			}
+			counts[string(r.Key)] = n
+		}
+	}
+	return counts, nil
+}
