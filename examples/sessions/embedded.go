@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// sampleBase is the event time of the demo's first event.
+var sampleBase = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+
+// sampleEvent is an event of the demo, at sampleBase + at.
+type sampleEvent struct {
+	user, event string
+	at          time.Duration
+}
+
+// sampleEvents, in the order they are produced. With the default gap (5m)
+// and grace (5m): alice has a session 12:00:00-12:06:30 of three events and
+// one of one at 12:20; bob two of one event each; carol's event at 12:04,
+// produced after her event at 12:08, merges her two sessions into one of
+// three events.
+var sampleEvents = []sampleEvent{
+	{"alice", "login", 0},
+	{"carol", "login", 0},
+	{"bob", "login", time.Minute},
+	{"alice", "search", 2 * time.Minute},
+	{"alice", "logout", 6*time.Minute + 30*time.Second},
+	{"carol", "logout", 8 * time.Minute},
+	{"carol", "search", 4 * time.Minute}, // late, within the grace: merges
+	{"alice", "login", 20 * time.Minute},
+	{"bob", "login", 30 * time.Minute},
+}
+
+// runEmbedded runs the sessions on an in-process Kafka: it loads the events
+// and a clock tick an hour after the last one into every partition (so that
+// every session closes), runs the processor until it processed them all,
+// reads the output back with a read_committed consumer and prints the
+// sessions.
+func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer, logger *slog.Logger) error {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		return fmt.Errorf("starting the embedded broker: %w", err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+
+	// Events go to the partition of their key (Kafka's default
+	// partitioner, as the runtime expects); ticks to the partition they
+	// name.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(
+		func(string) func(*kgo.Record, int) int {
+			def := kgo.StickyKeyPartitioner(nil).ForTopic("")
+			return func(r *kgo.Record, n int) int {
+				if len(r.Key) == 0 {
+					return int(r.Partition)
+				}
+				return def.Partition(r, n)
+			}
+		})))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for _, t := range []string{c.events, c.output} {
+		if _, err := adm.CreateTopic(ctx, int32(c.partitions), 1, nil, t); err != nil {
+			return fmt.Errorf("creating topic %s: %w", t, err)
+		}
+	}
+	var recs []*kgo.Record
+	for _, e := range sampleEvents {
+		recs = append(recs, &kgo.Record{Topic: c.events, Key: []byte(e.user), Value: []byte(e.event), Timestamp: sampleBase.Add(e.at)})
+	}
+	tick := sampleBase.Add(sampleEvents[len(sampleEvents)-1].at + time.Hour)
+	for p := 0; p < c.partitions; p++ {
+		recs = append(recs, &kgo.Record{Topic: c.events, Partition: int32(p), Value: []byte("tick"), Timestamp: tick})
+	}
+	// One by one, in order: carol's late event must follow her later one.
+	for _, r := range recs {
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			return fmt.Errorf("loading events: %w", err)
+		}
+	}
+
+	if c.stateDir == "" {
+		dir, err := os.MkdirTemp("", "sluice-sessions-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		c.stateDir = dir
+	}
+	p, err := newProcessor(c, topo, brokers, logger)
+	if err != nil {
+		return err
+	}
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = p.Run(pctx)
+	}()
+	finished := func() bool { return p.Metrics().Stages["events"].Records == int64(len(recs)) }
+	err = waitFor(ctx, finished, c.timeout, done)
+	stop()
+	<-done
+	if runErr != nil {
+		return runErr
+	}
+	if err != nil {
+		return err
+	}
+	sessions, err := readSessions(ctx, brokers, c.output)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(sessions, func(a, b userSession) int {
+		if c := strings.Compare(a.user, b.user); c != 0 {
+			return c
+		}
+		return a.Start.Compare(b.Start)
+	})
+	bw := bufio.NewWriter(stdout)
+	for _, s := range sessions {
+		fmt.Fprintf(bw, "%s\t%s\t%s\t%d\n", s.user, s.Start.Format(timeFormat), s.End.Format(timeFormat), s.Count)
+	}
+	return bw.Flush()
+}
+
+type userSession struct {
+	user string
+	Session
+}
+
+// waitFor polls cond until it holds, the processor stopped, or timeout.
+func waitFor(ctx context.Context, cond func() bool, timeout time.Duration, stopped <-chan struct{}) error {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-stopped:
+			return errors.New("processor stopped before the sessions were complete")
+		case <-deadline:
+			return fmt.Errorf("%w: the sessions were not complete after %v", errTimeout, timeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// readSessions reads the output topic to its end with a read_committed
+// consumer and returns every session in it.
+func readSessions(ctx context.Context, brokers []string, topic string) ([]userSession, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.KeepControlRecords(), // commit markers mark the position at the end
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("listing the end of %s: %w", topic, err)
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	var out []userSession
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for len(left) > 0 {
+		fetches := cl.PollFetches(rctx)
+		if err := rctx.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", topic, err)
+		}
+		for it := fetches.RecordIter(); !it.Done(); {
+			r := it.Next()
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				continue
+			}
+			s, err := ParseSession(string(r.Value))
+			if err != nil {
+				return nil, fmt.Errorf("output record %q: %w", r.Key, err)
+			}
+			out = append(out, userSession{string(r.Key), s})
+		}
+	}
+	return out, nil
+}
