@@ -3,10 +3,13 @@
 // goka, on the same broker and the same data, in one run. See
 // docs/performance.md for the results and how to read them.
 //
-//	go run ./benchmarks                                  # everything on an in-process kfake
-//	go run ./benchmarks -brokers 127.0.0.1:9092 -json results.jsonl
-//	go run ./benchmarks -brokers 127.0.0.1:9092 -table=false -sweep -chart docs/performance-sweep.png
-//	go run ./benchmarks -brokers 127.0.0.1:9092 -table=false -restore
+// It is a module of its own (so goka stays out of the library's go.mod): run
+// it inside benchmarks/, or with go -C benchmarks from the repository root.
+//
+//	go run .                                   # everything on an in-process kfake
+//	go run . -brokers 127.0.0.1:9092 -json results.jsonl
+//	go run . -brokers 127.0.0.1:9092 -table=false -sweep -chart ../docs/performance-sweep.png
+//	go run . -brokers 127.0.0.1:9092 -table=false -restore
 //
 // The same code runs from testing.B (bench_test.go).
 package main
@@ -26,7 +29,7 @@ func main() {
 	fs := flag.NewFlagSet("benchmarks", flag.ExitOnError)
 	c.RegisterFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: go run ./benchmarks [flags]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: go run . [flags]   (inside benchmarks/; or go -C benchmarks run . [flags])\n\n"+
 			"Loads each scenario's input, then measures every system draining it\n"+
 			"(records/s, MB/s, CPU, peak RSS, exact output check), then its end-to-end\n"+
 			"latency with a paced producer. Without -brokers it starts an in-process kfake.\n\n")

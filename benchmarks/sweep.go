@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"image/color"
+	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -49,15 +50,9 @@ func drawSweep(path string, rs []Result, broker string) error {
 	thr.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	thr.Add(plotter.NewGrid())
 	lat := plot.New()
-	load := 0.0
-	for _, r := range rs {
-		if r.Kind == "sweep" && r.RecordsPerS > 0 && r.LatencyTarget > 0 {
-			load = r.LatencyTarget / r.RecordsPerS
-		}
-	}
-	lat.Title.Text = fmt.Sprintf("p99 end-to-end latency, paced producer at %.0f%% of each point's throughput", 100*load)
+	lat.Title.Text = "end-to-end latency (p50, p99), paced producer at " + pacing(rs)
 	lat.X.Label.Text = "commit interval (ms, log scale)"
-	lat.Y.Label.Text = "p99 latency (ms, log scale)"
+	lat.Y.Label.Text = "latency (ms, log scale)"
 	lat.X.Scale = plot.LogScale{}
 	lat.X.Tick.Marker = intervalTicks(rs)
 	lat.Y.Scale = plot.LogScale{}
@@ -65,7 +60,7 @@ func drawSweep(path string, rs []Result, broker string) error {
 	lat.Add(plotter.NewGrid())
 
 	for i, sc := range scenarioNames {
-		var tp, lp plotter.XYs
+		var tp, lp, mp plotter.XYs
 		for _, r := range rs {
 			if r.Kind != "sweep" || r.Scenario != sc || !r.Correct {
 				continue
@@ -73,6 +68,7 @@ func drawSweep(path string, rs []Result, broker string) error {
 			tp = append(tp, plotter.XY{X: r.CommitIntervalMs, Y: r.RecordsPerS})
 			if r.LatencyRecords > 0 && r.P99Ms > 0 {
 				lp = append(lp, plotter.XY{X: r.CommitIntervalMs, Y: r.P99Ms})
+				mp = append(mp, plotter.XY{X: r.CommitIntervalMs, Y: max(r.P50Ms, 1)})
 			}
 		}
 		if len(tp) == 0 {
@@ -94,6 +90,15 @@ func drawSweep(path string, rs []Result, broker string) error {
 			l.Color, p.Color = col, col
 			lat.Add(l, p)
 			lat.Legend.Add(sc+" p99", l, p)
+			ml, mpts, err := plotter.NewLinePoints(mp)
+			if err != nil {
+				return err
+			}
+			ml.Color, mpts.Color = col, col
+			ml.Width = vg.Points(0.5)
+			mpts.Shape = draw.TriangleGlyph{}
+			lat.Add(ml, mpts)
+			lat.Legend.Add(sc+" p50", ml, mpts)
 			// The target: stages x commit interval + 100 ms.
 			var bound plotter.XYs
 			for _, pt := range lp {
@@ -109,7 +114,7 @@ func drawSweep(path string, rs []Result, broker string) error {
 			lat.Legend.Add(fmt.Sprintf("%s target (%d x interval + 100 ms)", sc, scenarios[sc].stages), bl)
 		}
 	}
-	thr.Title.Text += " (" + broker + ")"
+	thr.Title.Text += " (broker " + broker + ")"
 	thr.Legend.Top = false
 	lat.Legend.Top = true
 	lat.Legend.Left = true
@@ -146,4 +151,34 @@ func intervalTicks(rs []Result) plot.Ticker {
 		}
 	}
 	return ticks
+}
+
+// pacing describes the paced producer's rates of the sweep: a fixed rate per
+// scenario (-latency-rate), or a fraction of each point's throughput.
+func pacing(rs []Result) string {
+	fixed := map[string]float64{}
+	var order []string
+	load, isFixed := 0.0, true
+	for _, r := range rs {
+		if r.Kind != "sweep" || r.LatencyTarget <= 0 {
+			continue
+		}
+		if r.RecordsPerS > 0 {
+			load = r.LatencyTarget / r.RecordsPerS
+		}
+		if f, ok := fixed[r.Scenario]; !ok {
+			fixed[r.Scenario] = r.LatencyTarget
+			order = append(order, r.Scenario)
+		} else if f != r.LatencyTarget {
+			isFixed = false
+		}
+	}
+	if !isFixed || len(order) == 0 {
+		return fmt.Sprintf("%.0f%% of each point's throughput", 100*load)
+	}
+	var parts []string
+	for _, sc := range order {
+		parts = append(parts, fmt.Sprintf("%s %.0f/s", sc, fixed[sc]))
+	}
+	return "a fixed rate (" + strings.Join(parts, ", ") + ")"
 }
