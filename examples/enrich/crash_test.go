@@ -71,9 +71,13 @@ func crashEnrich(t *testing.T, bin string, instances int, seed uint64) {
 	app := testbroker.Unique(t, "crash-enrich")
 	views, users, output := app+"-views", app+"-users", app+"-counts"
 	compact := "compact"
+	// The views carry event timestamps from 2024, and the outputs inherit
+	// them: with the broker's default time retention (7 days) Kafka deletes
+	// such records within minutes. Keep them.
+	forever := "-1"
 	testbroker.CreateTopic(t, brokers, users, 4, map[string]*string{"cleanup.policy": &compact})
-	testbroker.CreateTopic(t, brokers, views, 4, nil)
-	testbroker.CreateTopic(t, brokers, output, 4, nil)
+	testbroker.CreateTopic(t, brokers, views, 4, map[string]*string{"retention.ms": &forever})
+	testbroker.CreateTopic(t, brokers, output, 4, map[string]*string{"retention.ms": &forever})
 
 	gen := newViewGen(rng.Uint64(), 300, 8)
 	produceRecords(t, brokers, users, gen.userRecords())

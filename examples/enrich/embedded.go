@@ -72,11 +72,14 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	compact := "compact"
+	// The sample views carry fixed event timestamps (2024): without
+	// retention.ms=-1 a broker's time retention would delete them.
+	compact, forever := "compact", "-1"
+	keep := map[string]*string{"retention.ms": &forever}
 	for _, t := range []struct {
 		name string
 		conf map[string]*string
-	}{{c.users, map[string]*string{"cleanup.policy": &compact}}, {c.views, nil}, {c.output, nil}} {
+	}{{c.users, map[string]*string{"cleanup.policy": &compact}}, {c.views, keep}, {c.output, keep}} {
 		if _, err := adm.CreateTopic(ctx, int32(c.partitions), 1, t.conf, t.name); err != nil {
 			return fmt.Errorf("creating topic %s: %w", t.name, err)
 		}

@@ -75,7 +75,10 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	for _, t := range []string{c.events, c.output} {
-		if _, err := adm.CreateTopic(ctx, int32(c.partitions), 1, nil, t); err != nil {
+		// The sample events carry fixed event timestamps: without
+		// retention.ms=-1 a broker's time retention would delete them.
+		forever := "-1"
+		if _, err := adm.CreateTopic(ctx, int32(c.partitions), 1, map[string]*string{"retention.ms": &forever}, t); err != nil {
 			return fmt.Errorf("creating topic %s: %w", t, err)
 		}
 	}
