@@ -77,10 +77,20 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 	st.produceChangelogs(cl)
 	if err := st.flush(cl); err != nil {
 		// Some outputs or changelog records may be written; nothing is
-		// applied or committed. The changelog tells the truth to the
-		// next restore; the inputs are processed again (at-least-once).
+		// applied to Pebble or committed by this cycle. Restart the
+		// client: the tasks are restored from the changelog, which
+		// holds whatever was written, and at-least-once processes the
+		// cycle's records again. Only a record the broker refuses as
+		// such (MESSAGE_TOO_LARGE, INVALID_RECORD) stops an
+		// at-least-once stage, since producing it again would fail
+		// again; at-most-once committed the offsets already and so
+		// loses the cycle's records (as it may).
 		st.discardDirty()
-		return err
+		if !amo && rejectedRecords(err) {
+			return err
+		}
+		st.metrics.lostCycles.Add(boolInt(amo))
+		return fmt.Errorf("%w: %w", errUnknownOutcome, err)
 	}
 	if h := st.p.hooks.afterCommit; h != nil {
 		if err := h(st); err != nil {
@@ -145,4 +155,11 @@ func commitSync(cl *kgo.Client, offsets map[string]map[int32]kgo.EpochOffset) er
 		}
 	})
 	return err
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }

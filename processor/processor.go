@@ -208,7 +208,8 @@ type StageMetrics struct {
 	Skipped         int64 // records the Skip policy dropped
 	DeadLettered    int64 // records the DeadLetter policy sent to the dead-letter topic
 	Failed          int64 // records that stopped the stage under the Fail policy
-	Restarts        int64 // client restarts after an unknown transaction outcome
+	Restarts        int64 // client restarts after an unknown transaction outcome or a failed produce
+	LostCycles      int64 // at-most-once cycles whose produce failed after their offsets were committed: their records are lost
 	RestoredRecords int64 // changelog records replayed into local state
 	Rebuilds        int64 // tasks whose local state was wiped and rebuilt from the changelog's start
 	// RestoreTime is the wall time spent restoring newly assigned tasks
@@ -243,6 +244,7 @@ func (p *Processor) Metrics() Metrics {
 			Late:            st.metrics.late.Load(),
 			TimerErrors:     st.metrics.punctFailed.Load(),
 			Restarts:        st.metrics.restarts.Load(),
+			LostCycles:      st.metrics.lostCycles.Load(),
 			RestoredRecords: st.metrics.restored.Load(),
 			Rebuilds:        st.metrics.rebuilds.Load(),
 			RestoreTime:     time.Duration(st.metrics.restoreNanos.Load()),

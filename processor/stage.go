@@ -526,6 +526,7 @@ type stageMetrics struct {
 	restored     atomic.Int64
 	rebuilds     atomic.Int64
 	deadLettered atomic.Int64
+	lostCycles   atomic.Int64
 	late         atomic.Int64
 	punctFailed  atomic.Int64
 	failed       atomic.Int64
