@@ -334,7 +334,8 @@ func (p *Proxy) Conns() []ConnInfo {
 
 // CloseRandom closes one connection picked with rng among those for which
 // match returns true (nil: any), and describes it as it was when closed. It
-// reports false when no connection matched.
+// reports false when no connection matched, or when the one picked was
+// already closing by itself (its peer hung up in the meantime).
 func (p *Proxy) CloseRandom(rng *rand.Rand, match func(ConnInfo) bool) (ConnInfo, bool) {
 	var cands []ConnInfo
 	for _, ci := range p.Conns() {
@@ -353,9 +354,10 @@ func (p *Proxy) CloseRandom(rng *rand.Rand, match func(ConnInfo) bool) (ConnInfo
 		return ConnInfo{}, false
 	}
 	info := c.info()
-	if c.close() {
-		p.closedN.Add(1)
+	if !c.close() {
+		return ConnInfo{}, false
 	}
+	p.closedN.Add(1)
 	return info, true
 }
 
