@@ -3,8 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/cli"
 	"io"
 	"log/slog"
 	"os"
@@ -80,7 +80,7 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		name string
 		conf map[string]*string
 	}{{c.users, map[string]*string{"cleanup.policy": &compact}}, {c.views, keep}, {c.output, keep}} {
-		if _, err := adm.CreateTopic(ctx, int32(c.partitions), 1, t.conf, t.name); err != nil {
+		if _, err := adm.CreateTopic(ctx, int32(c.Partitions), 1, t.conf, t.name); err != nil {
 			return fmt.Errorf("creating topic %s: %w", t.name, err)
 		}
 	}
@@ -92,15 +92,15 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		return fmt.Errorf("loading users: %w", err)
 	}
 
-	if c.stateDir == "" {
+	if c.StateDir == "" {
 		dir, err := os.MkdirTemp("", "sluice-enrich-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		c.stateDir = dir
+		c.StateDir = dir
 	}
-	p, err := newProcessor(c, topo, brokers, logger)
+	p, err := c.NewProcessor(topo, brokers, logger)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 	// every user, then every view, and the stage "by-country" every record
 	// the join emitted.
 	nUsers := int64(len(users))
-	err = waitFor(ctx, func() bool { return p.Metrics().Stages["views"].Records == nUsers }, c.timeout, done)
+	err = cli.WaitFor(ctx, func() bool { return p.Metrics().Stages["views"].Records == nUsers }, c.Timeout, done, "the counts")
 	if err == nil {
 		views := make([]*kgo.Record, len(sampleViews))
 		for i, v := range sampleViews {
@@ -132,7 +132,7 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 			m := p.Metrics().Stages
 			return m["views"].Records == nUsers+int64(len(views)) && m["by-country"].Records == m["views"].Emitted
 		}
-		err = waitFor(ctx, finished, c.timeout, done)
+		err = cli.WaitFor(ctx, finished, c.Timeout, done, "the counts")
 	}
 	stop()
 	<-done
@@ -169,25 +169,6 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		fmt.Fprintf(bw, "%s\t%s\t%d\n", e.start, e.country, e.count)
 	}
 	return bw.Flush()
-}
-
-// waitFor polls cond until it holds, the processor stopped, or timeout.
-func waitFor(ctx context.Context, cond func() bool, timeout time.Duration, stopped <-chan struct{}) error {
-	deadline := time.After(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-stopped:
-			return errors.New("processor stopped before the counts were complete")
-		case <-deadline:
-			return fmt.Errorf("%w: the counts were not complete after %v", errTimeout, timeout)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
 }
 
 // readCounts reads the output topic to its end with a read_committed

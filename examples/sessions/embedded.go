@@ -3,8 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/cli"
 	"io"
 	"log/slog"
 	"os"
@@ -78,7 +78,7 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		// The sample events carry fixed event timestamps: without
 		// retention.ms=-1 a broker's time retention would delete them.
 		forever := "-1"
-		if _, err := adm.CreateTopic(ctx, int32(c.partitions), 1, map[string]*string{"retention.ms": &forever}, t); err != nil {
+		if _, err := adm.CreateTopic(ctx, int32(c.Partitions), 1, map[string]*string{"retention.ms": &forever}, t); err != nil {
 			return fmt.Errorf("creating topic %s: %w", t, err)
 		}
 	}
@@ -87,7 +87,7 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		recs = append(recs, &kgo.Record{Topic: c.events, Key: []byte(e.user), Value: []byte(e.event), Timestamp: sampleBase.Add(e.at)})
 	}
 	tick := sampleBase.Add(sampleEvents[len(sampleEvents)-1].at + time.Hour)
-	for p := 0; p < c.partitions; p++ {
+	for p := 0; p < c.Partitions; p++ {
 		recs = append(recs, &kgo.Record{Topic: c.events, Partition: int32(p), Value: []byte("tick"), Timestamp: tick})
 	}
 	// One by one, in order: carol's late event must follow her later one.
@@ -97,15 +97,15 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		}
 	}
 
-	if c.stateDir == "" {
+	if c.StateDir == "" {
 		dir, err := os.MkdirTemp("", "sluice-sessions-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		c.stateDir = dir
+		c.StateDir = dir
 	}
-	p, err := newProcessor(c, topo, brokers, logger)
+	p, err := c.NewProcessor(topo, brokers, logger)
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		runErr = p.Run(pctx)
 	}()
 	finished := func() bool { return p.Metrics().Stages["events"].Records == int64(len(recs)) }
-	err = waitFor(ctx, finished, c.timeout, done)
+	err = cli.WaitFor(ctx, finished, c.Timeout, done, "the sessions")
 	stop()
 	<-done
 	if runErr != nil {
@@ -147,25 +147,6 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 type userSession struct {
 	user string
 	Session
-}
-
-// waitFor polls cond until it holds, the processor stopped, or timeout.
-func waitFor(ctx context.Context, cond func() bool, timeout time.Duration, stopped <-chan struct{}) error {
-	deadline := time.After(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-stopped:
-			return errors.New("processor stopped before the sessions were complete")
-		case <-deadline:
-			return fmt.Errorf("%w: the sessions were not complete after %v", errTimeout, timeout)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
 }
 
 // readSessions reads the output topic to its end with a read_committed

@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/cli"
 	"io"
 	"log/slog"
 	"os"
@@ -52,7 +52,7 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdin io.Reader, 
 	adm := kadm.NewClient(cl)
 	maxBytes := strconv.Itoa(maxLine + 4096)
 	for _, t := range []string{c.input, c.output} {
-		if _, err := adm.CreateTopic(ctx, int32(c.partitions), 1, map[string]*string{"max.message.bytes": &maxBytes}, t); err != nil {
+		if _, err := adm.CreateTopic(ctx, int32(c.Partitions), 1, map[string]*string{"max.message.bytes": &maxBytes}, t); err != nil {
 			return fmt.Errorf("creating topic %s: %w", t, err)
 		}
 	}
@@ -64,15 +64,15 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdin io.Reader, 
 		return fmt.Errorf("loading input: %w", err)
 	}
 
-	if c.stateDir == "" {
+	if c.StateDir == "" {
 		dir, err := os.MkdirTemp("", "sluice-wordcount-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		c.stateDir = dir
+		c.StateDir = dir
 	}
-	p, err := newProcessor(c, topo, brokers, logger)
+	p, err := c.NewProcessor(topo, brokers, logger)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdin io.Reader, 
 		m := p.Metrics().Stages
 		return m["split"].Records == int64(len(lines)) && m["by-word"].Records == m["split"].Emitted
 	}
-	err = waitFor(ctx, finished, c.timeout, done)
+	err = cli.WaitFor(ctx, finished, c.Timeout, done, "the counts")
 	stop()
 	<-done
 	if runErr != nil {
@@ -143,25 +143,6 @@ func readInput(stdin io.Reader) ([]string, error) {
 		return nil, fmt.Errorf("reading standard input: %w", err)
 	}
 	return lines, nil
-}
-
-// waitFor polls cond until it holds, the processor stopped, or timeout.
-func waitFor(ctx context.Context, cond func() bool, timeout time.Duration, stopped <-chan struct{}) error {
-	deadline := time.After(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-stopped:
-			return errors.New("processor stopped before the counts were complete")
-		case <-deadline:
-			return fmt.Errorf("%w: the counts were not complete after %v", errTimeout, timeout)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
 }
 
 // readCounts reads the output topic to its end with a read_committed
