@@ -489,7 +489,10 @@ func TestTxnOffsetCommitRejected(t *testing.T) {
 			group := f.app + "-count"
 			const want = 4
 			var mu sync.Mutex
-			calls, rejected := 0, 0
+			// The rejected calls are spaced 1 to 3 calls apart from the second
+			// call on (seeded), so all four land within the first 14 of the
+			// 24 or more commits the 600 records need.
+			calls, rejected, next := 0, 0, 2+rng.IntN(3)
 			c.ControlKey(int16(kmsg.TxnOffsetCommit), func(kr kmsg.Request) (kmsg.Response, error, bool) {
 				c.KeepControl()
 				req := kr.(*kmsg.TxnOffsetCommitRequest)
@@ -499,10 +502,11 @@ func TestTxnOffsetCommitRejected(t *testing.T) {
 					return nil, nil, false
 				}
 				calls++
-				if rejected >= want || calls < 2 || rng.IntN(3) != 0 {
+				if rejected >= want || calls != next {
 					return nil, nil, false
 				}
 				rejected++
+				next = calls + 1 + rng.IntN(3)
 				resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
 				resp.Version = req.Version
 				for _, rt := range req.Topics {
