@@ -91,7 +91,7 @@ func DefaultConfig() Config {
 		Records:          200000,
 		CommitInterval:   100 * time.Millisecond,
 		Partitions:       4,
-		MaxRecordsPerTxn: 10000,
+		MaxRecordsPerTxn: 50000,
 		Repeat:           1,
 		Latency:          true,
 		LatencyLoad:      0.5,

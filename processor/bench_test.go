@@ -28,7 +28,7 @@ func (d *discardProducer) Produce(_ context.Context, r *kgo.Record, promise func
 
 // benchStage returns stage i of topo with one task (partition 0) on a fresh
 // Pebble state, as Run would have it after the task's restore.
-func benchStage(b *testing.B, topo *stream.Topology, i int) *stage {
+func benchStage(b testing.TB, topo *stream.Topology, i int) *stage {
 	p, err := New(topo, Brokers("127.0.0.1:1"), ApplicationID("bench"), StateDir(b.TempDir()))
 	if err != nil {
 		b.Fatal(err)

@@ -226,7 +226,7 @@ func defaultCfg() cfg {
 			guarantee:      ExactlyOnce,
 			policy:         Fail,
 			commitInterval: 100 * time.Millisecond,
-			maxRecords:     10000,
+			maxRecords:     50000,
 		},
 		stages: map[string][]StageOpt{},
 	}
@@ -330,8 +330,11 @@ func CommitInterval(d time.Duration) StageOpt {
 
 // MaxRecordsPerTransaction caps the input records of one transaction; the
 // cap is enforced at the poll, so a transaction commits the offsets of
-// exactly the records it processed. Default 10000. It bounds the memory of a
-// cycle's write batch.
+// exactly the records it processed. Default 50000. It bounds the memory of a
+// cycle's write set and the work an aborted transaction repeats; at low rates
+// the commit interval ends a transaction first. With a backlog, a smaller cap
+// means more, shorter transactions, and each one's end (flush, offset commit,
+// EndTxn) stops the stage for a broker round trip.
 func MaxRecordsPerTransaction(n int) StageOpt {
 	return stageOpt{func(c *stageCfg) { c.maxRecords = n }}
 }

@@ -306,22 +306,9 @@ func (st *stage) process(prod producer, r *kgo.Record) error {
 // its outputs are produced.
 func (st *stage) applyEffects(prod producer, t *task, sc *exec.Scope) error {
 	for _, w := range sc.Writes() {
-		v := t.view(w.Store)
-		var err error
-		if w.Value == nil {
-			err = v.Delete(w.Key)
-		} else {
-			err = v.Put(w.Key, w.Value)
-		}
-		if err != nil {
+		if err := t.write(w.Store, w.Key, w.Value); err != nil {
 			return fmt.Errorf("stage %s: writing store %s: %w", st.name, w.Store, err)
 		}
-		m := t.changelog[w.Store]
-		if m == nil {
-			m = map[string][]byte{}
-			t.changelog[w.Store] = m
-		}
-		m[string(w.Key)] = w.Value
 	}
 	emits := sc.Emits()
 	st.emitted += int64(len(emits))

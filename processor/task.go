@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"bytes"
 	"fmt"
 	"sync"
 	"time"
@@ -20,23 +19,29 @@ type task struct {
 	// cp is the checkpoint as applied in Pebble.
 	cp checkpoint.Checkpoint
 
-	// The open transaction's batch, created on the first write. Reads see its
-	// writes. INVARIANT: applied only after the Kafka transaction committed.
+	// changelog holds, per store, the latest value of every key written in
+	// the open transaction (nil value: deleted). It is the transaction's
+	// write set: only the latest value of a key needs to reach the
+	// changelog, and Pebble, since the transaction commits as a whole.
+	// INVARIANT: it reaches Pebble only after the Kafka transaction
+	// committed (apply).
+	changelog map[string]map[string][]byte
+
+	// txn is an indexed batch holding the write set, made only when the
+	// open transaction scans a store (a scan must see the transaction's
+	// writes in key order); from then on every write goes to it as well.
+	// A transaction that never scans writes its set once per key, at
+	// apply, in a plain batch.
 	txn    *state.Txn
 	views  map[string]*state.Store
 	inputs map[string]int64 // input topic -> next offset processed in the open transaction
-
-	// changelog holds, per store, the latest value of every key written in
-	// the open transaction (nil value: deleted). Only the latest value of a
-	// key needs to reach the changelog: the transaction commits as a whole.
-	changelog map[string]map[string][]byte
 
 	// cache holds, per store, applied values of keys the task read or wrote
 	// lately (nil: the key has no value), so that a read-modify-write of a
 	// key the open batch does not hold skips a Pebble lookup. cacheBytes
 	// approximates its size; it is bounded by readCacheBytes.
 	// INVARIANT: an entry equals what Pebble holds for the key. Entries come
-	// only from Pebble reads of keys the batch does not hold and from the
+	// only from Pebble reads of keys the transaction did not write and from the
 	// task's own applied batches, and nothing else writes the task's keys
 	// while the task lives (restores run before a task exists).
 	cache      map[string]map[string][]byte
@@ -76,22 +81,64 @@ func newTask(st *stage, partition int32, cp checkpoint.Checkpoint) *task {
 	}
 }
 
-// view returns the store view of the open transaction, beginning it if
-// needed.
-func (t *task) view(store string) *state.Store {
+// view returns the indexed view of store in the open transaction, making the
+// indexed batch, with the write set in it, if needed.
+func (t *task) view(store string) (*state.Store, error) {
 	if v, ok := t.views[store]; ok {
-		return v
+		return v, nil
 	}
 	if t.txn == nil {
 		t.txn = t.st.db.NewTxn()
+		for s, kv := range t.changelog {
+			v := t.txn.Store(s, t.id.Partition)
+			t.views[s] = v
+			for k, val := range kv {
+				if err := putOrDelete(v, []byte(k), val); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if v, ok := t.views[store]; ok {
+			return v, nil
+		}
 	}
 	v := t.txn.Store(store, t.id.Partition)
 	t.views[store] = v
-	return v
+	return v, nil
+}
+
+// write notes the open transaction's write of key in store (nil value:
+// delete).
+func (t *task) write(store string, key, value []byte) error {
+	m := t.changelog[store]
+	if m == nil {
+		m = map[string][]byte{}
+		t.changelog[store] = m
+	}
+	m[string(key)] = value
+	if t.txn == nil {
+		return nil
+	}
+	v, err := t.view(store)
+	if err != nil {
+		return err
+	}
+	return putOrDelete(v, key, value)
+}
+
+// putOrDelete writes key's value, nil meaning a delete, to s.
+func putOrDelete(s interface {
+	Put(key, value []byte) error
+	Delete(key []byte) error
+}, key, value []byte) error {
+	if value == nil {
+		return s.Delete(key)
+	}
+	return s.Put(key, value)
 }
 
 // dirty reports whether the open transaction touched the task.
-func (t *task) dirty() bool { return t.txn != nil || len(t.inputs) > 0 }
+func (t *task) dirty() bool { return len(t.changelog) > 0 || len(t.inputs) > 0 }
 
 // noteChangelog records the offset of a produced changelog record.
 func (t *task) noteChangelog(store string, offset int64) {
@@ -137,21 +184,17 @@ func (t *task) apply() error {
 		cp.Stores[store] = s
 	}
 	t.clMu.Unlock()
-	if t.txn == nil {
+	if len(t.changelog) == 0 {
 		// Nothing written: the checkpoint's input offsets are for
 		// information only, so skip a Pebble write per idle commit.
 		t.cp.Inputs = cp.Inputs
 		return nil
 	}
 	cp.Written = t.st.p.now()
-	if err := t.txn.SetCheckpoint(t.id, cp); err != nil {
-		return fmt.Errorf("task %s/%d: %w", t.id.Stage, t.id.Partition, err)
-	}
-	if err := t.txn.Apply(); err != nil {
+	if err := t.applyWrites(cp); err != nil {
 		t.dropCache() // the batch may or may not be in Pebble
 		return fmt.Errorf("task %s/%d: applying committed batch: %w", t.id.Stage, t.id.Partition, err)
 	}
-	t.txn = nil
 	t.cp = cp
 	for store, kv := range t.changelog {
 		for k, v := range kv {
@@ -159,6 +202,40 @@ func (t *task) apply() error {
 		}
 	}
 	return nil
+}
+
+// applyWrites writes the transaction's write set and cp in one Pebble batch:
+// the indexed batch if a scan made one (it holds the set already), else a
+// plain batch.
+func (t *task) applyWrites(cp checkpoint.Checkpoint) error {
+	if t.txn != nil {
+		txn := t.txn
+		t.txn = nil
+		if err := txn.SetCheckpoint(t.id, cp); err != nil {
+			txn.Discard()
+			return err
+		}
+		return txn.Apply()
+	}
+	w := t.st.db.NewWriter()
+	defer w.Discard()
+	for store, kv := range t.changelog {
+		for k, v := range kv {
+			var err error
+			if v == nil {
+				err = w.Delete(store, t.id.Partition, []byte(k))
+			} else {
+				err = w.Put(store, t.id.Partition, []byte(k), v)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.SetCheckpoint(t.id, cp); err != nil {
+		return err
+	}
+	return w.Apply()
 }
 
 // readCacheBytes bounds a task's read cache.
@@ -245,34 +322,34 @@ func (t *task) HasStore(name string) bool {
 	return ok
 }
 
-// Get implements exec.Base: the batch's latest write of key, else the
-// applied value (from the read cache or Pebble).
+// Get implements exec.Base: the open transaction's latest write of key, else
+// the applied value (from the read cache or Pebble).
 func (t *task) Get(store string, key []byte) ([]byte, bool, error) {
-	// The batch's latest write of key: t.changelog mirrors every write the
-	// batch holds.
 	if v, ok := t.changelog[store][string(key)]; ok {
 		return v, v != nil, nil
 	}
-	// The batch does not hold key, so Pebble's applied value is the answer.
+	// The transaction did not write key, so Pebble's applied value is the
+	// answer.
 	if v, ok := t.cached(store, key); ok {
 		return v, v != nil, nil
 	}
-	v, ok, err := t.view(store).Get(key)
+	v, ok, err := t.st.db.Get(store, t.id.Partition, key)
 	if err != nil {
 		return nil, false, err
 	}
-	var c []byte
-	if ok {
-		c = bytes.Clone(v)
-		if c == nil {
-			c = []byte{}
-		}
+	if ok && v == nil {
+		v = []byte{}
 	}
-	t.cachePut(store, string(key), c)
-	return c, ok, nil
+	t.cachePut(store, string(key), v)
+	return v, ok, nil
 }
 
-// Scan implements exec.Base.
+// Scan implements exec.Base. It sees the open transaction's writes, through
+// the indexed batch it makes on the first scan.
 func (t *task) Scan(store string, lower, upper []byte, fn func(key, value []byte) error) error {
-	return t.view(store).Scan(lower, upper, fn)
+	v, err := t.view(store)
+	if err != nil {
+		return err
+	}
+	return v.Scan(lower, upper, fn)
 }

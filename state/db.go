@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/sluicehq/sluice/checkpoint"
@@ -95,13 +96,19 @@ func Open(dir string, opts ...Opt) (*DB, error) {
 	}
 	db.plock = plock
 
-	pdb, err := pebble.Open(dir, &pebble.Options{
+	popts := &pebble.Options{
 		FS:                 c.fs,
 		CacheSize:          c.cacheSize,
 		Lock:               plock,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             c.logger,
-	})
+		MemTableSize:       memTableSize,
+	}
+	// A stage reads every key before it writes it, and the first read of a
+	// new key looks for it in every level; bloom filters stop that read at
+	// the filters. The levels below L0 inherit L0's policy.
+	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	pdb, err := pebble.Open(dir, popts)
 	if err != nil {
 		_ = plock.Close()
 		db.releaseDirLock()
@@ -110,6 +117,11 @@ func Open(dir string, opts ...Opt) (*DB, error) {
 	db.pdb = pdb
 	return db, nil
 }
+
+// memTableSize is Pebble's memtable size: larger than Pebble's 4 MiB
+// default, so that a busy stage flushes (and compacts) less often. Pebble
+// keeps up to two memtables before it stalls writes.
+const memTableSize = 32 << 20
 
 func lockedError(dir string, cause error) error {
 	return fmt.Errorf("%w: %s is open in another process (or another DB in this process); "+
@@ -165,6 +177,27 @@ func (db *DB) Checkpoint(task TaskID) (checkpoint.Checkpoint, bool, error) {
 		return checkpoint.Checkpoint{}, false, fmt.Errorf("state: checkpoint of task %s: %w", task, err)
 	}
 	return cp, true, nil
+}
+
+// Get returns a copy of the value that the DB holds for key in the store's
+// partition, and false when the key has none. It reads what has been applied,
+// not the open writes of any Txn.
+func (db *DB) Get(store string, partition int32, key []byte) ([]byte, bool, error) {
+	if db.closed.Load() {
+		return nil, false, ErrClosed
+	}
+	k := append(appendDataPrefix(make([]byte, 0, 32+len(store)+len(key)), store, partition), key...)
+	v, closer, err := db.pdb.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state: get from store %q partition %d: %w", store, partition, err)
+	}
+	c := make([]byte, len(v))
+	copy(c, v)
+	_ = closer.Close()
+	return c, true, nil
 }
 
 // Wipe deletes the data of every named store in task's partition, and the
