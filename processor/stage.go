@@ -49,6 +49,7 @@ type stage struct {
 	sawRevoke atomic.Bool
 
 	// Per cycle, owned by the loop goroutine.
+	in         exec.Record // the record handed to the Program now
 	scope      exec.Scope
 	produceErr atomic.Pointer[error]
 	dirty      []*task
@@ -259,13 +260,18 @@ func (st *stage) process(prod producer, r *kgo.Record) error {
 	}
 	t.inputs[r.Topic] = r.Offset + 1
 
-	in := exec.Record{
+	// One Record per stage, not per record: the Program may not keep it.
+	// franz-go never reuses a fetched record's key and value (sluice does
+	// not Recycle records), so the Program may keep those: Owned.
+	in := &st.in
+	*in = exec.Record{
 		Topic:     r.Topic,
 		Partition: r.Partition,
 		Offset:    r.Offset,
 		Key:       r.Key,
 		Value:     r.Value,
 		Timestamp: r.Timestamp,
+		Owned:     true,
 	}
 	if len(r.Headers) > 0 {
 		in.Headers = make([]exec.Header, len(r.Headers))
@@ -275,7 +281,7 @@ func (st *stage) process(prod producer, r *kgo.Record) error {
 	}
 	sc := &st.scope
 	sc.Begin(t, st.p.cfg.maxRecordBytes)
-	err := st.call(sc, &in)
+	err := st.call(sc, in)
 	if err == nil {
 		err = sc.Err()
 	}

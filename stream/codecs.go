@@ -36,3 +36,12 @@ func (d decoder[T]) decode(data []byte) (T, error) {
 	}
 	return d.c.Decode(data)
 }
+
+// decodeOwned decodes data that nobody reuses or modifies (an input record
+// the runtime marked Owned), so no copy is needed.
+func (d decoder[T]) decodeOwned(data []byte, owned bool) (T, error) {
+	if owned {
+		return d.c.Decode(data)
+	}
+	return d.decode(data)
+}

@@ -140,11 +140,11 @@ func sourceEntry[K, V any](n *node, out *streamNode[K, V], kc codec.Codec[K], vc
 	kd, vd := newDecoder(kc), newDecoder(vc)
 	label, target := n.label(), "topic "+quote(n.in.name)
 	return func(h *Handle, r *exec.Record) error {
-		k, err := kd.decode(r.Key)
+		k, err := kd.decodeOwned(r.Key, r.Owned)
 		if err != nil {
 			return h.codecError("decode", "key", target, label, err)
 		}
-		v, err := vd.decode(r.Value)
+		v, err := vd.decodeOwned(r.Value, r.Owned)
 		if err != nil {
 			return h.codecError("decode", "value", target, label, err)
 		}

@@ -160,13 +160,13 @@ func SourceTable[K, V any](b *Builder, topic string, kc codec.Codec[K], vc codec
 	kd, vd := newDecoder(kc), newDecoder(vc)
 	label, in, target := n.label(), "topic "+quote(topic), "store "+quote(st.name)
 	n.entry = func(h *Handle, r *exec.Record) error {
-		k, err := kd.decode(r.Key)
+		k, err := kd.decodeOwned(r.Key, r.Owned)
 		if err != nil {
 			return h.codecError("decode", "key", in, label, err)
 		}
 		var c Change[V]
 		if r.Value != nil {
-			if c.New, err = vd.decode(r.Value); err != nil {
+			if c.New, err = vd.decodeOwned(r.Value, r.Owned); err != nil {
 				return h.codecError("decode", "value", in, label, err)
 			}
 			c.HasNew = true

@@ -18,7 +18,7 @@ type Header struct {
 // Record is one input record handed to a stage's Program.
 //
 // The runtime owns the memory: Key, Value and Headers are valid only during the
-// Program call and must be copied if kept.
+// Program call and must be copied if kept, unless Owned says otherwise.
 type Record struct {
 	Topic     string
 	Partition int32
@@ -27,6 +27,10 @@ type Record struct {
 	Value     []byte
 	Headers   []Header
 	Timestamp time.Time
+	// Owned says that the runtime never reuses or modifies Key and Value,
+	// so a Program may keep them without a copy (Headers are still valid
+	// only during the call).
+	Owned bool
 }
 
 // AnyPartition asks the runtime to choose the partition of an Output by
