@@ -385,7 +385,8 @@ func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system
 		ms := proc.Metrics().Stages
 		for _, name := range slices.Sorted(maps.Keys(ms)) {
 			m := ms[name]
-			parts = append(parts, fmt.Sprintf("%s: %d records in %d commits", name, m.Records, m.Commits))
+			parts = append(parts, fmt.Sprintf("%s: %d records in %d commits (ending them %.2f s, applying %.2f s)",
+				name, m.Records, m.Commits, m.CommitTime.Seconds(), m.ApplyTime.Seconds()))
 		}
 		res.Stages = strings.Join(parts, "; ")
 	}

@@ -55,9 +55,33 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		append(base(), WithGuarantee(AtMostOnce)),
 		append(base(), ForStage("by-word", WithGuarantee(AtLeastOnce), ErrorPolicy(DeadLetter))),
 		append(base(), WithGuarantee(AtLeastOnce), Idempotence(false), ProducerAcks(LeaderAck), ProducerRetries(3)),
+		append(base(), CommitInterval(4*time.Millisecond)), // the default linger follows a short interval
 	} {
 		if _, err := New(topo, opts...); err != nil {
 			t.Errorf("valid options rejected: %v", err)
+		}
+	}
+}
+
+// TestDefaultLinger: the producer lingers 5 ms (Kafka 4's linger.ms) unless
+// the commit interval is shorter than 10 ms, then half of it; a user's
+// linger wins.
+func TestDefaultLinger(t *testing.T) {
+	for _, tc := range []struct {
+		opts []StageOpt
+		want time.Duration
+	}{
+		{nil, 5 * time.Millisecond},
+		{[]StageOpt{CommitInterval(4 * time.Millisecond)}, 2 * time.Millisecond},
+		{[]StageOpt{ProducerLinger(0)}, 0},
+		{[]StageOpt{CommitInterval(time.Second), ProducerLinger(20 * time.Millisecond)}, 20 * time.Millisecond},
+	} {
+		c := defaultCfg()
+		for _, o := range tc.opts {
+			o.apply(&c)
+		}
+		if _, _, _, got := c.stageConfig("any").producer(); got != tc.want {
+			t.Errorf("linger with %d options = %v, want %v", len(tc.opts), got, tc.want)
 		}
 	}
 }

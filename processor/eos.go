@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -84,6 +85,7 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 		return recErr
 	}
 
+	ending := time.Now()
 	st.produceChangelogs(sess)
 	commit := recErr == nil
 	if commit {
@@ -104,6 +106,7 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	ectx, cancel := context.WithTimeout(context.Background(), 2*st.p.cfg.txnTimeout)
 	committed, endErr := sess.End(ectx, kgo.TransactionEndTry(commit))
 	cancel()
+	st.metrics.commitNanos.Add(int64(time.Since(ending)))
 	switch {
 	case endErr != nil:
 		st.discardDirty()
@@ -122,7 +125,10 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 			applied := append([]*task(nil), st.dirty...)
 			defer h(st, applied)
 		}
-		return st.applyDirty()
+		applying := time.Now()
+		err := st.applyDirty()
+		st.metrics.applyNanos.Add(int64(time.Since(applying)))
+		return err
 	case commit && !st.sawRevoke.Load():
 		// We asked to commit, nothing revoked our partitions, and the
 		// session still did not commit: we cannot tell what the broker

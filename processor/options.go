@@ -171,6 +171,7 @@ type stageCfg struct {
 // user's, or the defaults of its guarantee.
 func (c stageCfg) producer() (acks Acks, idempotent bool, retries int, linger time.Duration) {
 	acks, idempotent, retries = AllAcks, true, -1 // -1: franz-go's default, retry until the delivery timeout
+	linger = min(defaultLinger, c.commitInterval/2)
 	if c.guarantee == AtMostOnce {
 		acks, idempotent, retries = LeaderAck, false, 0
 	}
@@ -356,9 +357,14 @@ func Idempotence(on bool) StageOpt { return stageOpt{func(c *stageCfg) { c.idemp
 // record twice.
 func ProducerRetries(n int) StageOpt { return stageOpt{func(c *stageCfg) { c.retries = &n }} }
 
+// defaultLinger is Kafka's linger.ms default since Kafka 4.0 (KIP-1030).
+const defaultLinger = 5 * time.Millisecond
+
 // ProducerLinger sets how long the producer waits to fill a batch (Kafka's
-// linger.ms). Default 0: records are sent as soon as possible, and a cycle's
-// flush sends what is left anyway.
+// linger.ms). Default 5 ms, Kafka's default since 4.0 (KIP-1030), or half of
+// the commit interval if that is shorter: fewer, larger produce requests cost
+// the broker and the client less CPU than one per record, and a cycle's
+// flush sends what is left without waiting for the linger.
 func ProducerLinger(d time.Duration) StageOpt { return stageOpt{func(c *stageCfg) { c.linger = &d }} }
 
 // DeadLetterTopic names the topic the DeadLetter policy writes to. Default

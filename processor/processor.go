@@ -226,6 +226,14 @@ type StageMetrics struct {
 	// failed: under the Fail policy the first stops the stage; under Skip
 	// and DeadLetter each is logged and its effects are dropped.
 	TimerErrors int64
+	// CommitTime is the wall time spent ending exactly-once transactions:
+	// producing the changelogs, waiting for every produced record's
+	// acknowledgement, and the offset commit and EndTxn round trips. The
+	// stage processes no record meanwhile.
+	CommitTime time.Duration
+	// ApplyTime is the wall time spent applying committed transactions'
+	// state changes and checkpoints to Pebble.
+	ApplyTime time.Duration
 }
 
 // Metrics returns a snapshot of the processor's counters. Safe to call
@@ -248,6 +256,8 @@ func (p *Processor) Metrics() Metrics {
 			RestoredRecords: st.metrics.restored.Load(),
 			Rebuilds:        st.metrics.rebuilds.Load(),
 			RestoreTime:     time.Duration(st.metrics.restoreNanos.Load()),
+			CommitTime:      time.Duration(st.metrics.commitNanos.Load()),
+			ApplyTime:       time.Duration(st.metrics.applyNanos.Load()),
 		}
 	}
 	return m

@@ -524,4 +524,6 @@ type stageMetrics struct {
 	punctFailed  atomic.Int64
 	failed       atomic.Int64
 	restoreNanos atomic.Int64
+	commitNanos  atomic.Int64
+	applyNanos   atomic.Int64
 }
