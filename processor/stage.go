@@ -372,13 +372,13 @@ func (st *stage) produceChangelogs(prod producer) {
 				}
 				t.noteChangelog(store, r.Offset)
 			}
-			for k, v := range kv {
+			for _, e := range kv {
 				prod.Produce(context.Background(), &kgo.Record{
 					Topic:     topic,
 					Partition: t.id.Partition,
 					Context:   explicitPartition,
-					Key:       []byte(k),
-					Value:     v,
+					Key:       e.key,
+					Value:     e.value,
 				}, promise)
 			}
 		}

@@ -20,12 +20,13 @@ type task struct {
 	cp checkpoint.Checkpoint
 
 	// changelog holds, per store, the latest value of every key written in
-	// the open transaction (nil value: deleted). It is the transaction's
+	// the open transaction (nil value: deleted), with the key's bytes for
+	// the changelog record. It is the transaction's
 	// write set: only the latest value of a key needs to reach the
 	// changelog, and Pebble, since the transaction commits as a whole.
 	// INVARIANT: it reaches Pebble only after the Kafka transaction
 	// committed (apply).
-	changelog map[string]map[string][]byte
+	changelog map[string]map[string]written
 
 	// txn is an indexed batch holding the write set, made only when the
 	// open transaction scans a store (a scan must see the transaction's
@@ -74,7 +75,7 @@ func newTask(st *stage, partition int32, cp checkpoint.Checkpoint) *task {
 		cp:        cp,
 		views:     map[string]*state.Store{},
 		inputs:    map[string]int64{},
-		changelog: map[string]map[string][]byte{},
+		changelog: map[string]map[string]written{},
 		cache:     map[string]map[string][]byte{},
 		clNext:    map[string]int64{},
 		wallPrev:  st.p.now(),
@@ -92,8 +93,8 @@ func (t *task) view(store string) (*state.Store, error) {
 		for s, kv := range t.changelog {
 			v := t.txn.Store(s, t.id.Partition)
 			t.views[s] = v
-			for k, val := range kv {
-				if err := putOrDelete(v, []byte(k), val); err != nil {
+			for _, w := range kv {
+				if err := putOrDelete(v, w.key, w.value); err != nil {
 					return nil, err
 				}
 			}
@@ -107,15 +108,21 @@ func (t *task) view(store string) (*state.Store, error) {
 	return v, nil
 }
 
+// written is the open transaction's latest write of a key.
+type written struct {
+	key   []byte
+	value []byte // nil: deleted
+}
+
 // write notes the open transaction's write of key in store (nil value:
-// delete).
+// delete). Neither key nor value may be modified afterwards.
 func (t *task) write(store string, key, value []byte) error {
 	m := t.changelog[store]
 	if m == nil {
-		m = map[string][]byte{}
+		m = map[string]written{}
 		t.changelog[store] = m
 	}
-	m[string(key)] = value
+	m[string(key)] = written{key, value}
 	if t.txn == nil {
 		return nil
 	}
@@ -197,8 +204,8 @@ func (t *task) apply() error {
 	}
 	t.cp = cp
 	for store, kv := range t.changelog {
-		for k, v := range kv {
-			t.cachePut(store, k, v)
+		for k, e := range kv {
+			t.cachePut(store, k, e.value)
 		}
 	}
 	return nil
@@ -220,12 +227,12 @@ func (t *task) applyWrites(cp checkpoint.Checkpoint) error {
 	w := t.st.db.NewWriter()
 	defer w.Discard()
 	for store, kv := range t.changelog {
-		for k, v := range kv {
+		for _, e := range kv {
 			var err error
-			if v == nil {
-				err = w.Delete(store, t.id.Partition, []byte(k))
+			if e.value == nil {
+				err = w.Delete(store, t.id.Partition, e.key)
 			} else {
-				err = w.Put(store, t.id.Partition, []byte(k), v)
+				err = w.Put(store, t.id.Partition, e.key, e.value)
 			}
 			if err != nil {
 				return err
@@ -325,8 +332,8 @@ func (t *task) HasStore(name string) bool {
 // Get implements exec.Base: the open transaction's latest write of key, else
 // the applied value (from the read cache or Pebble).
 func (t *task) Get(store string, key []byte) ([]byte, bool, error) {
-	if v, ok := t.changelog[store][string(key)]; ok {
-		return v, v != nil, nil
+	if e, ok := t.changelog[store][string(key)]; ok {
+		return e.value, e.value != nil, nil
 	}
 	// The transaction did not write key, so Pebble's applied value is the
 	// answer.
