@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/crashtest"
 	"github.com/sluicehq/sluice/internal/testbroker"
 )
 
@@ -38,8 +38,8 @@ func TestCrashEnrich(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test; run without -short")
 	}
-	seed := crashSeed(t)
-	bin := buildBinary(t)
+	seed := crashtest.Seed(t)
+	bin := crashtest.Build(t, "enrich")
 	for _, n := range []int{1, 2} {
 		name := fmt.Sprintf("%d instances", n)
 		if n == 1 {
@@ -49,20 +49,6 @@ func TestCrashEnrich(t *testing.T) {
 			crashEnrich(t, bin, n, seed+uint64(n))
 		})
 	}
-}
-
-// crashSeed returns SLUICE_CRASH_SEED or a seed from the time, and logs it.
-func crashSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("SLUICE_CRASH_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("SLUICE_CRASH_SEED=%q: %v", s, err)
-		}
-	}
-	t.Logf("seed %d (rerun with SLUICE_CRASH_SEED=%d)", seed, seed)
-	return seed
 }
 
 func crashEnrich(t *testing.T, bin string, instances int, seed uint64) {
@@ -80,14 +66,14 @@ func crashEnrich(t *testing.T, bin string, instances int, seed uint64) {
 	testbroker.CreateTopic(t, brokers, output, 4, map[string]*string{"retention.ms": &forever})
 
 	gen := newViewGen(rng.Uint64(), 300, 8)
-	produceRecords(t, brokers, users, gen.userRecords())
+	crashtest.Produce(t, brokers, users, gen.userRecords())
 	h := newHarness(t, bin, brokers, app, views, users, output)
 	h.args = []string{"-grace", "1h"}
-	defer h.killAll()
+	defer h.KillAll()
 	names := make([]string, instances)
 	for i := range names {
 		names[i] = fmt.Sprintf("i%d", i+1)
-		h.start(names[i])
+		h.Start(names[i])
 	}
 	// The table first: a view processed before its user would be dropped
 	// by the join, in this run and not in the reference.
@@ -95,7 +81,7 @@ func crashEnrich(t *testing.T, bin string, instances int, seed uint64) {
 
 	// A backlog, then a steady stream of views for as long as the kills go
 	// on, so that every kill lands while the instances have work in flight.
-	produce(t, brokers, views, gen.next(10000))
+	crashtest.Produce(t, brokers, views, gen.next(10000))
 	stopInput := h.steadyInput(gen, 100, 50*time.Millisecond)
 
 	const kills = 10
@@ -105,22 +91,22 @@ func crashEnrich(t *testing.T, bin string, instances int, seed uint64) {
 		time.Sleep(time.Duration(300+rng.IntN(2000)) * time.Millisecond)
 		for name, until := range downUntil {
 			if time.Now().After(until) {
-				h.start(name)
+				h.Start(name)
 				delete(downUntil, name)
 			}
 		}
 		var running []string
 		for _, n := range names {
-			if h.procs[n] != nil {
+			if h.Proc(n) != nil {
 				running = append(running, n)
 			}
 		}
 		victim := running[rng.IntN(len(running))]
-		if h.kill(victim, 500*time.Millisecond) {
+		if h.Kill(victim, 500*time.Millisecond) {
 			midTxn++
 		}
 		if rng.IntN(4) == 0 {
-			os.RemoveAll(h.stateDir(victim))
+			os.RemoveAll(h.StateDir(victim))
 			wiped++
 		}
 		if instances > 1 && k == kills/2 {
@@ -130,16 +116,16 @@ func crashEnrich(t *testing.T, bin string, instances int, seed uint64) {
 			outages++
 			continue
 		}
-		h.start(victim)
+		h.Start(victim)
 	}
 	for name := range downUntil {
-		h.start(name)
+		h.Start(name)
 	}
 	stopInput()
 	want, total := gen.counts()
 	seen := h.waitCount(total, 3*time.Minute)
 	for _, n := range names {
-		h.stop(n)
+		h.Stop(n)
 	}
 	t.Logf("%d instance(s): %d kills, %d landed mid-transaction, %d state directories wiped, %d outages past the session timeout; %d page views (%d of unknown users), %d windows of %d countries",
 		instances, kills, midTxn, wiped, outages, gen.views, gen.unknown, len(want), gen.countries)
@@ -181,14 +167,36 @@ func waitTableLoaded(t *testing.T, brokers []string, group, topic string, n int,
 	}
 }
 
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "enrich")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+// harness runs enrich instances on the topics views, users and output.
+type harness struct {
+	*crashtest.Harness
+	views, users, output string
+	args                 []string // extra flags for every instance
+}
+
+func newHarness(t *testing.T, bin string, brokers []string, app, views, users, output string) *harness {
+	h := &harness{Harness: crashtest.New(t, bin, brokers, app), views: views, users: users, output: output}
+	h.Flags = func(name string) []string {
+		return append([]string{
+			"-brokers", strings.Join(brokers, ","),
+			"-app", app, "-views", views, "-users", users, "-output", output,
+			"-state-dir", h.StateDir(name), "-instance-id", name,
+			"-commit-interval", "100ms", "-v"}, h.args...)
 	}
-	return bin
+	return h
+}
+
+// steadyInput produces n page views every interval until the returned
+// function is called; it returns once the producer stopped.
+func (h *harness) steadyInput(gen *viewGen, n int, interval time.Duration) (stop func()) {
+	return crashtest.SteadyInput(interval, func() { crashtest.Produce(h.T, h.Brokers, h.views, gen.next(n)) })
+}
+
+// waitCount consumes the output with read_committed from its start until it
+// has seen n records, timeout passed or every instance has exited, and
+// returns how many records it saw.
+func (h *harness) waitCount(n int, timeout time.Duration) int {
+	return h.WaitCount(h.output, n, timeout)
 }
 
 // viewBase is the event time of the first generated page view.
@@ -256,24 +264,6 @@ func (g *viewGen) counts() (map[string]int, int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.want, g.total
-}
-
-func produce(t testing.TB, brokers []string, topic string, recs []*kgo.Record) {
-	produceRecords(t, brokers, topic, recs)
-}
-
-func produceRecords(t testing.TB, brokers []string, topic string, recs []*kgo.Record) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic))
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Errorf("producing to %s: %v", topic, err)
-	}
 }
 
 // checkCounts asserts that for every window key the output values are

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/crashtest"
 	"github.com/sluicehq/sluice/internal/testbroker"
 	"github.com/sluicehq/sluice/sink/sqlsink"
 	"github.com/sluicehq/sluice/sink/sqlsink/sqlsinktest"
@@ -45,15 +45,8 @@ func TestCrashToSQL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test; run without -short")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("SLUICE_CRASH_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("SLUICE_CRASH_SEED=%q: %v", s, err)
-		}
-	}
-	t.Logf("seed %d (rerun with SLUICE_CRASH_SEED=%d)", seed, seed)
-	bin := buildBinary(t)
+	seed := crashtest.Seed(t)
+	bin := crashtest.Build(t, "tosql")
 	t.Run("sqlite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "balances.sqlite")
 		crashTest(t, seed, bin, []string{"-db", path}, func() (*sql.DB, error) { return sqlsink.OpenSQLite(path) }, 8)
@@ -77,40 +70,21 @@ func crashTest(t *testing.T, seed uint64, bin string, dbArgs []string, open func
 	defer db.Close()
 
 	gen := newPaymentGen(rng.Uint64(), 60)
-	produce(t, brokers, input, gen.next(5000))
-	h := &harness{t: t, bin: bin, brokers: brokers, app: app, input: input, dbArgs: dbArgs, dir: t.TempDir(), procs: map[string]*proc{}}
-	defer h.killAll()
-	stopInput := make(chan struct{})
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for {
-			select {
-			case <-stopInput:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			produce(t, brokers, input, gen.next(100))
-		}
-	}()
-	defer func() {
-		select {
-		case <-stopInput:
-		default:
-			close(stopInput)
-			<-produced
-		}
-	}()
+	crashtest.Produce(t, brokers, input, gen.next(5000))
+	h := newHarness(t, bin, brokers, app, input, dbArgs)
+	defer h.KillAll()
+	stopInput := crashtest.SteadyInput(50*time.Millisecond, func() { crashtest.Produce(t, brokers, input, gen.next(100)) })
+	defer stopInput()
 
 	// Kills aimed at writes.
 	kills, midWrite := 0, 0
-	h.start("i1", nil)
+	h.Start("i1")
 	for kills < minKills {
 		two := kills >= 2 && kills < 6
-		if two && h.procs["i2"] == nil {
-			h.start("i2", nil)
+		if two && h.Proc("i2") == nil {
+			h.Start("i2")
 		}
-		if !two && h.procs["i2"] != nil {
+		if !two && h.Proc("i2") != nil {
 			h.kill("i2", 0) // a kill too, without restart
 		}
 		time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond)
@@ -122,12 +96,12 @@ func crashTest(t *testing.T, seed uint64, bin string, dbArgs []string, open func
 			midWrite++
 		}
 		kills++
-		h.start(victim, nil)
+		h.Start(victim)
 	}
 
 	// The zombie: i3 joins, stops itself before its third write, holding a
 	// batch, and is resumed once i1 has moved every partition on.
-	h.start("i3", []string{"SLUICE_TEST_STOP_BEFORE_WRITE=3"})
+	h.Start("i3", "SLUICE_TEST_STOP_BEFORE_WRITE=3")
 	h.waitStopped("i3", time.Minute)
 	before := storedOffsets(t, db, app+"-sink", input)
 	t.Logf("zombie i3 stopped holding a batch; stored offsets %v", before)
@@ -142,18 +116,17 @@ func crashTest(t *testing.T, seed uint64, bin string, dbArgs []string, open func
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("i1 did not take over the zombie's partitions: stored offsets %v, were %v; log of i1: %s", now, before, h.logTail("i1"))
+			t.Fatalf("i1 did not take over the zombie's partitions: stored offsets %v, were %v; log of i1: %s", now, before, h.LogTail("i1"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	h.procs["i3"].cmd.Process.Signal(syscall.SIGCONT)
+	h.Proc("i3").Signal(syscall.SIGCONT)
 	zombieFenced := h.waitLog("i3", "rejected the batch's offsets", 30*time.Second)
 	if !zombieFenced {
-		t.Errorf("the zombie's write was not fenced; log of i3: %s", h.logTail("i3"))
+		t.Errorf("the zombie's write was not fenced; log of i3: %s", h.LogTail("i3"))
 	}
 
-	close(stopInput)
-	<-produced
+	stopInput()
 	ends := endOffsets(t, brokers, input)
 	deadline = time.Now().Add(3 * time.Minute)
 	for {
@@ -171,7 +144,7 @@ func crashTest(t *testing.T, seed uint64, bin string, dbArgs []string, open func
 		time.Sleep(100 * time.Millisecond)
 	}
 	for _, n := range []string{"i3", "i1"} {
-		h.stop(n)
+		h.Stop(n)
 	}
 	want, count := gen.expected()
 	t.Logf("%d kills, %d landed mid-write; zombie fenced: %v; %d payments", kills, midWrite, zombieFenced, count)
@@ -280,73 +253,47 @@ func endOffsets(t *testing.T, brokers []string, topic string) map[int32]int64 {
 	return out
 }
 
-type proc struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the process ended
-}
-
+// harness runs tosql instances on the topic input, writing to the database
+// of dbArgs, with their writes traced (SLUICE_TEST_TRACE).
 type harness struct {
-	t          *testing.T
-	bin        string
-	brokers    []string
-	app, input string
-	dbArgs     []string
-	dir        string
-	procs      map[string]*proc
+	*crashtest.Harness
 }
 
-func (h *harness) logPath(name string) string { return filepath.Join(h.dir, name+".log") }
-
-func (h *harness) start(name string, env []string) {
-	h.t.Helper()
-	logf, err := os.OpenFile(h.logPath(name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		h.t.Fatal(err)
+func newHarness(t *testing.T, bin string, brokers []string, app, input string, dbArgs []string) *harness {
+	h := &harness{crashtest.New(t, bin, brokers, app)}
+	h.Flags = func(name string) []string {
+		return append([]string{
+			"-brokers", strings.Join(brokers, ","),
+			"-app", app, "-input", input, "-instance-id", name,
+			"-commit-interval", "100ms", "-max-records", "500", "-ledger", "-v",
+		}, dbArgs...)
 	}
-	args := append([]string{
-		"-brokers", strings.Join(h.brokers, ","),
-		"-app", h.app, "-input", h.input, "-instance-id", name,
-		"-commit-interval", "100ms", "-max-records", "500", "-ledger", "-v",
-	}, h.dbArgs...)
-	cmd := exec.Command(h.bin, args...)
-	cmd.Env = append(append(os.Environ(), "SLUICE_TEST_TIMEOUTS=1", "SLUICE_TEST_TRACE=1"), env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	logf.Close()
-	p := &proc{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		close(p.exited)
-	}()
-	h.procs[name] = p
+	h.Env = []string{"SLUICE_TEST_TRACE=1"}
+	// A fenced zombie may end by itself, and cleanly.
+	h.ExitBeforeStopOK = true
+	return h
 }
 
 // kill sends SIGKILL and reports whether the instance was inside a write
 // then. It waits up to aim for a write to begin, so that the kill lands
 // inside one (at a random point of it), and judges afterwards from the
 // trace: the last trace line of a process killed inside a write is its
-// "write-begin".
+// "write-begin". An instance that exited by itself fails the test.
 func (h *harness) kill(name string, aim time.Duration) bool {
-	h.t.Helper()
-	p := h.procs[name]
-	delete(h.procs, name)
+	h.T.Helper()
+	p := h.Proc(name)
 	for end := time.Now().Add(aim); time.Now().Before(end) && !h.inWrite(name); {
 		time.Sleep(2 * time.Millisecond)
 	}
-	select {
-	case <-p.exited:
-		h.t.Errorf("instance %s had exited by itself (%v); log: %s", name, p.cmd.ProcessState, h.logTail(name))
+	if p.Exited() {
+		h.KillNow(name)
+		h.T.Errorf("instance %s had exited by itself (%v); log: %s", name, p.Err(), h.LogTail(name))
 		return false
-	default:
 	}
-	p.cmd.Process.Signal(syscall.SIGCONT) // a stopped process dies too, but only once running
-	p.cmd.Process.Kill()
-	<-p.exited
+	h.KillNow(name)
 	in := h.inWrite(name)
 	// Mark the kill in the log, so the next instance's trace starts afresh.
-	if f, err := os.OpenFile(h.logPath(name), os.O_APPEND|os.O_WRONLY, 0); err == nil {
+	if f, err := os.OpenFile(h.LogPath(name), os.O_APPEND|os.O_WRONLY, 0); err == nil {
 		fmt.Fprintf(f, "killed (inside a write: %v)\n", in)
 		f.Close()
 	}
@@ -356,7 +303,7 @@ func (h *harness) kill(name string, aim time.Duration) bool {
 // inWrite reports whether the last trace line in name's log is a
 // write-begin.
 func (h *harness) inWrite(name string) bool {
-	f, err := os.Open(h.logPath(name))
+	f, err := os.Open(h.LogPath(name))
 	if err != nil {
 		return false
 	}
@@ -378,23 +325,21 @@ func (h *harness) inWrite(name string) bool {
 
 // waitStopped waits until the process is stopped (SIGSTOP).
 func (h *harness) waitStopped(name string, timeout time.Duration) {
-	h.t.Helper()
-	p := h.procs[name]
+	h.T.Helper()
+	p := h.Proc(name)
 	deadline := time.Now().Add(timeout)
 	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
 		if err == nil {
 			if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
 				return
 			}
 		}
-		select {
-		case <-p.exited:
-			h.t.Fatalf("instance %s exited before stopping itself; log: %s", name, h.logTail(name))
-		default:
+		if p.Exited() {
+			h.T.Fatalf("instance %s exited before stopping itself; log: %s", name, h.LogTail(name))
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("instance %s did not stop itself within %v; log: %s", name, timeout, h.logTail(name))
+			h.T.Fatalf("instance %s did not stop itself within %v; log: %s", name, timeout, h.LogTail(name))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -403,7 +348,7 @@ func (h *harness) waitStopped(name string, timeout time.Duration) {
 func (h *harness) waitLog(name, s string, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for {
-		b, _ := os.ReadFile(h.logPath(name))
+		b, _ := os.ReadFile(h.LogPath(name))
 		if bytes.Contains(b, []byte(s)) {
 			return true
 		}
@@ -412,67 +357,6 @@ func (h *harness) waitLog(name, s string, timeout time.Duration) bool {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// stop sends SIGTERM and expects a clean exit.
-func (h *harness) stop(name string) {
-	h.t.Helper()
-	p := h.procs[name]
-	delete(h.procs, name)
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-		if !p.cmd.ProcessState.Success() {
-			h.t.Errorf("instance %s exited with %v after SIGTERM; log: %s", name, p.cmd.ProcessState, h.logTail(name))
-		}
-	case <-time.After(60 * time.Second):
-		p.cmd.Process.Kill()
-		h.t.Errorf("instance %s did not exit within 60s of SIGTERM; log: %s", name, h.logTail(name))
-	}
-}
-
-func (h *harness) killAll() {
-	for name := range h.procs {
-		h.kill(name, 0)
-	}
-	if h.t.Failed() {
-		for _, n := range []string{"i1", "i2", "i3"} {
-			h.t.Logf("log of %s: %s", n, h.logTail(n))
-		}
-	}
-}
-
-func (h *harness) logTail(name string) string {
-	b, _ := os.ReadFile(h.logPath(name))
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
-
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-	buildOut  []byte
-)
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sluice-tosql-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "tosql")
-		buildOut, buildErr = exec.Command("go", "build", "-o", buildPath, ".").CombinedOutput()
-	})
-	if buildErr != nil {
-		t.Fatalf("go build: %v\n%s", buildErr, buildOut)
-	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(buildPath)) })
-	return buildPath
 }
 
 // paymentGen makes random payments and sums them per account.
@@ -507,18 +391,4 @@ func (g *paymentGen) expected() (map[string][2]int64, int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.want, g.n
-}
-
-func produce(t testing.TB, brokers []string, topic string, recs []*kgo.Record) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic))
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Errorf("producing input: %v", err)
-	}
 }

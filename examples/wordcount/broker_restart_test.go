@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/crashtest"
 	"github.com/sluicehq/sluice/internal/testbroker"
 )
 
@@ -71,20 +72,20 @@ func TestCrashBrokerRestart(t *testing.T) {
 		}
 	})
 
-	seed := crashSeed(t)
+	seed := crashtest.Seed(t)
 	app := testbroker.Unique(t, "restart")
 	input, output := app+"-lines", app+"-counts"
 	testbroker.CreateTopic(t, brokers, input, 4, nil)
 	testbroker.CreateTopic(t, brokers, output, 4, nil)
-	bin := buildBinary(t)
+	bin := crashtest.Build(t, "wordcount")
 	gen := newLineGen(seed, 400)
 	produce(t, brokers, input, gen.next(40000))
 	_, backlog := gen.counts()
 	h := newHarness(t, bin, brokers, app, input, output)
-	defer h.killAll()
+	defer h.KillAll()
 	names := []string{"i1", "i2"}
 	for _, n := range names {
-		h.start(n)
+		h.Start(n)
 	}
 
 	// Restart when part of the backlog is counted, aimed at an open
@@ -96,7 +97,7 @@ func TestCrashBrokerRestart(t *testing.T) {
 	open := ""
 	for end := time.Now().Add(time.Second); open == "" && time.Now().Before(end); {
 		for _, n := range names {
-			if h.openTransaction(n) {
+			if h.OpenTransaction(n) {
 				open = n
 				break
 			}
@@ -123,7 +124,7 @@ func TestCrashBrokerRestart(t *testing.T) {
 	want, total := gen.counts()
 	seen := h.waitCount(total, 4*time.Minute)
 	for _, n := range names {
-		h.stop(n)
+		h.Stop(n)
 	}
 	t.Logf("%d lines, %d words; at least %d of the backlog's %d count updates were read before the restart", gen.lines, total, before, backlog)
 	if seen < total {

@@ -7,17 +7,16 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/crashtest"
 	"github.com/sluicehq/sluice/internal/testbroker"
 )
 
@@ -36,8 +35,8 @@ func TestCrashWordcount(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test; run without -short")
 	}
-	seed := crashSeed(t)
-	bin := buildBinary(t)
+	seed := crashtest.Seed(t)
+	bin := crashtest.Build(t, "wordcount")
 	for _, n := range []int{1, 2, 3} {
 		name := fmt.Sprintf("%d instances", n)
 		if n == 1 {
@@ -47,20 +46,6 @@ func TestCrashWordcount(t *testing.T) {
 			crashWordcount(t, bin, n, seed+uint64(n))
 		})
 	}
-}
-
-// crashSeed returns SLUICE_CRASH_SEED or a seed from the time, and logs it.
-func crashSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("SLUICE_CRASH_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("SLUICE_CRASH_SEED=%q: %v", s, err)
-		}
-	}
-	t.Logf("seed %d (rerun with SLUICE_CRASH_SEED=%d)", seed, seed)
-	return seed
 }
 
 func crashWordcount(t *testing.T, bin string, instances int, seed uint64) {
@@ -76,7 +61,7 @@ func crashWordcount(t *testing.T, bin string, instances int, seed uint64) {
 	gen := newLineGen(rng.Uint64(), 400)
 	produce(t, brokers, input, gen.next(15000))
 	h := newHarness(t, bin, brokers, app, input, output)
-	defer h.killAll()
+	defer h.KillAll()
 	stopInput := h.steadyInput(gen, 100, 50*time.Millisecond)
 
 	const kills = 12
@@ -84,29 +69,29 @@ func crashWordcount(t *testing.T, bin string, instances int, seed uint64) {
 	names := make([]string, instances)
 	for i := range names {
 		names[i] = fmt.Sprintf("i%d", i+1)
-		h.start(names[i])
+		h.Start(names[i])
 	}
 	downUntil := map[string]time.Time{}
 	for k := 0; k < kills; k++ {
 		time.Sleep(time.Duration(300+rng.IntN(2000)) * time.Millisecond)
 		for name, until := range downUntil {
 			if time.Now().After(until) {
-				h.start(name)
+				h.Start(name)
 				delete(downUntil, name)
 			}
 		}
 		var running []string
 		for _, n := range names {
-			if h.procs[n] != nil {
+			if h.Proc(n) != nil {
 				running = append(running, n)
 			}
 		}
 		victim := running[rng.IntN(len(running))]
-		if h.kill(victim, 500*time.Millisecond) {
+		if h.Kill(victim, 500*time.Millisecond) {
 			midTxn++
 		}
 		if rng.IntN(4) == 0 {
-			os.RemoveAll(h.stateDir(victim))
+			os.RemoveAll(h.StateDir(victim))
 			wiped++
 		}
 		if instances > 1 && k == kills/2 {
@@ -117,16 +102,16 @@ func crashWordcount(t *testing.T, bin string, instances int, seed uint64) {
 			outages++
 			continue
 		}
-		h.start(victim)
+		h.Start(victim)
 	}
 	for name := range downUntil {
-		h.start(name)
+		h.Start(name)
 	}
 	stopInput()
 	want, total := gen.counts()
 	seen := h.waitCount(total, 4*time.Minute)
 	for _, n := range names {
-		h.stop(n)
+		h.Stop(n)
 	}
 	t.Logf("%d instance(s): %d kills, %d landed mid-transaction, %d state directories wiped, %d outages past the session timeout; %d lines, %d words",
 		instances, kills, midTxn, wiped, outages, gen.lines, total)
@@ -210,199 +195,36 @@ func compareWithKcat(t *testing.T, brokers []string, topic string, recs []*kgo.R
 	t.Logf("kcat (read_committed) read the same %d records as the Go reader", len(got))
 }
 
+// harness runs wordcount instances on the topics input and output.
 type harness struct {
-	t                       *testing.T
-	bin                     string
-	brokers                 []string
-	app, input, output, dir string
-	procs                   map[string]*proc
-	started                 map[string]bool
-	args                    []string // extra flags for every instance
+	*crashtest.Harness
+	input, output string
+	args          []string // extra flags for every instance
 }
 
 func newHarness(t *testing.T, bin string, brokers []string, app, input, output string) *harness {
-	return &harness{t: t, bin: bin, brokers: brokers, app: app, input: input, output: output,
-		dir: t.TempDir(), procs: map[string]*proc{}, started: map[string]bool{}}
+	h := &harness{Harness: crashtest.New(t, bin, brokers, app), input: input, output: output}
+	h.Flags = func(name string) []string {
+		return append([]string{
+			"-brokers", strings.Join(brokers, ","),
+			"-app", app, "-input", input, "-output", output,
+			"-state-dir", h.StateDir(name), "-instance-id", name,
+			"-commit-interval", "100ms", "-v"}, h.args...)
+	}
+	return h
 }
 
 // steadyInput produces n lines every interval until the returned function
 // is called; it returns once the producer stopped.
 func (h *harness) steadyInput(gen *lineGen, n int, interval time.Duration) (stop func()) {
-	quit := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-quit:
-				return
-			case <-time.After(interval):
-			}
-			produce(h.t, h.brokers, h.input, gen.next(n))
-		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(quit)
-			<-done
-		})
-	}
+	return crashtest.SteadyInput(interval, func() { produce(h.T, h.Brokers, h.input, gen.next(n)) })
 }
 
-func (h *harness) stateDir(name string) string { return filepath.Join(h.dir, "state-"+name) }
-
-// proc is one running instance.
-type proc struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the process exited
-	err    error         // its exit status, once exited is closed
-}
-
-func (p *proc) hasExited() bool {
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
-	}
-}
-
-func (h *harness) start(name string) {
-	h.t.Helper()
-	logf, err := os.OpenFile(filepath.Join(h.dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	cmd := exec.Command(h.bin,
-		"-brokers", strings.Join(h.brokers, ","),
-		"-app", h.app, "-input", h.input, "-output", h.output,
-		"-state-dir", h.stateDir(name), "-instance-id", name,
-		"-commit-interval", "100ms", "-v")
-	cmd.Args = append(cmd.Args, h.args...)
-	cmd.Env = append(os.Environ(), "SLUICE_TEST_TIMEOUTS=1")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	logf.Close()
-	p := &proc{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	h.procs[name] = p
-	h.started[name] = true
-}
-
-// kill sends SIGKILL and reports whether one of the instance's transactions
-// was open at that moment. It waits up to aim for a transaction to be open,
-// so that the kill lands inside one (at a random point of it). An instance
-// that exited by itself before the kill fails the test: instances must
-// recover from every fault without help.
-func (h *harness) kill(name string, aim time.Duration) bool {
-	p := h.procs[name]
-	open := h.openTransaction(name)
-	for end := time.Now().Add(aim); !open && time.Now().Before(end); {
-		time.Sleep(10 * time.Millisecond)
-		open = h.openTransaction(name)
-	}
-	if p.hasExited() {
-		h.t.Errorf("instance %s exited by itself (%v) before it was killed; log: %s", name, p.err, h.logTail(name))
-	}
-	p.cmd.Process.Kill()
-	<-p.exited
-	delete(h.procs, name)
-	return open
-}
-
-func (h *harness) openTransaction(name string) bool {
-	adm := testbroker.Admin(h.t, h.brokers)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	txns, err := adm.DescribeTransactions(ctx)
-	if err != nil && len(txns) == 0 {
-		h.t.Logf("describing transactions: %v", err)
-		return false
-	}
-	for id, d := range txns {
-		if strings.HasPrefix(id, h.app+"-") && strings.HasSuffix(id, "-"+name) {
-			switch d.State {
-			case "Ongoing", "PrepareCommit", "PrepareAbort":
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// stop sends SIGTERM and expects a clean exit.
-func (h *harness) stop(name string) {
-	h.t.Helper()
-	p := h.procs[name]
-	if p.hasExited() {
-		h.t.Errorf("instance %s exited by itself (%v) before it was stopped; log: %s", name, p.err, h.logTail(name))
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-		if p.err != nil {
-			h.t.Errorf("instance %s exited with %v after SIGTERM; log: %s", name, p.err, h.logTail(name))
-		}
-	case <-time.After(60 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
-		h.t.Errorf("instance %s did not exit within 60s of SIGTERM; log: %s", name, h.logTail(name))
-	}
-	delete(h.procs, name)
-}
-
-func (h *harness) killAll() {
-	for name, p := range h.procs {
-		p.cmd.Process.Kill()
-		<-p.exited
-		delete(h.procs, name)
-	}
-	if h.t.Failed() {
-		for n := range h.started {
-			h.t.Logf("errors in the log of %s:\n%s", n, h.logErrors(n))
-			h.t.Logf("log of %s: %s", n, h.logTail(n))
-		}
-	}
-}
-
-// logErrors returns the log's lines at level ERROR and its last lines that
-// say why the processor stopped (at most 30).
-func (h *harness) logErrors(name string) string {
-	b, _ := os.ReadFile(filepath.Join(h.dir, name+".log"))
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, "level=ERROR") || strings.Contains(l, "processor stopped") || strings.HasPrefix(l, "wordcount:") {
-			out = append(out, l)
-		}
-	}
-	if len(out) > 30 {
-		out = out[len(out)-30:]
-	}
-	return strings.Join(out, "\n")
-}
-
-func (h *harness) logTail(name string) string {
-	b, _ := os.ReadFile(filepath.Join(h.dir, name+".log"))
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "wordcount")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+// waitCount consumes the output with read_committed from its start until it
+// has seen n records, timeout passed or every instance has exited, and
+// returns how many records it saw.
+func (h *harness) waitCount(n int, timeout time.Duration) int {
+	return h.WaitCount(h.output, n, timeout)
 }
 
 // lineGen makes random lines of words and counts the words it made.
@@ -444,54 +266,11 @@ func (g *lineGen) counts() (map[string]int, int) {
 }
 
 func produce(t testing.TB, brokers []string, topic string, lines []string) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic))
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer cl.Close()
 	recs := make([]*kgo.Record, len(lines))
 	for i, l := range lines {
 		recs[i] = &kgo.Record{Value: []byte(l)}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Errorf("producing input: %v", err)
-	}
-}
-
-// waitCount consumes the output with read_committed from its start until it
-// has seen n records, timeout passed or every instance has exited, and
-// returns how many records it saw.
-func (h *harness) waitCount(n int, timeout time.Duration) int {
-	return waitCountWhile(h.t, h.brokers, h.output, n, timeout, func() bool {
-		for _, p := range h.procs {
-			if !p.hasExited() {
-				return true
-			}
-		}
-		return len(h.procs) == 0
-	})
-}
-
-// waitCountWhile is waitCount on any topic, giving up when alive returns
-// false.
-func waitCountWhile(t testing.TB, brokers []string, topic string, n int, timeout time.Duration, alive func() bool) int {
-	cl := testbroker.NewClient(t, brokers,
-		kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	seen := 0
-	for seen < n && ctx.Err() == nil && alive() {
-		pctx, pcancel := context.WithTimeout(ctx, time.Second)
-		seen += cl.PollFetches(pctx).NumRecords()
-		pcancel()
-	}
-	return seen
+	crashtest.Produce(t, brokers, topic, recs)
 }
 
 // checkCounts asserts that for every word the output values are exactly

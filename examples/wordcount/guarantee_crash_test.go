@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/sluicehq/sluice/internal/crashtest"
 	"github.com/sluicehq/sluice/internal/testbroker"
 )
 
@@ -26,8 +27,8 @@ func TestCrashWordcountGuarantees(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test; run without -short")
 	}
-	seed := crashSeed(t)
-	bin := buildBinary(t)
+	seed := crashtest.Seed(t)
+	bin := crashtest.Build(t, "wordcount")
 	for _, g := range []string{"at-least-once", "at-most-once"} {
 		t.Run(g, func(t *testing.T) {
 			crashGuarantee(t, bin, g, seed)
@@ -47,30 +48,30 @@ func crashGuarantee(t *testing.T, bin, guarantee string, seed uint64) {
 	produce(t, brokers, input, gen.next(15000))
 	h := newHarness(t, bin, brokers, app, input, output)
 	h.args = []string{"-guarantee", guarantee}
-	defer h.killAll()
+	defer h.KillAll()
 	stopInput := h.steadyInput(gen, 100, 50*time.Millisecond)
 
 	const kills = 10
 	working, wiped := 0, 0
-	h.start("i1")
+	h.Start("i1")
 	for k := 0; k < kills; k++ {
 		time.Sleep(time.Duration(300+rng.IntN(2000)) * time.Millisecond)
 		if h.working() {
 			working++
 		}
-		h.kill("i1", 0)
+		h.Kill("i1", 0)
 		if rng.IntN(4) == 0 {
-			os.RemoveAll(h.stateDir("i1"))
+			os.RemoveAll(h.StateDir("i1"))
 			wiped++
 		}
-		h.start("i1")
+		h.Start("i1")
 	}
 	stopInput()
 	want, total := gen.counts()
 	if !h.drained(3 * time.Minute) {
 		t.Fatalf("the instance did not catch up with the input within 3 minutes")
 	}
-	h.stop("i1")
+	h.Stop("i1")
 
 	final := map[string]int{}
 	for _, r := range testbroker.ReadCommitted(t, brokers, output) {
@@ -116,11 +117,11 @@ func crashGuarantee(t *testing.T, bin, guarantee string, seed uint64) {
 // commits before processing, so a lag behind the input's end says nothing
 // there; a moving commit does, for every guarantee.)
 func (h *harness) working() bool {
-	adm := testbroker.Admin(h.t, h.brokers)
+	adm := testbroker.Admin(h.T, h.Brokers)
 	sum := func() int64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		committed, err := adm.FetchOffsetsForTopics(ctx, h.app+"-split", h.input)
+		committed, err := adm.FetchOffsetsForTopics(ctx, h.App+"-split", h.input)
 		if err != nil {
 			return -1
 		}
@@ -137,7 +138,7 @@ func (h *harness) working() bool {
 // the output has not grown for a second (at-most-once commits before it
 // processes, so caught-up offsets alone do not mean the work is done).
 func (h *harness) drained(timeout time.Duration) bool {
-	adm := testbroker.Admin(h.t, h.brokers)
+	adm := testbroker.Admin(h.T, h.Brokers)
 	caughtUp := func(group, topic string) bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -174,7 +175,7 @@ func (h *harness) drained(timeout time.Duration) bool {
 		if end := outputEnd(); end != last {
 			last, stableSince = end, time.Now()
 		}
-		if time.Since(stableSince) > time.Second && caughtUp(h.app+"-split", h.input) && caughtUp(h.app+"-by-word", h.app+"-by-word-repartition") {
+		if time.Since(stableSince) > time.Second && caughtUp(h.App+"-split", h.input) && caughtUp(h.App+"-by-word", h.App+"-by-word-repartition") {
 			return true
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/sluicehq/sluice/internal/crashtest"
 	"github.com/sluicehq/sluice/internal/testbroker"
 )
 
@@ -31,24 +32,24 @@ func TestCrashZombie(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test; run without -short")
 	}
-	seed := crashSeed(t)
+	seed := crashtest.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "zombie")
 	input, output := app+"-lines", app+"-counts"
 	testbroker.CreateTopic(t, brokers, input, 4, nil)
 	testbroker.CreateTopic(t, brokers, output, 4, nil)
-	bin := buildBinary(t)
+	bin := crashtest.Build(t, "wordcount")
 
 	gen := newLineGen(rng.Uint64(), 400)
 	produce(t, brokers, input, gen.next(5000))
 	h := newHarness(t, bin, brokers, app, input, output)
-	defer h.killAll()
+	defer h.KillAll()
 	stopInput := h.steadyInput(gen, 50, 100*time.Millisecond)
 	defer stopInput()
 	names := []string{"i1", "i2"}
 	for _, n := range names {
-		h.start(n)
+		h.Start(n)
 	}
 	groups := map[string]string{app + "-split": input, app + "-by-word": app + "-by-word-repartition"}
 	if err := h.waitFor(60*time.Second, func() (bool, string) {
@@ -64,13 +65,13 @@ func TestCrashZombie(t *testing.T) {
 	for r := 0; r < rounds; r++ {
 		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
 		victim := names[rng.IntN(2)]
-		p := h.procs[victim]
-		open := h.openTransaction(victim)
+		p := h.Proc(victim)
+		open := h.OpenTransaction(victim)
 		for end := time.Now().Add(2 * time.Second); !open && time.Now().Before(end); {
 			time.Sleep(10 * time.Millisecond)
-			open = h.openTransaction(victim)
+			open = h.OpenTransaction(victim)
 		}
-		if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		if err := p.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
 		paused := time.Now()
@@ -96,7 +97,7 @@ func TestCrashZombie(t *testing.T) {
 			}
 			return true, ""
 		}); err != nil {
-			p.cmd.Process.Signal(syscall.SIGCONT)
+			p.Signal(syscall.SIGCONT)
 			t.Fatalf("round %d: the survivor did not take over from the paused %s: %v", r+1, victim, err)
 		}
 		tookOver := time.Since(paused)
@@ -108,7 +109,7 @@ func TestCrashZombie(t *testing.T) {
 		if r%2 == 1 {
 			time.Sleep(time.Until(paused.Add(12 * time.Second)))
 		}
-		if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		if err := p.Signal(syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
 		woken := time.Since(paused)
@@ -117,10 +118,10 @@ func TestCrashZombie(t *testing.T) {
 		// generation. It must rejoin or exit; either is fine.
 		fate := ""
 		if err := h.waitFor(60*time.Second, func() (bool, string) {
-			if p.hasExited() {
-				fate = fmt.Sprintf("exited (%v)", p.err)
-				if p.err != nil {
-					fate += "; last log lines: " + lastLines(h.logTail(victim), 3)
+			if p.Exited() {
+				fate = fmt.Sprintf("exited (%v)", p.Err())
+				if p.Err() != nil {
+					fate += "; last log lines: " + lastLines(h.LogTail(victim), 3)
 				}
 				return true, ""
 			}
@@ -131,25 +132,24 @@ func TestCrashZombie(t *testing.T) {
 			}
 			return false, fmt.Sprintf("member of %d groups", m[victim])
 		}); err != nil {
-			t.Fatalf("round %d: %s neither rejoined nor exited after SIGCONT: %v; log: %s", r+1, victim, err, h.logTail(victim))
+			t.Fatalf("round %d: %s neither rejoined nor exited after SIGCONT: %v; log: %s", r+1, victim, err, h.LogTail(victim))
 		}
-		if p.hasExited() && p.err != nil {
+		if p.Exited() && p.Err() != nil {
 			t.Errorf("round %d: the zombie %s %s: a fenced instance must rejoin or exit cleanly", r+1, victim, fate)
 		}
 		fenced := h.logGrep(victim, logBefore, `(?i)fenced|unknown outcome|INVALID_PRODUCER_EPOCH|PRODUCER_FENCED|ILLEGAL_GENERATION|UNKNOWN_MEMBER_ID|FENCED_INSTANCE_ID`)
 		fates = append(fates, fmt.Sprintf("round %d: %s paused %s a transaction, taken over after %v, woken after %v, then %s; its log after waking: %s",
 			r+1, victim, map[bool]string{true: "inside", false: "outside"}[open], tookOver.Round(100*time.Millisecond),
 			woken.Round(100*time.Millisecond), fate, fenced))
-		if p.hasExited() {
-			delete(h.procs, victim)
-			h.start(victim)
+		if p.Exited() {
+			h.Start(victim)
 		}
 	}
 	stopInput()
 	want, total := gen.counts()
 	seen := h.waitCount(total, 3*time.Minute)
 	for _, n := range names {
-		h.stop(n)
+		h.Stop(n)
 	}
 	for _, f := range fates {
 		t.Log(f)
@@ -185,7 +185,7 @@ func (h *harness) waitFor(timeout time.Duration, cond func() (bool, string)) err
 // members returns, per instance id, how many of the groups list it as a
 // member.
 func (h *harness) members(groups map[string]string) map[string]int {
-	adm := testbroker.Admin(h.t, h.brokers)
+	adm := testbroker.Admin(h.T, h.Brokers)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	names := make([]string, 0, len(groups))
@@ -210,7 +210,7 @@ func (h *harness) members(groups map[string]string) map[string]int {
 // committed returns the committed offsets of the groups on their input
 // topics, by "group topic/partition".
 func (h *harness) committed(groups map[string]string) map[string]int64 {
-	adm := testbroker.Admin(h.t, h.brokers)
+	adm := testbroker.Admin(h.T, h.Brokers)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	out := map[string]int64{}
@@ -229,7 +229,7 @@ func (h *harness) committed(groups map[string]string) map[string]int64 {
 }
 
 func (h *harness) logSize(name string) int64 {
-	fi, err := os.Stat(h.dir + "/" + name + ".log")
+	fi, err := os.Stat(h.LogPath(name))
 	if err != nil {
 		return 0
 	}
@@ -239,7 +239,7 @@ func (h *harness) logSize(name string) int64 {
 // logGrep returns the distinct matches of re in the instance's log after
 // byte offset from.
 func (h *harness) logGrep(name string, from int64, re string) string {
-	b, _ := os.ReadFile(h.dir + "/" + name + ".log")
+	b, _ := os.ReadFile(h.LogPath(name))
 	if int64(len(b)) < from {
 		from = 0
 	}
