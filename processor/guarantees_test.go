@@ -15,9 +15,10 @@ import (
 )
 
 // TestIntegrationGuaranteesWithoutFaults: without faults every guarantee
-// gives exact counts, and each stage commits its input offsets.
+// gives exact counts, each stage commits its input offsets, and the metrics
+// count the time spent committing and applying.
 func TestIntegrationGuaranteesWithoutFaults(t *testing.T) {
-	for _, g := range []Guarantee{AtLeastOnce, AtMostOnce} {
+	for _, g := range []Guarantee{ExactlyOnce, AtLeastOnce, AtMostOnce} {
 		t.Run(g.String(), func(t *testing.T) {
 			f := newFixture(t, 2)
 			f.produce(records("v", 300)...)
@@ -30,6 +31,9 @@ func TestIntegrationGuaranteesWithoutFaults(t *testing.T) {
 			}
 			checkExactCounts(t, testbroker.ReadCommitted(t, f.brokers, f.output), map[string]int{"k0": 60, "k1": 60, "k2": 60, "k3": 60, "k4": 60})
 			f.assertStateMatchesChangelog("count", "totals")
+			if m := p.Metrics().Stages["count"]; m.Commits == 0 || m.CommitTime <= 0 || m.ApplyTime <= 0 {
+				t.Errorf("metrics after %d records: %d commits taking %v to commit and %v to apply; want all positive", m.Records, m.Commits, m.CommitTime, m.ApplyTime)
+			}
 		})
 	}
 }

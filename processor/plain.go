@@ -54,7 +54,10 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 		if amo {
 			// At-most-once: the offsets are committed before the
 			// records are processed; a crash from here on loses them.
-			if err := commitSync(cl, after(recs)); err != nil {
+			committing := time.Now()
+			err := commitSync(cl, after(recs))
+			st.metrics.commitNanos.Add(int64(time.Since(committing)))
+			if err != nil {
 				return fmt.Errorf("stage %s: %w: committing offsets before processing: %w", st.name, errUnknownOutcome, err)
 			}
 		}
@@ -74,8 +77,11 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 	if n == 0 && !punctuated {
 		return recErr
 	}
+	ending := time.Now()
 	st.produceChangelogs(cl)
-	if err := st.flush(cl); err != nil {
+	err := st.flush(cl)
+	st.metrics.commitNanos.Add(int64(time.Since(ending)))
+	if err != nil {
 		// Some outputs or changelog records may be written; nothing is
 		// applied to Pebble or committed by this cycle. Restart the
 		// client: the tasks are restored from the changelog, which
@@ -98,7 +104,10 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 			return err
 		}
 	}
-	if err := st.applyDirty(); err != nil {
+	applying := time.Now()
+	err = st.applyDirty()
+	st.metrics.applyNanos.Add(int64(time.Since(applying)))
+	if err != nil {
 		return err
 	}
 	st.metrics.commits.Add(1)
@@ -108,7 +117,10 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 		// At-least-once: the outputs and changelog records are
 		// acknowledged; now the offsets. A crash before this commit
 		// processes the records again.
-		if err := commitSync(cl, done); err != nil {
+		committing := time.Now()
+		err := commitSync(cl, done)
+		st.metrics.commitNanos.Add(int64(time.Since(committing)))
+		if err != nil {
 			st.log.Warn("committing offsets failed; the records will be processed again", "err", err)
 		}
 	}

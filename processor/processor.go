@@ -226,13 +226,15 @@ type StageMetrics struct {
 	// failed: under the Fail policy the first stops the stage; under Skip
 	// and DeadLetter each is logged and its effects are dropped.
 	TimerErrors int64
-	// CommitTime is the wall time spent ending exactly-once transactions:
-	// producing the changelogs, waiting for every produced record's
-	// acknowledgement, and the offset commit and EndTxn round trips. The
+	// CommitTime is the wall time spent ending cycles: producing the
+	// changelogs, waiting for every produced record's acknowledgement, and
+	// committing (exactly-once: the transaction's offset commit and EndTxn
+	// round trips; at-least-once: the offset commit after the flush;
+	// at-most-once: the offset commits before processing each poll). The
 	// stage processes no record meanwhile.
 	CommitTime time.Duration
-	// ApplyTime is the wall time spent applying committed transactions'
-	// state changes and checkpoints to Pebble.
+	// ApplyTime is the wall time spent applying committed cycles' state
+	// changes and checkpoints to Pebble.
 	ApplyTime time.Duration
 }
 
