@@ -74,6 +74,8 @@ func TestDefaultLinger(t *testing.T) {
 		{nil, 5 * time.Millisecond},
 		{[]StageOpt{CommitInterval(4 * time.Millisecond)}, 2 * time.Millisecond},
 		{[]StageOpt{ProducerLinger(0)}, 0},
+		{[]StageOpt{CommitInterval(0)}, 0},
+		{[]StageOpt{CommitInterval(-time.Millisecond)}, 0}, // rejected by New, but not for the linger
 		{[]StageOpt{CommitInterval(time.Second), ProducerLinger(20 * time.Millisecond)}, 20 * time.Millisecond},
 	} {
 		c := defaultCfg()

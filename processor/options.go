@@ -171,7 +171,7 @@ type stageCfg struct {
 // user's, or the defaults of its guarantee.
 func (c stageCfg) producer() (acks Acks, idempotent bool, retries int, linger time.Duration) {
 	acks, idempotent, retries = AllAcks, true, -1 // -1: franz-go's default, retry until the delivery timeout
-	linger = min(defaultLinger, c.commitInterval/2)
+	linger = max(0, min(defaultLinger, c.commitInterval/2))
 	if c.guarantee == AtMostOnce {
 		acks, idempotent, retries = LeaderAck, false, 0
 	}
@@ -307,7 +307,9 @@ func Logger(l *slog.Logger) Opt { return opt{func(c *cfg) { c.logger = l }} }
 // KafkaOptions appends franz-go client options to every client the processor
 // creates, after its own (so they win). For settings sluice does not cover
 // (TLS, SASL); options that break the protocol (a different isolation level,
-// auto-commit) void the guarantees.
+// auto-commit) void the guarantees. A custom decompressor
+// (kgo.WithDecompressor) must return fresh memory for every batch: sluice
+// hands fetched keys and values to the topology without copying them.
 func KafkaOptions(opts ...kgo.Opt) Opt {
 	return opt{func(c *cfg) { c.kgoOpts = append(c.kgoOpts, opts...) }}
 }
@@ -473,7 +475,7 @@ func (c *cfg) validate(stageNames []string) error {
 			bad("%s: at-least-once cannot know a record was written with acks=0: use processor.AllAcks or processor.LeaderAck", where)
 		}
 		if linger < 0 || linger >= sc.commitInterval && sc.commitInterval > 0 {
-			bad("%s: producer linger %v must be at least 0 and below the commit interval %v", where, linger, sc.commitInterval)
+			bad("%s: producer linger %v must be at least 0 and below the commit interval %v; lower processor.ProducerLinger or raise processor.CommitInterval", where, linger, sc.commitInterval)
 		}
 		if sc.commitInterval <= 0 {
 			bad("%s: commit interval %v must be positive", where, sc.commitInterval)

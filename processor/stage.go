@@ -200,6 +200,13 @@ func (st *stage) session(ctx context.Context) error {
 	return st.sessionPlain(ctx)
 }
 
+// pollChunk caps the records of one poll, so that gather looks at the
+// commit interval's deadline at least every pollChunk records even when a
+// backlog would fill the whole transaction in one poll (Kafka Streams polls
+// at most 1000 records too). Without it a transaction of slow records
+// could outlive the transaction timeout.
+const pollChunk = 1000
+
 // gather polls until the commit interval passed, the record cap is reached
 // or ctx is done, and hands each poll's records to fn. It stops at fn's
 // first error and returns it with the number of records handed over.
@@ -208,7 +215,7 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 	n := 0
 	for n < st.cfg.maxRecords {
 		pctx, cancel := context.WithDeadline(ctx, deadline)
-		fetches := pl.PollRecords(pctx, st.cfg.maxRecords-n)
+		fetches := pl.PollRecords(pctx, min(st.cfg.maxRecords-n, pollChunk))
 		cancel()
 		if fetches.IsClientClosed() {
 			return n, fmt.Errorf("stage %s: client closed", st.name)
@@ -262,7 +269,10 @@ func (st *stage) process(prod producer, r *kgo.Record) error {
 
 	// One Record per stage, not per record: the Program may not keep it.
 	// franz-go never reuses a fetched record's key and value (sluice does
-	// not Recycle records), so the Program may keep those: Owned.
+	// not Recycle records), so the Program may keep those without a copy
+	// (Owned), except under the DeadLetter policy: a function may modify
+	// its codec.Bytes input in place, and the dead-letter record must carry
+	// the bytes as they were fetched.
 	in := &st.in
 	*in = exec.Record{
 		Topic:     r.Topic,
@@ -271,7 +281,7 @@ func (st *stage) process(prod producer, r *kgo.Record) error {
 		Key:       r.Key,
 		Value:     r.Value,
 		Timestamp: r.Timestamp,
-		Owned:     true,
+		Owned:     st.cfg.policy != DeadLetter,
 	}
 	if len(r.Headers) > 0 {
 		in.Headers = make([]exec.Header, len(r.Headers))
@@ -282,6 +292,7 @@ func (st *stage) process(prod producer, r *kgo.Record) error {
 	sc := &st.scope
 	sc.Begin(t, st.p.cfg.maxRecordBytes)
 	err := st.call(sc, in)
+	*in = exec.Record{} // keep no fetched memory alive between records
 	if err == nil {
 		err = sc.Err()
 	}

@@ -95,6 +95,7 @@ func (t *task) view(store string) (*state.Store, error) {
 			t.views[s] = v
 			for _, w := range kv {
 				if err := putOrDelete(v, w.key, w.value); err != nil {
+					t.dropTxn() // never apply a batch with part of the write set
 					return nil, err
 				}
 			}
@@ -127,10 +128,23 @@ func (t *task) write(store string, key, value []byte) error {
 		return nil
 	}
 	v, err := t.view(store)
-	if err != nil {
-		return err
+	if err == nil {
+		err = putOrDelete(v, key, value)
 	}
-	return putOrDelete(v, key, value)
+	if err != nil {
+		t.dropTxn() // never apply a batch without the whole write set
+	}
+	return err
+}
+
+// dropTxn discards the indexed batch; the write set stays, and a later scan
+// or apply starts from it again.
+func (t *task) dropTxn() {
+	if t.txn != nil {
+		t.txn.Discard()
+		t.txn = nil
+	}
+	clear(t.views)
 }
 
 // putOrDelete writes key's value, nil meaning a delete, to s.
@@ -294,11 +308,7 @@ func (t *task) dropCache() {
 
 // reset drops the open transaction's batch and bookkeeping.
 func (t *task) reset() {
-	if t.txn != nil {
-		t.txn.Discard()
-		t.txn = nil
-	}
-	clear(t.views)
+	t.dropTxn()
 	clear(t.inputs)
 	clear(t.changelog)
 	t.wallNext = time.Time{}
@@ -352,8 +362,12 @@ func (t *task) Get(store string, key []byte) ([]byte, bool, error) {
 }
 
 // Scan implements exec.Base. It sees the open transaction's writes, through
-// the indexed batch it makes on the first scan.
+// the indexed batch it makes on the first scan after a write; before any
+// write it reads Pebble.
 func (t *task) Scan(store string, lower, upper []byte, fn func(key, value []byte) error) error {
+	if t.txn == nil && len(t.changelog) == 0 {
+		return t.st.db.Scan(store, t.id.Partition, lower, upper, fn)
+	}
 	v, err := t.view(store)
 	if err != nil {
 		return err

@@ -1,9 +1,19 @@
 package processor
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/checkpoint"
+	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/stream"
 )
 
 // countStage returns the counting stage of the word count with one task on
@@ -115,5 +125,103 @@ func TestTaskWriteSet(t *testing.T) {
 				t.Fatalf("Pebble after reset holds a = %s, want 3", got)
 			}
 		})
+	}
+}
+
+// upperInPlace upper-cases b's ASCII letters in place.
+func upperInPlace(b []byte) []byte {
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return b
+}
+
+// failingCodec cannot encode anything.
+type failingCodec struct{}
+
+func (failingCodec) Encode([]byte) ([]byte, error) {
+	return nil, errors.New("failingCodec cannot encode")
+}
+func (failingCodec) Decode(b []byte) ([]byte, error) { return b, nil }
+
+// recordingProducer acknowledges every record and keeps it.
+type recordingProducer struct{ recs []*kgo.Record }
+
+func (p *recordingProducer) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	p.recs = append(p.recs, r)
+	if promise != nil {
+		promise(r, nil)
+	}
+}
+
+// TestDeadLetterKeepsTheFetchedBytes: a function may modify its codec.Bytes
+// input in place; when a later operator fails, the dead-letter record still
+// carries the key and value as they were fetched.
+func TestDeadLetterKeepsTheFetchedBytes(t *testing.T) {
+	bld := stream.NewBuilder()
+	in := stream.Source(bld, "in", codec.Bytes{}, codec.Bytes{}, stream.Named("map"))
+	up := stream.Map(in, func(k, v []byte) ([]byte, []byte) { return upperInPlace(k), upperInPlace(v) })
+	stream.To(up, "out", codec.Bytes{}, codec.Codec[[]byte](failingCodec{}))
+	topo, err := bld.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(topo, Brokers("127.0.0.1:1"), ApplicationID("dlq"), StateDir(t.TempDir()), ErrorPolicy(DeadLetter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := state.Open(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	st := p.stages[0]
+	st.db = db
+	st.mu.tasks[0] = newTask(st, 0, checkpoint.Checkpoint{})
+
+	prod := &recordingProducer{}
+	if err := st.process(prod, &kgo.Record{Topic: "in", Key: []byte("key"), Value: []byte("hello")}); err != nil {
+		t.Fatalf("process under DeadLetter: %v", err)
+	}
+	if len(prod.recs) != 1 || prod.recs[0].Topic != p.cfg.dlq {
+		t.Fatalf("produced %d records (%v), want one to %s", len(prod.recs), prod.recs, p.cfg.dlq)
+	}
+	if k, v := string(prod.recs[0].Key), string(prod.recs[0].Value); k != "key" || v != "hello" {
+		t.Errorf("dead-letter record %q=%q, want the fetched key=hello", k, v)
+	}
+}
+
+// TestTaskScanWithoutWrites: a scan before any write of the transaction
+// (a timer that only reads, say) reads Pebble and leaves no indexed batch
+// behind, so the task stays clean and its next transaction starts fresh.
+func TestTaskScanWithoutWrites(t *testing.T) {
+	st, store := countStage(t)
+	tk := st.mu.tasks[0]
+	if err := tk.write(store, []byte("a"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.apply(); err != nil {
+		t.Fatal(err)
+	}
+	if got := scanAll(t, tk, store); !slices.Equal(got, []string{"a=1"}) {
+		t.Fatalf("scan = %v, want [a=1]", got)
+	}
+	if tk.txn != nil || tk.dirty() {
+		t.Fatalf("after a scan without writes: indexed batch %v, dirty %v; want neither", tk.txn != nil, tk.dirty())
+	}
+	// The next transaction writes, scans and applies as usual.
+	if err := tk.write(store, []byte("b"), []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := scanAll(t, tk, store); !slices.Equal(got, []string{"a=1", "b=2"}) {
+		t.Fatalf("scan after a write = %v, want [a=1 b=2]", got)
+	}
+	if err := tk.apply(); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, err := st.db.Get(store, 0, []byte("b")); err != nil || !ok || string(v) != "2" {
+		t.Fatalf("Pebble holds b = %q, %v, %v; want 2", v, ok, err)
 	}
 }

@@ -75,36 +75,50 @@ func (g *GlobalReader) Get(key []byte) ([]byte, bool, error) {
 // to the end). key and value are valid only until fn returns. An error from
 // fn stops the scan and is returned as is.
 func (g *GlobalReader) Scan(lower, upper []byte, fn func(key, value []byte) error) error {
-	if g.db.closed.Load() {
+	return g.db.scan(g.prefix, lower, upper, fn, fmt.Sprintf("global table %q", g.table))
+}
+
+// Scan calls fn for every key in [lower, upper) of the store's partition as
+// the DB holds it (not the open writes of any Txn), in key order; a nil
+// upper means to the end. key and value are valid only until fn returns. An
+// error from fn stops the scan and is returned as is.
+func (db *DB) Scan(store string, partition int32, lower, upper []byte, fn func(key, value []byte) error) error {
+	return db.scan(appendDataPrefix(nil, store, partition), lower, upper, fn, fmt.Sprintf("store %q partition %d", store, partition))
+}
+
+// scan iterates the keys [prefix+lower, prefix+upper) and hands fn the keys
+// without the prefix; what names the range in errors.
+func (db *DB) scan(prefix, lower, upper []byte, fn func(key, value []byte) error, what string) error {
+	if db.closed.Load() {
 		return ErrClosed
 	}
 	if upper != nil && bytes.Compare(lower, upper) >= 0 {
 		return nil
 	}
-	lo := append(bytes.Clone(g.prefix), lower...)
+	lo := append(bytes.Clone(prefix), lower...)
 	var hi []byte
 	if upper == nil {
-		hi = prefixEnd(g.prefix)
+		hi = prefixEnd(prefix)
 	} else {
-		hi = append(bytes.Clone(g.prefix), upper...)
+		hi = append(bytes.Clone(prefix), upper...)
 	}
-	it, err := g.db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return fmt.Errorf("state: scan global table %q: %w", g.table, err)
+		return fmt.Errorf("state: scan %s: %w", what, err)
 	}
 	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			_ = it.Close()
-			return fmt.Errorf("state: scan global table %q: %w", g.table, err)
+			return fmt.Errorf("state: scan %s: %w", what, err)
 		}
-		if err := fn(it.Key()[len(g.prefix):], v); err != nil {
+		if err := fn(it.Key()[len(prefix):], v); err != nil {
 			_ = it.Close()
 			return err
 		}
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("state: scan global table %q: %w", g.table, err)
+		return fmt.Errorf("state: scan %s: %w", what, err)
 	}
 	return nil
 }

@@ -9,7 +9,8 @@ import (
 // decoder decodes with a codec and makes sure the result owns its memory.
 //
 // The runtime's record and store buffers are valid only during a Program call
-// (records) or until the next store call (stores). The codec contract says a
+// (records, unless the runtime marks them Owned) or until the next store call
+// (stores). The codec contract says a
 // Decode result does not refer to its input unless the codec documents
 // otherwise; codec.Bytes does (it returns its input). For it the decoder
 // decodes a copy, so that values handed to user functions, kept in Records,
@@ -37,8 +38,8 @@ func (d decoder[T]) decode(data []byte) (T, error) {
 	return d.c.Decode(data)
 }
 
-// decodeOwned decodes data that nobody reuses or modifies (an input record
-// the runtime marked Owned), so no copy is needed.
+// decodeOwned decodes data that the runtime neither reuses nor needs again
+// (an input record it marked Owned), so no copy is needed.
 func (d decoder[T]) decodeOwned(data []byte, owned bool) (T, error) {
 	if owned {
 		return d.c.Decode(data)

@@ -17,7 +17,10 @@ import (
 // input record that is being processed (Topic is the physical topic name):
 // after a repartition, that is the record of the repartition topic. Headers
 // belongs to the runtime and is valid only during the call; copy it to keep
-// it, and do not modify it. Key and Value belong to the function.
+// it, and do not modify it. Key and Value belong to the function. A
+// []byte key or value (codec.Bytes) may share memory with the fetched
+// batch it came from, so keeping a small slice of it for long keeps the
+// whole batch in memory: bytes.Clone what you keep beyond the call.
 //
 // Headers are the headers the record carries at this point of the
 // topology: the input record's, unless an operator upstream set others

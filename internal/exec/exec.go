@@ -27,9 +27,10 @@ type Record struct {
 	Value     []byte
 	Headers   []Header
 	Timestamp time.Time
-	// Owned says that the runtime never reuses or modifies Key and Value,
-	// so a Program may keep them without a copy (Headers are still valid
-	// only during the call).
+	// Owned says that the runtime never reuses or modifies Key and Value
+	// and does not need them unchanged after the call, so a Program may
+	// keep them, or hand them to user functions, without a copy. Headers
+	// are still valid only during the call.
 	Owned bool
 }
 
@@ -86,5 +87,6 @@ type Task interface {
 // Program processes one input record of a stage. An error (or a panic, which
 // the runtime recovers) hands the record to the stage's error policy; the
 // runtime then discards every store write and emit the record made, so a
-// record's effects are all applied or none are.
+// record's effects are all applied or none are. r itself is valid only during
+// the call (the runtime reuses it).
 type Program func(t Task, r *Record) error
