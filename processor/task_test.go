@@ -193,9 +193,10 @@ func TestDeadLetterKeepsTheFetchedBytes(t *testing.T) {
 	}
 }
 
-// TestTaskScanWithoutWrites: a scan before any write of the transaction
-// (a timer that only reads, say) reads Pebble and leaves no indexed batch
-// behind, so the task stays clean and its next transaction starts fresh.
+// TestTaskScanWithoutWrites: a scan or a get before any write of the
+// transaction (a timer that only reads, say) reads Pebble and leaves no
+// indexed batch behind, so the task stays clean and its next transaction
+// starts fresh.
 func TestTaskScanWithoutWrites(t *testing.T) {
 	st, store := countStage(t)
 	tk := st.mu.tasks[0]
@@ -208,6 +209,13 @@ func TestTaskScanWithoutWrites(t *testing.T) {
 	if got := scanAll(t, tk, store); !slices.Equal(got, []string{"a=1"}) {
 		t.Fatalf("scan = %v, want [a=1]", got)
 	}
+	if _, ok, err := tk.Get(store, []byte("missing")); err != nil || ok {
+		t.Fatalf("Get(missing) = %v, %v", ok, err)
+	}
+	// A task that is not dirty is not in the stage's list of dirty tasks
+	// either; if a read left a batch that made it look dirty, the stage
+	// would never add it, and its next writes would be neither produced
+	// to the changelog nor applied.
 	if tk.txn != nil || tk.dirty() {
 		t.Fatalf("after a scan without writes: indexed batch %v, dirty %v; want neither", tk.txn != nil, tk.dirty())
 	}
