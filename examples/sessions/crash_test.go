@@ -1,0 +1,510 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/crashtest"
+	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/stream"
+	"github.com/sluicehq/sluice/streamtest"
+)
+
+// The crash test's windows, in event time: the generated sessions keep
+// margins of seconds to both, so that no boundary (inclusive or not) decides
+// an outcome.
+const (
+	crashGap        = 10 * time.Second
+	crashGrace      = 10 * time.Second
+	crashPartitions = 4
+)
+
+// TestCrashSessions runs the sessions binary (session windows whose counts
+// are held back by SuppressUntilWindowCloses and emitted once, when stream
+// time closes them) as subprocesses against a broker that outlives them (the
+// real one when KAFKA_BROKERS is set, kfake otherwise), kills them with
+// SIGKILL at random moments (each kill aimed at an open transaction of the
+// victim; sometimes also deleting its state directory) while a backlog and
+// then a steady stream of events are processed, restarts them, and checks
+// that a read_committed reader sees every session of the generated input
+// exactly once, with its exact "start end count", and nothing else.
+//
+// Unlike the other crash tests, windows close all the time here: the input
+// is in increasing event time per partition, sessions of a user are
+// separated by more than gap + grace, and clock ticks (empty keys) move
+// stream time between events, so nearly every transaction releases closed
+// sessions from the suppression buffer, and kills land in the middle of
+// those releases; a restarted task must release exactly the sessions the
+// killed one did not commit, relying on its restored stream time. Some
+// sessions are split by a hole wider than the gap and merged later by an
+// out-of-order event within the grace (deleting two buffered sessions); some
+// events are later than the grace and must be dropped. At the end a tick an
+// hour ahead closes every session. It has one variant per number of
+// instances (1, 2). The seed is printed; SLUICE_CRASH_SEED=N reruns it.
+func TestCrashSessions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test; run without -short")
+	}
+	seed := crashtest.Seed(t)
+	bin := crashtest.Build(t, "sessions")
+	for _, n := range []int{1, 2} {
+		name := fmt.Sprintf("%d instances", n)
+		if n == 1 {
+			name = "1 instance"
+		}
+		t.Run(name, func(t *testing.T) {
+			crashSessions(t, bin, n, seed+uint64(n))
+		})
+	}
+}
+
+func crashSessions(t *testing.T, bin string, instances int, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
+	brokers := testbroker.Brokers(t)
+	app := testbroker.Unique(t, "crash-sessions")
+	events, output := app+"-events", app+"-sessions"
+	// Events carry timestamps from 2024 and outputs inherit them: keep
+	// them past the broker's default time retention.
+	forever := "-1"
+	testbroker.CreateTopic(t, brokers, events, crashPartitions, map[string]*string{"retention.ms": &forever})
+	testbroker.CreateTopic(t, brokers, output, crashPartitions, map[string]*string{"retention.ms": &forever})
+
+	gen := newSessionGen(rng.Uint64(), events, crashPartitions, 40)
+	// The generator names each record's partition (events that of their
+	// key under Kafka's default partitioner, ticks their own).
+	prod := testbroker.NewClient(t, brokers, kgo.DefaultProduceTopic(events), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	produce := func(recs []*kgo.Record) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Errorf("producing to %s: %v", events, err)
+		}
+	}
+
+	h := crashtest.New(t, bin, brokers, app)
+	h.Flags = func(name string) []string {
+		return []string{
+			"-brokers", strings.Join(brokers, ","),
+			"-app", app, "-events", events, "-output", output,
+			"-gap", crashGap.String(), "-grace", crashGrace.String(),
+			"-state-dir", h.StateDir(name), "-instance-id", name,
+			"-commit-interval", "100ms", "-v"}
+	}
+	defer h.KillAll()
+
+	// A backlog, then a steady stream of events for as long as the kills
+	// go on, so that every kill lands while the instances have work in
+	// flight.
+	produce(gen.next(2500))
+	names := make([]string, instances)
+	for i := range names {
+		names[i] = fmt.Sprintf("i%d", i+1)
+		h.Start(names[i])
+	}
+	stopInput := crashtest.SteadyInput(50*time.Millisecond, func() { produce(gen.next(20)) })
+	defer stopInput()
+
+	const kills = 12
+	midTxn, wiped, outages := 0, 0, 0
+	downUntil := map[string]time.Time{}
+	for k := 0; k < kills; k++ {
+		time.Sleep(time.Duration(300+rng.IntN(2000)) * time.Millisecond)
+		for name, until := range downUntil {
+			if time.Now().After(until) {
+				h.Start(name)
+				delete(downUntil, name)
+			}
+		}
+		var running []string
+		for _, n := range names {
+			if h.Proc(n) != nil {
+				running = append(running, n)
+			}
+		}
+		victim := running[rng.IntN(len(running))]
+		if h.Kill(victim, 500*time.Millisecond) {
+			midTxn++
+		}
+		if rng.IntN(4) == 0 {
+			os.RemoveAll(h.StateDir(victim))
+			wiped++
+		}
+		if instances > 1 && k == kills/2 {
+			// Down past the session timeout (6 s): the other instance
+			// takes its partitions over, and gives them back.
+			downUntil[victim] = time.Now().Add(8 * time.Second)
+			outages++
+			continue
+		}
+		h.Start(victim)
+	}
+	for name := range downUntil {
+		h.Start(name)
+	}
+	closedDuringKills := len(testbroker.ReadCommitted(t, brokers, output))
+	stopInput()
+	// Finish every open session, then a tick an hour ahead per partition
+	// closes them all.
+	produce(gen.finish())
+	want := gen.sessions()
+
+	waitInputCommitted(t, h, names, app+"-events", events, 3*time.Minute)
+	for _, n := range names {
+		h.Stop(n)
+	}
+	t.Logf("%d instance(s): %d kills, %d landed mid-transaction, %d state directories wiped, %d outages past the session timeout; %d records (%d events, %d late events, %d merging events, %d ticks), %d sessions (%d merged), %d of them closed before the kills ended",
+		instances, kills, midTxn, wiped, outages, gen.records, gen.events, gen.late, gen.bridges, gen.ticks, len(want), gen.bridges, closedDuringKills)
+	checkSessions(t, testbroker.ReadCommitted(t, brokers, output), want, seed)
+	if midTxn == 0 {
+		t.Errorf("no kill landed while a transaction was open: the test proved nothing (seed %d)", seed)
+	}
+	if closedDuringKills == 0 {
+		t.Errorf("no session closed while the kills went on: the test proved nothing about closing windows (seed %d)", seed)
+	}
+}
+
+// waitInputCommitted waits until the consumer group has committed the end
+// of topic in every partition (so every record, the last ticks included,
+// was processed in a committed transaction), timeout passed, or every
+// instance has exited; it fails the test in the latter two cases.
+func waitInputCommitted(t *testing.T, h *crashtest.Harness, names []string, group, topic string, timeout time.Duration) {
+	t.Helper()
+	adm := testbroker.Admin(t, h.Brokers)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	cancel()
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatalf("listing the end offsets of %s: %v", topic, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		offs, err := adm.FetchOffsets(ctx, group)
+		cancel()
+		behind := 0
+		ends.Each(func(e kadm.ListedOffset) {
+			if o, ok := offs.Lookup(topic, e.Partition); err != nil || !ok || o.At < e.Offset {
+				behind++
+			}
+		})
+		if behind == 0 {
+			return
+		}
+		alive := false
+		for _, n := range names {
+			if p := h.Proc(n); p != nil && !p.Exited() {
+				alive = true
+			}
+		}
+		if !alive || time.Now().After(deadline) {
+			t.Fatalf("the group %s has not committed the end of %d of the %d partitions of %s (alive: %v, after up to %v; last error %v)",
+				group, behind, len(ends[topic]), topic, alive, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sessionBase is the event time of the generated input's start.
+var sessionBase = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+
+// sessionGen makes the crash test's input, partition by partition, in
+// increasing event time per partition, and knows the sessions it makes.
+//
+// Each user (its partition is its key's under Kafka's default partitioner)
+// alternates between a session of 2 to 8 events, spaced 0.2 s to gap/2,
+// and a silence of gap + grace + 5 s to 30 s. One session in eight has a
+// hole of 1.3 to 1.6 gaps between two of its events, splitting it in two
+// sessions, and an event in the middle of the hole, produced right after
+// the event that ends the hole: no more than 0.8 gap (less than the grace)
+// behind stream time, it merges the two sessions, neither closed yet (the
+// first closes at its end + gap + grace). About one record in 60 is
+// preceded by an event of a random user of the partition, at least 1 s
+// later than the grace (behind the partition's stream time): late, it is
+// dropped. About one in 15 is preceded by a clock tick halfway between the
+// previous record and it. finish completes the open sessions and ends each
+// partition with a tick an hour after its last event.
+type sessionGen struct {
+	mu    sync.Mutex
+	rng   *rand.Rand
+	parts []*partGen
+	want  map[string]int // sessionKey of each session made
+	// What was generated, for the test's log.
+	records, events, late, bridges, ticks int
+}
+
+// partGen is the state of one partition.
+type partGen struct {
+	p     int32
+	users []*genUser
+	st    int64 // stream time after the records generated so far (ms)
+}
+
+// genUser is a user's state. A session is open while n > 0.
+type genUser struct {
+	name        string
+	next        int64 // event time of the user's next event (ms)
+	n, planned  int   // events of the open session made, and planned
+	hole        int   // the hole follows the event of this number (1-based), 0: none
+	start, last int64 // the open session's first and last events
+	count       int64 // its events, the merging one included
+}
+
+func newSessionGen(seed uint64, topic string, partitions, usersPerPartition int) *sessionGen {
+	g := &sessionGen{rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)), want: map[string]int{}}
+	part := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
+	base := sessionBase.UnixMilli()
+	for p := 0; p < partitions; p++ {
+		g.parts = append(g.parts, &partGen{p: int32(p), st: base})
+	}
+	for i := 0; ; i++ {
+		name := fmt.Sprintf("user-%d", i)
+		pg := g.parts[part.Partition(&kgo.Record{Key: []byte(name)}, partitions)]
+		if len(pg.users) < usersPerPartition {
+			pg.users = append(pg.users, &genUser{name: name, next: base + g.rng.Int64N(60_000)})
+		}
+		full := true
+		for _, pg := range g.parts {
+			full = full && len(pg.users) == usersPerPartition
+		}
+		if full {
+			return g
+		}
+	}
+}
+
+// next returns the next n records of every partition.
+func (g *sessionGen) next(n int) []*kgo.Record {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var recs []*kgo.Record
+	for _, pg := range g.parts {
+		for i := 0; i < n; i++ {
+			recs = g.step(pg, recs, false)
+		}
+	}
+	return recs
+}
+
+// finish returns the records that complete every open session, and a tick
+// per partition an hour after its last event, which closes them all.
+func (g *sessionGen) finish() []*kgo.Record {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var recs []*kgo.Record
+	for _, pg := range g.parts {
+		for pg.open() {
+			recs = g.step(pg, recs, true)
+		}
+		pg.st += time.Hour.Milliseconds()
+		recs = g.tick(pg, recs, pg.st)
+	}
+	return recs
+}
+
+// sessions returns the sessions generated, each once: the expected output.
+func (g *sessionGen) sessions() map[string]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.want
+}
+
+func (pg *partGen) open() bool {
+	for _, u := range pg.users {
+		if u.n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// step appends the next event of partition pg to recs, maybe preceded by a
+// tick or a late event, and followed by a merging event. finishing: only
+// events of open sessions.
+//
+// REQUIRES: g.mu held; finishing only while pg.open().
+func (g *sessionGen) step(pg *partGen, recs []*kgo.Record, finishing bool) []*kgo.Record {
+	var u *genUser
+	for _, c := range pg.users {
+		if (!finishing || c.n > 0) && (u == nil || c.next < u.next) {
+			u = c
+		}
+	}
+	t := u.next
+	if t-pg.st >= 2 && g.rng.IntN(15) == 0 {
+		pg.st += (t - pg.st) / 2
+		recs = g.tick(pg, recs, pg.st)
+	}
+	if !finishing && pg.st-sessionBase.UnixMilli() > time.Minute.Milliseconds() && g.rng.IntN(60) == 0 {
+		// Late: more than the grace behind stream time, by 1 s to 21 s.
+		lu := pg.users[g.rng.IntN(len(pg.users))]
+		ts := pg.st - crashGrace.Milliseconds() - 1000 - g.rng.Int64N(20_000)
+		recs = g.event(pg, recs, lu.name, "late", ts)
+		g.late++
+	}
+	recs = g.event(pg, recs, u.name, "event", t)
+	g.events++
+	pg.st = max(pg.st, t)
+	if u.n == 0 {
+		u.start, u.count, u.planned, u.hole = t, 0, 2+g.rng.IntN(7), 0
+		if g.rng.IntN(8) == 0 {
+			u.hole = 1 + g.rng.IntN(u.planned-1)
+		}
+	}
+	u.n++
+	u.count++
+	if u.hole > 0 && u.n == u.hole+1 {
+		// The event that ends the hole has come: the merging event,
+		// halfway through the hole, right after it.
+		recs = g.event(pg, recs, u.name, "merge", u.last+(t-u.last)/2)
+		u.count++
+		g.bridges++
+	}
+	u.last = t
+	switch {
+	case u.n == u.planned:
+		g.want[sessionKey(u.name, Session{fromMs(u.start), fromMs(t), u.count})]++
+		u.n = 0
+		u.next = t + (crashGap + crashGrace + 5*time.Second).Milliseconds() + g.rng.Int64N(25_000)
+	case u.n == u.hole:
+		u.next = t + crashGap.Milliseconds()*13/10 + g.rng.Int64N(crashGap.Milliseconds()*3/10)
+	default:
+		u.next = t + 200 + g.rng.Int64N(crashGap.Milliseconds()/2-200)
+	}
+	return recs
+}
+
+func (g *sessionGen) event(pg *partGen, recs []*kgo.Record, user, value string, ts int64) []*kgo.Record {
+	g.records++
+	return append(recs, &kgo.Record{Partition: pg.p, Key: []byte(user), Value: []byte(value), Timestamp: fromMs(ts)})
+}
+
+func (g *sessionGen) tick(pg *partGen, recs []*kgo.Record, ts int64) []*kgo.Record {
+	g.records++
+	g.ticks++
+	return append(recs, &kgo.Record{Partition: pg.p, Value: []byte("tick"), Timestamp: fromMs(ts)})
+}
+
+func fromMs(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// sessionKey is a session's output record as "user start end count".
+func sessionKey(user string, s Session) string { return user + " " + s.String() }
+
+// checkSessions asserts that recs (the output, read_committed) hold every
+// session of want exactly once and nothing else.
+func checkSessions(t *testing.T, recs []*kgo.Record, want map[string]int, seed uint64) {
+	t.Helper()
+	got := map[string]int{}
+	bad, shown := 0, 0
+	show := func(format string, a ...any) {
+		if shown < 10 {
+			t.Errorf(format, a...)
+		}
+		shown++
+	}
+	for _, r := range recs {
+		s, err := ParseSession(string(r.Value))
+		if err != nil {
+			bad++
+			show("output %q=%q (partition %d, offset %d): %v", r.Key, r.Value, r.Partition, r.Offset, err)
+			continue
+		}
+		k := sessionKey(string(r.Key), s)
+		got[k]++
+		switch {
+		case want[k] == 0 && got[k] == 1:
+			show("session %s (partition %d, offset %d) is not one of the input's; the user's sessions: %s",
+				k, r.Partition, r.Offset, userSessions(want, string(r.Key)))
+		case want[k] > 0 && got[k] > 1:
+			show("session %s emitted %d times (again at partition %d, offset %d)", k, got[k], r.Partition, r.Offset)
+		}
+	}
+	missing, twice, copies, extra := 0, 0, 0, 0
+	for k := range want {
+		if got[k] == 0 {
+			missing++
+			show("session %s is missing", k)
+		}
+	}
+	for k, n := range got {
+		switch {
+		case want[k] == 0:
+			extra += n
+		case n > 1:
+			twice++
+			copies += n - 1
+		}
+	}
+	if missing+twice+extra+bad > 0 {
+		t.Fatalf("exactly-once violated: of %d sessions, %d missing, %d emitted more than once (%d extra copies); %d records not sessions of the input, %d unparsable; %d records in all (seed %d)",
+			len(want), missing, twice, copies, extra, bad, len(recs), seed)
+	}
+}
+
+// userSessions lists user's sessions in want, for a failure message.
+func userSessions(want map[string]int, user string) string {
+	var out []string
+	for k := range want {
+		if s, ok := strings.CutPrefix(k, user+" "); ok {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
+}
+
+// TestSessionGen runs the crash test's input through the topology in the
+// test driver (no broker, no crash; one driver per partition, since each
+// partition is a task of its own with its own stream time) and checks that
+// the output is exactly the sessions the generator says it made, and that
+// exactly its late events fail as late: the crash test's expectations are
+// those of the topology without crashes.
+func TestSessionGen(t *testing.T) {
+	topo, err := Topology("events", "sessions", crashGap, crashGrace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := newSessionGen(7, "events", crashPartitions, 40)
+	recs := append(gen.next(1500), gen.next(500)...)
+	recs = append(recs, gen.finish()...)
+	byPart := make([][]*kgo.Record, crashPartitions)
+	for _, r := range recs {
+		byPart[r.Partition] = append(byPart[r.Partition], r)
+	}
+	var out []*kgo.Record
+	late := 0
+	for p, prs := range byPart {
+		d := streamtest.New(t, topo)
+		for _, r := range prs {
+			err := d.PipeMessage("events", streamtest.Message{Key: r.Key, Value: r.Value, Timestamp: r.Timestamp})
+			switch {
+			case errors.Is(err, stream.ErrLateRecord) && string(r.Value) == "late":
+				late++
+			case err != nil:
+				t.Fatalf("partition %d: %s=%s at %s: %v", p, r.Key, r.Value, r.Timestamp, err)
+			}
+		}
+		for _, m := range d.Messages("sessions") {
+			out = append(out, &kgo.Record{Key: m.Key, Value: m.Value, Partition: int32(p), Offset: m.Offset})
+		}
+	}
+	if late != gen.late || gen.late == 0 || gen.bridges == 0 || gen.ticks == 0 {
+		t.Errorf("%d late events failed as late, of %d generated; %d merging events, %d ticks (want some of each)", late, gen.late, gen.bridges, gen.ticks)
+	}
+	want := gen.sessions()
+	checkSessions(t, out, want, 7)
+	t.Logf("%d records: %d sessions (%d merged), %d late events", len(recs), len(want), gen.bridges, gen.late)
+}
