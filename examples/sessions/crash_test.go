@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -116,42 +115,8 @@ func crashSessions(t *testing.T, bin string, instances int, seed uint64) {
 	defer stopInput()
 
 	const kills = 12
-	midTxn, wiped, outages := 0, 0, 0
-	downUntil := map[string]time.Time{}
-	for k := 0; k < kills; k++ {
-		time.Sleep(time.Duration(300+rng.IntN(2000)) * time.Millisecond)
-		for name, until := range downUntil {
-			if time.Now().After(until) {
-				h.Start(name)
-				delete(downUntil, name)
-			}
-		}
-		var running []string
-		for _, n := range names {
-			if h.Proc(n) != nil {
-				running = append(running, n)
-			}
-		}
-		victim := running[rng.IntN(len(running))]
-		if h.Kill(victim, 500*time.Millisecond) {
-			midTxn++
-		}
-		if rng.IntN(4) == 0 {
-			os.RemoveAll(h.StateDir(victim))
-			wiped++
-		}
-		if instances > 1 && k == kills/2 {
-			// Down past the session timeout (6 s): the other instance
-			// takes its partitions over, and gives them back.
-			downUntil[victim] = time.Now().Add(8 * time.Second)
-			outages++
-			continue
-		}
-		h.Start(victim)
-	}
-	for name := range downUntil {
-		h.Start(name)
-	}
+	c := h.Chaos(rng, names, kills)
+	midTxn, wiped, outages := c.MidTxn, c.Wiped, c.Outages
 	closedDuringKills := len(testbroker.ReadCommitted(t, brokers, output))
 	stopInput()
 	// Finish every open session, then a tick an hour ahead per partition

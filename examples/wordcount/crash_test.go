@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -65,48 +64,13 @@ func crashWordcount(t *testing.T, bin string, instances int, seed uint64) {
 	stopInput := h.steadyInput(gen, 100, 50*time.Millisecond)
 
 	const kills = 12
-	midTxn, wiped, outages := 0, 0, 0
 	names := make([]string, instances)
 	for i := range names {
 		names[i] = fmt.Sprintf("i%d", i+1)
 		h.Start(names[i])
 	}
-	downUntil := map[string]time.Time{}
-	for k := 0; k < kills; k++ {
-		time.Sleep(time.Duration(300+rng.IntN(2000)) * time.Millisecond)
-		for name, until := range downUntil {
-			if time.Now().After(until) {
-				h.Start(name)
-				delete(downUntil, name)
-			}
-		}
-		var running []string
-		for _, n := range names {
-			if h.Proc(n) != nil {
-				running = append(running, n)
-			}
-		}
-		victim := running[rng.IntN(len(running))]
-		if h.Kill(victim, 500*time.Millisecond) {
-			midTxn++
-		}
-		if rng.IntN(4) == 0 {
-			os.RemoveAll(h.StateDir(victim))
-			wiped++
-		}
-		if instances > 1 && k == kills/2 {
-			// Down past the session timeout (6 s): the group
-			// rebalances its partitions to the others, and back when
-			// it returns, while the kills go on.
-			downUntil[victim] = time.Now().Add(8 * time.Second)
-			outages++
-			continue
-		}
-		h.Start(victim)
-	}
-	for name := range downUntil {
-		h.Start(name)
-	}
+	c := h.Chaos(rng, names, kills)
+	midTxn, wiped, outages := c.MidTxn, c.Wiped, c.Outages
 	stopInput()
 	want, total := gen.counts()
 	seen := h.waitCount(total, 4*time.Minute)

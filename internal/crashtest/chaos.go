@@ -1,0 +1,68 @@
+package crashtest
+
+import (
+	"math/rand/v2"
+	"os"
+	"time"
+)
+
+// Chaos counts what a [Harness.Chaos] run did.
+type Chaos struct {
+	// Kills is the number of SIGKILLs sent.
+	Kills int
+	// MidTxn is how many of them landed while the victim had a
+	// transaction open (see [Harness.Kill]).
+	MidTxn int
+	// Wiped is how many victims lost their state directory with the kill,
+	// so that their restart restored from the changelogs.
+	Wiped int
+	// Outages is how many victims stayed down past the session timeout,
+	// so that the group moved their partitions to the others and back.
+	Outages int
+}
+
+// Chaos kills the running instances among names kills times, each time
+// after a random pause of 0.3 to 2.3 s, aiming at an open transaction
+// (Kill with a 500 ms aim); it deletes the victim's state directory one
+// time in four, and restarts the victim at once. With more than one name,
+// the victim of the middle kill stays down for 8 s (past the test profile's
+// 6 s session timeout) while the kills go on. Every instance runs again
+// when Chaos returns. The instances must have been started.
+func (h *Harness) Chaos(rng *rand.Rand, names []string, kills int) Chaos {
+	var c Chaos
+	downUntil := map[string]time.Time{}
+	for k := range kills {
+		time.Sleep(time.Duration(300+rng.IntN(2000)) * time.Millisecond)
+		for name, until := range downUntil {
+			if time.Now().After(until) {
+				h.Start(name)
+				delete(downUntil, name)
+			}
+		}
+		var running []string
+		for _, n := range names {
+			if h.Proc(n) != nil {
+				running = append(running, n)
+			}
+		}
+		victim := running[rng.IntN(len(running))]
+		c.Kills++
+		if h.Kill(victim, 500*time.Millisecond) {
+			c.MidTxn++
+		}
+		if rng.IntN(4) == 0 {
+			os.RemoveAll(h.StateDir(victim))
+			c.Wiped++
+		}
+		if len(names) > 1 && k == kills/2 {
+			downUntil[victim] = time.Now().Add(8 * time.Second)
+			c.Outages++
+			continue
+		}
+		h.Start(victim)
+	}
+	for name := range downUntil {
+		h.Start(name)
+	}
+	return c
+}
