@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/cli"
+)
+
+// sampleOrders are the demo's input: order id and payload.
+var sampleOrders = [][2]string{
+	{"order-01", "2 espresso"},
+	{"order-02", "1 croissant"},
+	{"order-03", "3 latte"},
+	{"order-04", "1 bagel"},
+	{"order-05", "2 tea"},
+	{"order-06", "1 muffin"},
+	{"order-07", "4 cappuccino"},
+	{"order-08", "1 scone"},
+	{"order-09", "2 mocha"},
+	{"order-10", "1 brownie"},
+}
+
+// runEmbedded runs the batcher on an in-process Kafka: it loads the sample
+// orders, runs the processor until a read_committed reader has seen every
+// order released, reads the batch summaries, and prints the items sorted by
+// id and how many batches released them.
+func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer, logger *slog.Logger) error {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		return fmt.Errorf("starting the embedded broker: %w", err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(c.input))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for _, t := range []string{c.input, c.output, c.batches} {
+		if _, err := adm.CreateTopic(ctx, int32(c.Partitions), 1, nil, t); err != nil {
+			return fmt.Errorf("creating topic %s: %w", t, err)
+		}
+	}
+	var recs []*kgo.Record
+	for _, o := range sampleOrders {
+		recs = append(recs, &kgo.Record{Key: []byte(o[0]), Value: []byte(o[1])})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("loading orders: %w", err)
+	}
+
+	if c.StateDir == "" {
+		dir, err := os.MkdirTemp("", "sluice-batcher-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		c.StateDir = dir
+	}
+	p, err := c.NewProcessor(topo, brokers, logger)
+	if err != nil {
+		return err
+	}
+	reader, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumeTopics(c.output),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		return err
+	}
+	defer reader.Close()
+
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = p.Run(pctx)
+	}()
+	items := map[string]Item{}
+	var badItem error
+	released := func() bool {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancel()
+		reader.PollFetches(rctx).EachRecord(func(r *kgo.Record) {
+			it, err := ParseItem(string(r.Value))
+			if err != nil && badItem == nil {
+				badItem = err
+			}
+			items[string(r.Key)] = it
+		})
+		return len(items) >= len(sampleOrders) || badItem != nil
+	}
+	err = cli.WaitFor(ctx, released, c.Timeout, done, "the released items")
+	stop()
+	<-done
+	if runErr != nil {
+		return runErr
+	}
+	if err != nil {
+		return err
+	}
+	if badItem != nil {
+		return badItem
+	}
+	// The summaries of the batches that released the items committed with
+	// them: they are all in the topic now.
+	batches, err := readTopic(ctx, brokers, c.batches)
+	if err != nil {
+		return err
+	}
+
+	ids := make([]string, 0, len(items))
+	for id := range items {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	bw := bufio.NewWriter(stdout)
+	for _, id := range ids {
+		fmt.Fprintf(bw, "%s\t%s\n", id, items[id].Payload)
+	}
+	fmt.Fprintf(bw, "%d items released in %d batches\n", len(items), len(batches))
+	return bw.Flush()
+}
+
+// readTopic reads topic to its end with a read_committed consumer and
+// returns its records.
+func readTopic(ctx context.Context, brokers []string, topic string) ([]*kgo.Record, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.KeepControlRecords(), // commit markers mark the position at the end
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("listing the end of %s: %w", topic, err)
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	var out []*kgo.Record
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for len(left) > 0 {
+		fetches := cl.PollFetches(rctx)
+		if err := rctx.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", topic, err)
+		}
+		for it := fetches.RecordIter(); !it.Done(); {
+			r := it.Next()
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
