@@ -102,6 +102,10 @@ func crashBatcher(t *testing.T, bin string, instances int, seed uint64) {
 	}
 
 	h := crashtest.New(t, bin, brokers, app)
+	// A cycle's transaction is open only from its end-of-cycle produce to
+	// EndTxn, a few milliseconds: aim longer than the default so that most
+	// kills land inside one.
+	h.Aim = 2 * time.Second
 	h.Flags = func(name string) []string {
 		return []string{
 			"-brokers", strings.Join(brokers, ","),

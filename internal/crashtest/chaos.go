@@ -23,13 +23,17 @@ type Chaos struct {
 
 // Chaos kills the running instances among names kills times, each time
 // after a random pause of 0.3 to 2.3 s, aiming at an open transaction
-// (Kill with a 500 ms aim); it deletes the victim's state directory one
+// (Kill, with h.Aim); it deletes the victim's state directory one
 // time in four, and restarts the victim at once. With more than one name,
 // the victim of the middle kill stays down for 8 s (past the test profile's
 // 6 s session timeout) while the kills go on. Every instance runs again
 // when Chaos returns. The instances must have been started.
 func (h *Harness) Chaos(rng *rand.Rand, names []string, kills int) Chaos {
 	var c Chaos
+	aim := h.Aim
+	if aim == 0 {
+		aim = 500 * time.Millisecond
+	}
 	downUntil := map[string]time.Time{}
 	for k := range kills {
 		time.Sleep(time.Duration(300+rng.IntN(2000)) * time.Millisecond)
@@ -47,7 +51,7 @@ func (h *Harness) Chaos(rng *rand.Rand, names []string, kills int) Chaos {
 		}
 		victim := running[rng.IntN(len(running))]
 		c.Kills++
-		if h.Kill(victim, 500*time.Millisecond) {
+		if h.Kill(victim, aim) {
 			c.MidTxn++
 		}
 		if rng.IntN(4) == 0 {

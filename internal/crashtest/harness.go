@@ -14,7 +14,7 @@ import (
 const StopTimeout = 60 * time.Second
 
 // Harness runs named instances of one binary against one broker. The
-// exported fields other than Flags, Env and ExitBeforeStopOK are set by New
+// exported fields other than Flags, Env, ExitBeforeStopOK and Aim are set by New
 // and read-only afterwards.
 type Harness struct {
 	// T is the test that owns the instances; failures are reported to it.
@@ -40,6 +40,11 @@ type Harness struct {
 	// itself with status 0 before it was stopped. By default such an
 	// instance fails the test.
 	ExitBeforeStopOK bool
+	// Aim is how long Chaos waits for a victim's transaction to be open
+	// before it kills anyway (see Kill); zero means 500 ms. A topology
+	// whose transactions are open only for a few milliseconds per cycle
+	// needs longer.
+	Aim time.Duration
 
 	// INVARIANT: procs holds the instances started and not yet killed or
 	// stopped (including those that exited by themselves since).
