@@ -121,7 +121,7 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 	}
 	// The summaries of the batches that released the items committed with
 	// them: they are all in the topic now.
-	batches, err := readTopic(ctx, brokers, c.batches)
+	batches, err := cli.ReadTopic(ctx, brokers, c.batches)
 	if err != nil {
 		return err
 	}
@@ -137,49 +137,4 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 	}
 	fmt.Fprintf(bw, "%d items released in %d batches\n", len(items), len(batches))
 	return bw.Flush()
-}
-
-// readTopic reads topic to its end with a read_committed consumer and
-// returns its records.
-func readTopic(ctx context.Context, brokers []string, topic string) ([]*kgo.Record, error) {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
-		kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.KeepControlRecords(), // commit markers mark the position at the end
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("listing the end of %s: %w", topic, err)
-	}
-	left := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			left[o.Partition] = o.Offset
-		}
-	})
-	var out []*kgo.Record
-	rctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for len(left) > 0 {
-		fetches := cl.PollFetches(rctx)
-		if err := rctx.Err(); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", topic, err)
-		}
-		for it := fetches.RecordIter(); !it.Done(); {
-			r := it.Next()
-			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
-				delete(left, r.Partition)
-			}
-			if !r.Attrs.IsControl() {
-				out = append(out, r)
-			}
-		}
-	}
-	return out, nil
 }

@@ -152,49 +152,17 @@ type userSession struct {
 // readSessions reads the output topic to its end with a read_committed
 // consumer and returns every session in it.
 func readSessions(ctx context.Context, brokers []string, topic string) ([]userSession, error) {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
-		kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.KeepControlRecords(), // commit markers mark the position at the end
-	)
+	recs, err := cli.ReadTopic(ctx, brokers, topic)
 	if err != nil {
 		return nil, err
 	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("listing the end of %s: %w", topic, err)
-	}
-	left := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			left[o.Partition] = o.Offset
-		}
-	})
 	var out []userSession
-	rctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for len(left) > 0 {
-		fetches := cl.PollFetches(rctx)
-		if err := rctx.Err(); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", topic, err)
+	for _, r := range recs {
+		s, err := ParseSession(string(r.Value))
+		if err != nil {
+			return nil, fmt.Errorf("output record %q: %w", r.Key, err)
 		}
-		for it := fetches.RecordIter(); !it.Done(); {
-			r := it.Next()
-			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
-				delete(left, r.Partition)
-			}
-			if r.Attrs.IsControl() {
-				continue
-			}
-			s, err := ParseSession(string(r.Value))
-			if err != nil {
-				return nil, fmt.Errorf("output record %q: %w", r.Key, err)
-			}
-			out = append(out, userSession{string(r.Key), s})
-		}
+		out = append(out, userSession{string(r.Key), s})
 	}
 	return out, nil
 }
