@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"time"
 
@@ -62,18 +61,6 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		return fmt.Errorf("loading orders: %w", err)
 	}
 
-	if c.StateDir == "" {
-		dir, err := os.MkdirTemp("", "sluice-batcher-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		c.StateDir = dir
-	}
-	p, err := c.NewProcessor(topo, brokers, logger)
-	if err != nil {
-		return err
-	}
 	reader, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
 		kgo.ConsumeTopics(c.output),
@@ -85,14 +72,11 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 	}
 	defer reader.Close()
 
-	pctx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan struct{})
-	var runErr error
-	go func() {
-		defer close(done)
-		runErr = p.Run(pctx)
-	}()
+	d, err := c.StartDemo(ctx, "batcher", topo, brokers, logger)
+	if err != nil {
+		return err
+	}
+	defer d.Stop()
 	items := map[string]Item{}
 	var badItem error
 	released := func() bool {
@@ -107,10 +91,8 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		})
 		return len(items) >= len(sampleOrders) || badItem != nil
 	}
-	err = cli.WaitFor(ctx, released, c.Timeout, done, "the released items")
-	stop()
-	<-done
-	if runErr != nil {
+	err = cli.WaitFor(ctx, released, c.Timeout, d.Stopped(), "the released items")
+	if runErr := d.Stop(); runErr != nil {
 		return runErr
 	}
 	if err != nil {

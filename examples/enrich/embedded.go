@@ -7,7 +7,6 @@ import (
 	"github.com/sluicehq/sluice/internal/cli"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,51 +91,32 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		return fmt.Errorf("loading users: %w", err)
 	}
 
-	if c.StateDir == "" {
-		dir, err := os.MkdirTemp("", "sluice-enrich-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		c.StateDir = dir
-	}
-	p, err := c.NewProcessor(topo, brokers, logger)
+	d, err := c.StartDemo(ctx, "enrich", topo, brokers, logger)
 	if err != nil {
 		return err
 	}
-	pctx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan struct{})
-	var runErr error
-	go func() {
-		defer close(done)
-		runErr = p.Run(pctx)
-	}()
+	defer d.Stop()
 
 	// The stage "views" reads both the users and the page views: first
 	// every user, then every view, and the stage "by-country" every record
 	// the join emitted.
 	nUsers := int64(len(users))
-	err = cli.WaitFor(ctx, func() bool { return p.Metrics().Stages["views"].Records == nUsers }, c.Timeout, done, "the counts")
+	err = cli.WaitFor(ctx, func() bool { return d.Metrics().Stages["views"].Records == nUsers }, c.Timeout, d.Stopped(), "the counts")
 	if err == nil {
 		views := make([]*kgo.Record, len(sampleViews))
 		for i, v := range sampleViews {
 			views[i] = &kgo.Record{Topic: c.views, Key: []byte(v.user), Value: []byte(v.page), Timestamp: sampleBase.Add(v.at)}
 		}
 		if err := cl.ProduceSync(ctx, views...).FirstErr(); err != nil {
-			stop()
-			<-done
 			return fmt.Errorf("loading page views: %w", err)
 		}
 		finished := func() bool {
-			m := p.Metrics().Stages
+			m := d.Metrics().Stages
 			return m["views"].Records == nUsers+int64(len(views)) && m["by-country"].Records == m["views"].Emitted
 		}
-		err = cli.WaitFor(ctx, finished, c.Timeout, done, "the counts")
+		err = cli.WaitFor(ctx, finished, c.Timeout, d.Stopped(), "the counts")
 	}
-	stop()
-	<-done
-	if runErr != nil {
+	if runErr := d.Stop(); runErr != nil {
 		return runErr
 	}
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"github.com/sluicehq/sluice/internal/cli"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -97,31 +96,14 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		}
 	}
 
-	if c.StateDir == "" {
-		dir, err := os.MkdirTemp("", "sluice-sessions-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		c.StateDir = dir
-	}
-	p, err := c.NewProcessor(topo, brokers, logger)
+	d, err := c.StartDemo(ctx, "sessions", topo, brokers, logger)
 	if err != nil {
 		return err
 	}
-	pctx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan struct{})
-	var runErr error
-	go func() {
-		defer close(done)
-		runErr = p.Run(pctx)
-	}()
-	finished := func() bool { return p.Metrics().Stages["events"].Records == int64(len(recs)) }
-	err = cli.WaitFor(ctx, finished, c.Timeout, done, "the sessions")
-	stop()
-	<-done
-	if runErr != nil {
+	defer d.Stop()
+	finished := func() bool { return d.Metrics().Stages["events"].Records == int64(len(recs)) }
+	err = cli.WaitFor(ctx, finished, c.Timeout, d.Stopped(), "the sessions")
+	if runErr := d.Stop(); runErr != nil {
 		return runErr
 	}
 	if err != nil {

@@ -63,37 +63,20 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdin io.Reader, 
 		return fmt.Errorf("loading input: %w", err)
 	}
 
-	if c.StateDir == "" {
-		dir, err := os.MkdirTemp("", "sluice-wordcount-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		c.StateDir = dir
-	}
-	p, err := c.NewProcessor(topo, brokers, logger)
+	d, err := c.StartDemo(ctx, "wordcount", topo, brokers, logger)
 	if err != nil {
 		return err
 	}
-	pctx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan struct{})
-	var runErr error
-	go func() {
-		defer close(done)
-		runErr = p.Run(pctx)
-	}()
+	defer d.Stop()
 
 	// Every line processed by the first stage, and every word it emitted
 	// by the second: then the output is complete.
 	finished := func() bool {
-		m := p.Metrics().Stages
+		m := d.Metrics().Stages
 		return m["split"].Records == int64(len(lines)) && m["by-word"].Records == m["split"].Emitted
 	}
-	err = cli.WaitFor(ctx, finished, c.Timeout, done, "the counts")
-	stop()
-	<-done
-	if runErr != nil {
+	err = cli.WaitFor(ctx, finished, c.Timeout, d.Stopped(), "the counts")
+	if runErr := d.Stop(); runErr != nil {
 		return runErr
 	}
 	if err != nil {
