@@ -29,8 +29,15 @@ type Checkpoint struct {
 	// information (debugging, tooling) only: the committed consumer group
 	// offsets, not these, decide where consumption resumes.
 	Inputs map[string]int64
-	// Written is the wall time at which the checkpoint was written. Plan
-	// compares it with the changelog's delete.retention.ms. It is encoded
+	// Written is a wall time before which no changelog record at or
+	// after the stores' Next offsets was written: the moment the
+	// transaction whose records end at Next began to end, or, for a
+	// checkpoint a restore writes part-way, the time of the checkpoint it
+	// resumed from (or the moment a rebuild began). It is not the time the
+	// checkpoint reached disk: stamping that would make the checkpoint look
+	// younger than the records after it, and Plan, which compares it with
+	// the changelog's delete.retention.ms, would trust it past the moment
+	// compaction may have removed a tombstone among them. It is encoded
 	// with nanosecond precision and decodes in UTC, without a monotonic
 	// clock reading.
 	Written time.Time

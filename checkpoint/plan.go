@@ -15,10 +15,24 @@ type LogState struct {
 	LogStart int64
 	// HighWatermark is the partition's high watermark.
 	HighWatermark int64
-	// DeleteRetention is the changelog topic's delete.retention.ms: how long
-	// compaction keeps tombstones. Zero means unknown, treated as no limit.
+	// DeleteRetention is how long compaction keeps a tombstone: the
+	// changelog topic's delete.retention.ms when it is compacted.
+	//
+	// Zero means delete.retention.ms=0 or unknown (the setting could not
+	// be read): a tombstone may be gone at any moment, so Plan trusts no
+	// checkpoint's age and rebuilds. This fails closed: a rebuild costs a
+	// replay, while resuming past a removed tombstone brings a deleted key
+	// back. [NoTombstoneExpiry] means no age limit applies (the topic is
+	// not compacted, so no tombstone is removed before the records around
+	// it, which the log start offset check covers).
 	DeleteRetention time.Duration
 }
+
+// NoTombstoneExpiry is the [LogState.DeleteRetention] of a topic whose
+// tombstones never expire on their own: one that is not compacted
+// (cleanup.policy=delete), or whose delete.retention.ms is too large for a
+// time.Duration.
+const NoTombstoneExpiry time.Duration = -1
 
 // Decision is the outcome of [Plan].
 type Decision struct {
@@ -46,10 +60,16 @@ type Decision struct {
 //     applied were deleted;
 //   - the checkpoint offset is above log.HighWatermark: the log is not the
 //     one the state was built from (or lost committed data);
-//   - log.DeleteRetention is known and cp was written at least that long
-//     before now, or cp has no write time: compaction may have removed
-//     tombstones the state has not applied, and replaying the rest would
-//     bring deleted keys back.
+//   - the checkpoint offset is below log.HighWatermark (with nothing to
+//     replay, no tombstone can be missed) and log.DeleteRetention is zero
+//     (delete.retention.ms=0, or unknown: fail closed), or it is positive
+//     and cp was written at least that long before now, or cp has no write
+//     time: compaction may have removed tombstones the state has not
+//     applied, and replaying the rest would bring deleted keys back.
+//
+// cp.Written must be a time before which no changelog record at or after
+// the checkpoint's offsets was written (see [Checkpoint.Written]); the age
+// rule is only as sound as that promise.
 //
 // Otherwise it returns From = the checkpoint offset. The checks run in that
 // order and the first that applies gives the Reason.
@@ -73,6 +93,14 @@ func Plan(cp Checkpoint, found bool, store string, log LogState, now time.Time) 
 	}
 	if s.Next > log.HighWatermark {
 		return rebuild(fmt.Sprintf("checkpoint offset %d is above the high watermark %d", s.Next, log.HighWatermark))
+	}
+	if s.Next == log.HighWatermark {
+		// Nothing to replay: no tombstone after the checkpoint exists
+		// yet, so its age does not matter.
+		return Decision{From: s.Next, Reason: fmt.Sprintf("resume from checkpoint offset %d", s.Next)}
+	}
+	if log.DeleteRetention == 0 {
+		return rebuild("delete.retention.ms is 0 or unknown: tombstones may have been compacted away at any moment")
 	}
 	if log.DeleteRetention > 0 {
 		if cp.Written.IsZero() {

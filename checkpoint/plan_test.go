@@ -102,9 +102,41 @@ func TestPlan(t *testing.T) {
 			want: checkpoint.Decision{From: 20, Reason: "resume from checkpoint offset 20"},
 		},
 		{
-			name: "retention unknown: no age limit", cp: cp(id(1), 20, 1000*day), found: true, store: "counts",
-			log:  log(id(1), 10, 50, 0),
+			name: "tombstones never expire: no age limit", cp: cp(id(1), 20, 1000*day), found: true, store: "counts",
+			log:  log(id(1), 10, 50, checkpoint.NoTombstoneExpiry),
 			want: checkpoint.Decision{From: 20, Reason: "resume from checkpoint offset 20"},
+		},
+		{
+			// delete.retention.ms=0 once read as "unknown, no limit":
+			// a checkpoint a day old resumed past tombstones that
+			// compaction may remove at once.
+			name: "delete.retention.ms 0: every checkpoint is too old", cp: cp(id(1), 20, day), found: true, store: "counts",
+			log: log(id(1), 10, 50, 0),
+			want: checkpoint.Decision{Rebuild: true, From: 10,
+				Reason: "delete.retention.ms is 0 or unknown: tombstones may have been compacted away at any moment"},
+		},
+		{
+			name: "delete.retention.ms 0 or unknown, fresh checkpoint: fail closed", cp: cp(id(1), 20, 0), found: true, store: "counts",
+			log: log(id(1), 10, 50, 0),
+			want: checkpoint.Decision{Rebuild: true, From: 10,
+				Reason: "delete.retention.ms is 0 or unknown: tombstones may have been compacted away at any moment"},
+		},
+		{
+			// Nothing after the checkpoint: no tombstone can be missed.
+			name: "delete.retention.ms 0, at the high watermark: resume", cp: cp(id(1), 50, day), found: true, store: "counts",
+			log:  log(id(1), 10, 50, 0),
+			want: checkpoint.Decision{From: 50, Reason: "resume from checkpoint offset 50"},
+		},
+		{
+			name: "older than delete.retention.ms but at the high watermark: resume", cp: cp(id(1), 50, 30*day), found: true, store: "counts",
+			log:  log(id(1), 10, 50, day),
+			want: checkpoint.Decision{From: 50, Reason: "resume from checkpoint offset 50"},
+		},
+		{
+			name: "no write time but at the high watermark: resume", found: true, store: "counts",
+			cp:   checkpoint.Checkpoint{Stores: map[string]checkpoint.Store{"counts": {TopicID: id(1), Next: 50}}},
+			log:  log(id(1), 10, 50, day),
+			want: checkpoint.Decision{From: 50, Reason: "resume from checkpoint offset 50"},
 		},
 		{
 			name: "written in the future (clock skew)", cp: cp(id(1), 20, -time.Hour), found: true, store: "counts",
@@ -119,9 +151,9 @@ func TestPlan(t *testing.T) {
 				Reason: "checkpoint has no write time and delete.retention.ms is 24h0m0s: tombstones may have been compacted away"},
 		},
 		{
-			name: "no write time, retention unknown", found: true, store: "counts",
+			name: "no write time, tombstones never expire", found: true, store: "counts",
 			cp:   checkpoint.Checkpoint{Stores: map[string]checkpoint.Store{"counts": {TopicID: id(1), Next: 20}}},
-			log:  log(id(1), 10, 50, 0),
+			log:  log(id(1), 10, 50, checkpoint.NoTombstoneExpiry),
 			want: checkpoint.Decision{From: 20, Reason: "resume from checkpoint offset 20"},
 		},
 		{
