@@ -73,7 +73,8 @@ func (g *GlobalReader) Get(key []byte) ([]byte, bool, error) {
 
 // Scan calls fn for every key in [lower, upper) in key order (a nil upper:
 // to the end). key and value are valid only until fn returns. An error from
-// fn stops the scan and is returned as is.
+// fn stops the scan and is returned as is; a panic in fn propagates after the
+// scan's iterator was closed.
 func (g *GlobalReader) Scan(lower, upper []byte, fn func(key, value []byte) error) error {
 	return g.db.scan(g.prefix, lower, upper, fn, fmt.Sprintf("global table %q", g.table))
 }
@@ -81,14 +82,15 @@ func (g *GlobalReader) Scan(lower, upper []byte, fn func(key, value []byte) erro
 // Scan calls fn for every key in [lower, upper) of the store's partition as
 // the DB holds it (not the open writes of any Txn), in key order; a nil
 // upper means to the end. key and value are valid only until fn returns. An
-// error from fn stops the scan and is returned as is.
+// error from fn stops the scan and is returned as is; a panic in fn
+// propagates after the scan's iterator was closed.
 func (db *DB) Scan(store string, partition int32, lower, upper []byte, fn func(key, value []byte) error) error {
 	return db.scan(appendDataPrefix(nil, store, partition), lower, upper, fn, fmt.Sprintf("store %q partition %d", store, partition))
 }
 
 // scan iterates the keys [prefix+lower, prefix+upper) and hands fn the keys
 // without the prefix; what names the range in errors.
-func (db *DB) scan(prefix, lower, upper []byte, fn func(key, value []byte) error, what string) error {
+func (db *DB) scan(prefix, lower, upper []byte, fn func(key, value []byte) error, what string) (err error) {
 	if db.closed.Load() {
 		return ErrClosed
 	}
@@ -106,19 +108,21 @@ func (db *DB) scan(prefix, lower, upper []byte, fn func(key, value []byte) error
 	if err != nil {
 		return fmt.Errorf("state: scan %s: %w", what, err)
 	}
+	// INVARIANT: the iterator is closed however the scan ends, a panic in
+	// fn included: an open iterator pins memtables and sstables for good.
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("state: scan %s: %w", what, cerr)
+		}
+	}()
 	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
-			_ = it.Close()
 			return fmt.Errorf("state: scan %s: %w", what, err)
 		}
 		if err := fn(it.Key()[len(prefix):], v); err != nil {
-			_ = it.Close()
 			return err
 		}
-	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("state: scan %s: %w", what, err)
 	}
 	return nil
 }

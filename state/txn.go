@@ -218,8 +218,9 @@ func (s *Store) Delete(key []byte) error {
 // returned as is.
 //
 // fn may call Get, Put and Delete on any Store of the Txn; the scan does not
-// see writes made after it started.
-func (s *Store) Scan(lower, upper []byte, fn func(key, value []byte) error) error {
+// see writes made after it started. A panic in fn propagates to the caller
+// after the scan's iterator was closed.
+func (s *Store) Scan(lower, upper []byte, fn func(key, value []byte) error) (err error) {
 	if err := s.t.check(); err != nil {
 		return err
 	}
@@ -243,19 +244,22 @@ func (s *Store) Scan(lower, upper []byte, fn func(key, value []byte) error) erro
 	if err != nil {
 		return fmt.Errorf("state: scan store %q partition %d: %w", s.name, s.partition, err)
 	}
+	// INVARIANT: the iterator is closed however the scan ends, a panic in
+	// fn included (the Skip and DeadLetter policies recover from it and go
+	// on): an open iterator pins memtables and sstables for good.
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("state: scan store %q partition %d: %w", s.name, s.partition, cerr)
+		}
+	}()
 	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
-			_ = it.Close()
 			return fmt.Errorf("state: scan store %q partition %d: %w", s.name, s.partition, err)
 		}
 		if err := fn(it.Key()[s.plen:], v); err != nil {
-			_ = it.Close()
 			return err
 		}
-	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("state: scan store %q partition %d: %w", s.name, s.partition, err)
 	}
 	return nil
 }
