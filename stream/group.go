@@ -21,6 +21,12 @@ type Grouped[K, V any] struct {
 // repartition topic is internal (created and owned by the application) and
 // named "<app>-<name>-repartition", with name from Named or generated; the
 // stage that reads it is named <name>. Partitions sets its partition count.
+//
+// A record whose new key encodes to no bytes (a null key, see ErrNullKey)
+// has no group: it is not written, and the record fails with a
+// *NullKeyError for the stage's error policy. (Kafka's producers would
+// spread keyless records over the partitions, splitting one group across
+// tasks.)
 func GroupBy[K, V, K2 any](s Stream[K, V], fn func(K, V) K2, kc codec.Codec[K2], vc codec.Codec[V], opts ...TopicOption) Grouped[K2, V] {
 	cfg := configure(opts)
 	n := s.child("GroupBy", cfg)
@@ -28,7 +34,7 @@ func GroupBy[K, V, K2 any](s Stream[K, V], fn func(K, V) K2, kc codec.Codec[K2],
 		return Grouped[K2, V]{}
 	}
 	checkFunc(n, "key function", fn == nil)
-	out := repartition(s, n, cfg, fn, kc, vc)
+	out := repartition(s, n, cfg, fn, kc, vc, true)
 	return Grouped[K2, V]{s: out, kc: kc, vc: vc}
 }
 
@@ -42,7 +48,8 @@ func GroupBy[K, V, K2 any](s Stream[K, V], fn func(K, V) K2, kc codec.Codec[K2],
 // topic's keys is already partitioned by them, so it is grouped in place, as
 // Kafka Streams does; the name then goes unused. This relies on the input
 // topic being partitioned by its key bytes, as Kafka's default partitioner
-// does.
+// does. A record with a null key (see ErrNullKey) fails with a
+// *NullKeyError, at the repartition or at the aggregation.
 func GroupByKey[K, V any](s Stream[K, V], kc codec.Codec[K], vc codec.Codec[V], opts ...TopicOption) Grouped[K, V] {
 	if s.s == nil {
 		return Grouped[K, V]{}
@@ -63,7 +70,7 @@ func GroupByKey[K, V any](s Stream[K, V], kc codec.Codec[K], vc codec.Codec[V], 
 		return Grouped[K, V]{s: s.s, kc: kc, vc: vc}
 	}
 	n := s.child("GroupByKey", cfg)
-	out := repartition(s, n, cfg, func(k K, _ V) K { return k }, kc, vc)
+	out := repartition(s, n, cfg, func(k K, _ V) K { return k }, kc, vc, true)
 	return Grouped[K, V]{s: out, kc: kc, vc: vc}
 }
 
@@ -73,18 +80,28 @@ func GroupByKey[K, V any](s Stream[K, V], kc codec.Codec[K], vc codec.Codec[V], 
 // Use it to make a re-keyed stream co-partitioned with a table before a
 // Join, to spread a stage over more partitions (Partitions), or to cut a
 // long stage in two. The returned stream is partitioned by its key.
+//
+// A key that encodes to no bytes (nil or empty) is written as an empty
+// key, never as Kafka's null key, so the runtime partitions it by hashing
+// its (zero) bytes like any other key, and all such records land in one
+// partition, the one the test driver puts them in (streamtest.Partition).
+// A null key would be spread over the partitions by the producer.
 func Repartition[K, V any](s Stream[K, V], kc codec.Codec[K], vc codec.Codec[V], opts ...TopicOption) Stream[K, V] {
 	cfg := configure(opts)
 	n := s.child("Repartition", cfg)
 	if n == nil {
 		return Stream[K, V]{}
 	}
-	return Stream[K, V]{repartition(s, n, cfg, func(k K, _ V) K { return k }, kc, vc)}
+	return Stream[K, V]{repartition(s, n, cfg, func(k K, _ V) K { return k }, kc, vc, false)}
 }
 
 // repartition compiles the writing side of a repartition (operator n, in s's
-// stage) and creates its reading side, which starts a new stage.
-func repartition[K, V, K2 any](s Stream[K, V], n *node, cfg opConfig, fn func(K, V) K2, kc codec.Codec[K2], vc codec.Codec[V]) *streamNode[K2, V] {
+// stage) and creates its reading side, which starts a new stage. A key that
+// encodes to no bytes fails its record with a *NullKeyError when group is
+// set (it has no group) and is written as an empty, non-nil key otherwise:
+// the runtime's producer hashes an empty key like any other (murmur2 of no
+// bytes) but spreads a nil one over the partitions.
+func repartition[K, V, K2 any](s Stream[K, V], n *node, cfg opConfig, fn func(K, V) K2, kc codec.Codec[K2], vc codec.Codec[V], group bool) *streamNode[K2, V] {
 	r, t := repartitionTopic(n, cfg)
 	checkCodec(n, "key codec", kc == nil)
 	checkCodec(n, "value codec", vc == nil)
@@ -97,6 +114,12 @@ func repartition[K, V, K2 any](s Stream[K, V], n *node, cfg opConfig, fn func(K,
 			kb, err := kc.Encode(fn(k, v))
 			if err != nil {
 				return h.codecError("encode", "key", target, label, err)
+			}
+			if len(kb) == 0 {
+				if group {
+					return h.nullKeyError(label)
+				}
+				kb = []byte{}
 			}
 			vb, err := vc.Encode(v)
 			if err != nil {
@@ -132,7 +155,8 @@ func repartitionTopic(n *node, cfg opConfig) (reader *node, t *topicRef) {
 // Count counts the records per key. The counts live in a state store named
 // after the operator (see Named), as 8-byte big-endian numbers (codec.Int64),
 // with a changelog topic "<app>-<name>-changelog". Every record emits the
-// key's new count downstream.
+// key's new count downstream. A record with a null key (see ErrNullKey)
+// fails with a *NullKeyError; this holds for every aggregation.
 func Count[K, V any](g Grouped[K, V], opts ...Option) Table[K, int64] {
 	return aggregate(Stream[K, V]{g.s}, g.kc, "Count", codec.Int64{}, true, opts, nil,
 		func(_ K, _ V, n int64, _ bool) (int64, bool) { return n + 1, true })
@@ -227,6 +251,9 @@ func aggregate[K, X, A any](s Stream[K, X], kc codec.Codec[K], op string, ac cod
 		kb, err := kc.Encode(k)
 		if err != nil {
 			return h.codecError("encode", "key", target, label, err)
+		}
+		if len(kb) == 0 {
+			return h.nullKeyError(label)
 		}
 		old, had, err := store.Get(kb)
 		if err != nil {

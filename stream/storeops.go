@@ -15,8 +15,9 @@ import (
 //
 // Each returns an error wrapping ErrUndeclaredStore (ErrUndeclaredOutput for
 // Emit) when the calling Process did not list the store (output) in its Uses
-// (EmitsTo) option, and a *CodecError when a key or value does not encode or a
-// stored value does not decode.
+// (EmitsTo) option, a *CodecError when a key or value does not encode or a
+// stored value does not decode, and, for Put and Delete, an error wrapping
+// ErrNullKey for a key that encodes to no bytes.
 
 // useStore checks that the running processor declared d and returns the
 // task's store.
@@ -64,7 +65,10 @@ func Get[K, V any](h *Handle, s StoreRef[K, V], k K) (V, bool, error) {
 	return v, true, nil
 }
 
-// Put sets key k of store s to v.
+// Put sets key k of store s to v. A k that encodes to no bytes (a null key)
+// returns an error wrapping ErrNullKey, and the record fails even if the
+// error is ignored: the store's changelog cannot hold a record without a
+// key (see ErrNullKey).
 func Put[K, V any](h *Handle, s StoreRef[K, V], k K, v V) error {
 	d := s.storeDecl()
 	st, err := h.useStore(d)
@@ -82,7 +86,8 @@ func Put[K, V any](h *Handle, s StoreRef[K, V], k K, v V) error {
 	return st.Put(kb, vb)
 }
 
-// Delete removes key k from store s. Deleting a missing key is not an error.
+// Delete removes key k from store s. Deleting a missing key is not an error;
+// a null key is, as for Put.
 func Delete[K, V any](h *Handle, s StoreRef[K, V], k K) error {
 	d := s.storeDecl()
 	st, err := h.useStore(d)

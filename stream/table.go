@@ -1,9 +1,59 @@
 package stream
 
 import (
+	"fmt"
+
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/exec"
 )
+
+// ErrNullKey is matched (errors.Is) by the error of a record whose key is
+// null where a key is required: a SourceTable record, a record reaching an
+// aggregation (Count, Aggregate, Reduce and the table aggregations), a
+// record GroupBy, GroupByKey or TableGroupBy would group under a null key,
+// and a store Put or Delete (from a Process function) with a null key.
+// Such a record is handed to the runtime's error policy, alone: with
+// processor.Skip it is counted as skipped and logged, with
+// processor.DeadLetter it goes to the dead-letter topic, and with
+// processor.Fail it stops the stage naming the record. (Kafka Streams drops
+// and counts these records.) Without this check the store write would reach
+// the store's changelog, a compacted topic, as a record without a key, which
+// the broker rejects with INVALID_RECORD, failing the whole transaction, and
+// again after every restart.
+//
+// A key is null when it is, or encodes to, zero bytes: Kafka's null key and
+// an empty key alike, since codecs do not keep the difference
+// (codec.Bytes decodes both to nil, codec.String encodes "" to no bytes).
+// To use "" as a key, encode it with a codec that gives it a byte.
+//
+// The concrete error of a DSL operator is a *NullKeyError; a Put or Delete
+// returns an error wrapping ErrNullKey that names the store.
+var ErrNullKey = exec.ErrNullKey
+
+// NullKeyError reports a record with a null key (see ErrNullKey) at an
+// operator that needs a key. It matches ErrNullKey.
+type NullKeyError struct {
+	// Operator is the operator, e.g. `SourceTable "users"`.
+	Operator string
+	// Topic, Partition and Offset identify the input record being
+	// processed (Offset -1 in a timer).
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+func (e *NullKeyError) Error() string {
+	return fmt.Sprintf("stream: null key in %s (record %s/%d@%d): a key of no bytes cannot key a table, an aggregation or a group, whose changelog and repartition topics need keys",
+		e.Operator, e.Topic, e.Partition, e.Offset)
+}
+
+// Is reports whether target is ErrNullKey.
+func (e *NullKeyError) Is(target error) bool { return target == ErrNullKey }
+
+// nullKeyError returns the *NullKeyError of the current record at operator.
+func (h *Handle) nullKeyError(operator string) error {
+	return &NullKeyError{Operator: operator, Topic: h.rec.Topic, Partition: h.rec.Partition, Offset: h.rec.Offset}
+}
 
 // Table is a changing map from keys to values: the latest value per key. It
 // is the result of SourceTable (a compacted topic read as a table), of the
@@ -136,8 +186,10 @@ func storeGetter[K, V any](n *node, st *storeDecl, kc codec.Codec[K], vc codec.C
 // re-encoded with kc, store values the records' value bytes.
 //
 // A record whose key or value does not decode makes the stage's Program
-// return a *CodecError, as for Source. A topic may be read by only one
-// Source or SourceTable.
+// return a *CodecError, as for Source; a record with a null or empty key
+// (or one kc encodes to no bytes) a *NullKeyError (ErrNullKey), since a
+// table has no row for it. A topic may be read by only one Source or
+// SourceTable.
 func SourceTable[K, V any](b *Builder, topic string, kc codec.Codec[K], vc codec.Codec[V], opts ...Option) Table[K, V] {
 	if b == nil {
 		return Table[K, V]{}
@@ -160,6 +212,9 @@ func SourceTable[K, V any](b *Builder, topic string, kc codec.Codec[K], vc codec
 	kd, vd := newDecoder(kc), newDecoder(vc)
 	label, in, target := n.label(), "topic "+quote(topic), "store "+quote(st.name)
 	n.entry = func(h *Handle, r *exec.Record) error {
+		if len(r.Key) == 0 {
+			return h.nullKeyError(label)
+		}
 		k, err := kd.decodeOwned(r.Key, r.Owned)
 		if err != nil {
 			return h.codecError("decode", "key", in, label, err)
@@ -174,6 +229,9 @@ func SourceTable[K, V any](b *Builder, topic string, kc codec.Codec[K], vc codec
 		kb, err := kc.Encode(k)
 		if err != nil {
 			return h.codecError("encode", "key", target, label, err)
+		}
+		if len(kb) == 0 {
+			return h.nullKeyError(label)
 		}
 		store, err := h.taskStore(st)
 		if err != nil {

@@ -31,6 +31,11 @@ type GroupedTable[K, V any] struct {
 // aggregation applies them together and emits one update. The values are
 // encoded with vc inside a change envelope (see ChangeCodec). fn is called on
 // the old and the new value of each change, so it must be deterministic.
+//
+// A change whose old or new group key encodes to no bytes (a null key, see
+// ErrNullKey) writes nothing and fails with a *NullKeyError for the stage's
+// error policy; the change's effects upstream (the table's own update) are
+// discarded with it, so the table and its groups stay consistent.
 func TableGroupBy[K, V, K2, V2 any](t Table[K, V], fn func(K, V) (K2, V2), kc codec.Codec[K2], vc codec.Codec[V2], opts ...TopicOption) GroupedTable[K2, V2] {
 	cfg := configure(opts)
 	n := t.child("TableGroupBy", cfg)
@@ -62,12 +67,18 @@ func TableGroupBy[K, V, K2, V2 any](t Table[K, V], fn func(K, V) (K2, V2), kc co
 			if oldKey, err = kc.Encode(k2); err != nil {
 				return h.codecError("encode", "key", target, label, err)
 			}
+			if len(oldKey) == 0 {
+				return h.nullKeyError(label)
+			}
 		}
 		if c.HasNew {
 			var k2 K2
 			k2, newV = fn(k, c.New)
 			if newKey, err = kc.Encode(k2); err != nil {
 				return h.codecError("encode", "key", target, label, err)
+			}
+			if len(newKey) == 0 {
+				return h.nullKeyError(label)
 			}
 		}
 		send := func(key []byte, ch Change[V2]) error {

@@ -12,6 +12,19 @@ import (
 // this error).
 var ErrRecordTooLarge = errors.New("record too large")
 
+// ErrNullKey is wrapped by the error of a store write (Put or Delete) whose
+// key is null: nil or empty. Every store write reaches the store's
+// changelog, a compacted topic, and a broker rejects a record without a key
+// there (INVALID_RECORD), which would fail the whole transaction at flush,
+// outside the error policy, and again after every restart. Failing the
+// record that made the write lets the policy handle it alone.
+//
+// A key of zero bytes counts as null, whether nil or empty: codecs do not
+// keep the difference (codec.Bytes decodes both to nil, codec.String encodes
+// "" to no bytes), so a store could not tell them apart after a restore.
+// stream.ErrNullKey is this error.
+var ErrNullKey = errors.New("null key")
+
 // Base is the task state that a Scope stages one record's effects over: the
 // task's stores as the open transaction sees them. The runtime (package
 // processor) implements it over its Pebble batch; the test driver (package
@@ -148,6 +161,9 @@ func (ss *scopeStore) Get(key []byte) ([]byte, bool, error) {
 }
 
 func (ss *scopeStore) Put(key, value []byte) error {
+	if len(key) == 0 {
+		return ss.nullKey("Put")
+	}
 	if n := RecordSize(key, value, nil); n > ss.s.maxBytes {
 		err := fmt.Errorf("%w: state change of store %s is %d bytes, above the limit of %d (processor.MaxRecordBytes)", ErrRecordTooLarge, ss.name, n, ss.s.maxBytes)
 		if ss.s.err == nil {
@@ -163,8 +179,20 @@ func (ss *scopeStore) Put(key, value []byte) error {
 }
 
 func (ss *scopeStore) Delete(key []byte) error {
+	if len(key) == 0 {
+		return ss.nullKey("Delete")
+	}
 	ss.s.writes = append(ss.s.writes, Write{Store: ss.name, Key: bytes.Clone(key)})
 	return nil
+}
+
+// nullKey fails the record for a write with a null key (see ErrNullKey).
+func (ss *scopeStore) nullKey(op string) error {
+	err := fmt.Errorf("%w: %s on store %s with a key of no bytes; its changelog, a compacted topic, cannot hold a record without a key", ErrNullKey, op, ss.name)
+	if ss.s.err == nil {
+		ss.s.err = err
+	}
+	return err
 }
 
 func (ss *scopeStore) Scan(lower, upper []byte, fn func(key, value []byte) error) error {

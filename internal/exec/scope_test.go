@@ -101,3 +101,30 @@ func TestScopeTooLarge(t *testing.T) {
 		t.Fatalf("Put = %v", err)
 	}
 }
+
+// A store write with a null key (nil or empty) fails the record, even when
+// the Program ignores the error, and stages nothing: its changelog record
+// would have no key, which a compacted topic rejects.
+func TestScopeNullKeyWrites(t *testing.T) {
+	for _, key := range [][]byte{nil, {}} {
+		var sc Scope
+		sc.Begin(mapBase{"s": {}}, 1000)
+		st := sc.Store("s")
+		if err := st.Put(key, []byte("v")); !errors.Is(err, ErrNullKey) || !strings.Contains(err.Error(), "store s") {
+			t.Errorf("Put(%#v) = %v, want ErrNullKey naming the store", key, err)
+		}
+		if err := st.Delete(key); !errors.Is(err, ErrNullKey) {
+			t.Errorf("Delete(%#v) = %v, want ErrNullKey", key, err)
+		}
+		if !errors.Is(sc.Err(), ErrNullKey) {
+			t.Errorf("Err() = %v, want ErrNullKey", sc.Err())
+		}
+		if len(sc.Writes()) != 0 {
+			t.Errorf("%d writes staged", len(sc.Writes()))
+		}
+		sc.Begin(mapBase{"s": {}}, 1000)
+		if sc.Err() != nil {
+			t.Errorf("Begin kept the error: %v", sc.Err())
+		}
+	}
+}
