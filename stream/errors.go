@@ -3,6 +3,7 @@ package stream
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sluicehq/sluice/codec"
 )
@@ -143,3 +144,32 @@ func (e *processError) Error() string {
 	return fmt.Sprintf("stream: %s %q: %v", e.op, e.name, e.err)
 }
 func (e *processError) Unwrap() error { return e.err }
+
+// HookError is the error of one output of a stream-time hook that failed
+// downstream: a window released by SuppressUntilWindowCloses, an unpaired
+// result of StreamLeftJoin or StreamOuterJoin, a call of a stream-time timer
+// (Every with StreamTime). Hooks run inside the record that moved stream
+// time; the output's effects are discarded and the runtime's error policy
+// decides whether that record fails (processor.Fail) or goes on without the
+// output (Skip, DeadLetter), so that one bad output does not fail every later
+// record of the partition. A late output is not a HookError: the operator
+// that finds it late drops it (see ErrLateRecord). It unwraps to the cause.
+type HookError struct {
+	// Operator is the hook's operator, e.g. `SuppressUntilWindowCloses
+	// "final-counts"`.
+	Operator string
+	// Timestamp is the output's timestamp; StreamTime the task's new
+	// stream time.
+	Timestamp, StreamTime time.Time
+	// Err is the cause: a user function's error, a codec error, an output
+	// too large.
+	Err error
+}
+
+func (e *HookError) Error() string {
+	return fmt.Sprintf("stream: output of %s at %s (stream time %s): %v",
+		e.Operator, e.Timestamp.Format(time.RFC3339Nano), e.StreamTime.Format(time.RFC3339Nano), e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *HookError) Unwrap() error { return e.Err }

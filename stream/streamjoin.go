@@ -265,8 +265,8 @@ func (j *ssJoin[K, VL, VR, VO]) record(h *Handle, k K, side byte, vb []byte, pai
 	}
 	ts := millis(h.ts)
 	if ts+j.within+j.grace < st {
-		return &LateRecordError{Operator: j.label, Timestamp: h.ts.UTC(), StreamTime: fromMillis(st),
-			Grace: msDuration(j.within + j.grace)}
+		return h.dropLate(&LateRecordError{Operator: j.label, Timestamp: h.ts.UTC(), StreamTime: fromMillis(st),
+			Grace: msDuration(j.within + j.grace)})
 	}
 	store, err := h.taskStore(j.st)
 	if err != nil {
@@ -428,7 +428,7 @@ func (j *ssJoin[K, VL, VR, VO]) emitUnpaired(h *Handle, store interface {
 			var zero VL
 			o = j.fn(k, zero, false, rv, true)
 		}
-		if err := j.forwardAt(h, k, o, ts); err != nil {
+		if err := h.hookOutput(j.n, fromMillis(ts), func() error { return j.forwardAt(h, k, o, ts) }); err != nil {
 			return err
 		}
 	}

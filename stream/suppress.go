@@ -98,7 +98,9 @@ func SuppressUntilWindowCloses[K, V any](t Table[Windowed[K], V], opts ...Option
 			if len(p.ts) == 8 {
 				h.ts = fromMillis(int64(binary.BigEndian.Uint64(p.ts)))
 			}
-			if err := out.forward(h, wk, Change[V]{New: v, HasNew: true}); err != nil {
+			// One window's release is one hook output: it fails (or is
+			// dropped as late downstream) on its own; see hookOutput.
+			if err := h.hookOutput(n, h.ts, func() error { return out.forward(h, wk, Change[V]{New: v, HasNew: true}) }); err != nil {
 				return err
 			}
 		}

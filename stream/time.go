@@ -40,8 +40,12 @@ const (
 	// so a timer on it fires at the same points of the input in every run
 	// (and in the test driver). A stream-time timer runs as part of the
 	// record that advanced stream time past its time: its effects commit
-	// with the record's, and its error hands that record to the stage's
-	// error policy.
+	// with the record's. Its error is the timer's, not the record's: the
+	// timer's effects are discarded and the runtime's error policy decides
+	// (processor.Fail fails the record, which stops the stage; Skip and
+	// DeadLetter let the record and its stream-time advance go on without
+	// the timer's effects), so a failing timer does not fail every record
+	// that follows.
 	StreamTime Clock = iota
 	// WallClock is the runtime's clock: the timer fires when the clock
 	// passes its time, whether records arrive or not, checked once per
@@ -78,37 +82,55 @@ func (everyOpt) processOption()      {}
 // (Uses, EmitsTo); h has no current record, and records fn emits carry now
 // as their timestamp. Its effects are exactly-once like a record's: they
 // commit in the transaction of the cycle that fired the timer, or not at
-// all. An error fails what fired it: for StreamTime the record that moved
-// stream time (see StreamTime), for WallClock the runtime's error policy
-// decides (processor.Fail stops the stage). interval must be at least a
+// all. An error discards the call's effects and goes to the runtime's error
+// policy (processor.Fail stops the stage): for StreamTime as a failure of the
+// timer inside the record that moved stream time (see StreamTime), for
+// WallClock as a failure of the cycle's timers. interval must be at least a
 // millisecond (Build reports ErrInvalidArgument).
 func Every(interval time.Duration, clock Clock, fn func(h *Handle, now time.Time) error) ProcessOption {
 	return everyOpt{interval: interval, clock: clock, fn: fn}
 }
 
 // ErrLateRecord is matched (errors.Is) by the error a stage's Program returns
-// for a record that arrived after every window it belongs to had closed: its
-// timestamp is more than the grace period behind the task's stream time. The
-// runtime counts such records (processor.StageMetrics.Late) and hands them to
-// the stage's error policy; under processor.Fail a late record stops the
-// stage, so topologies with windows usually run with processor.Skip or
-// processor.DeadLetter, or a larger grace period. The concrete error is a
-// *LateRecordError.
+// for an input record that arrived after every window it belongs to had
+// closed: for time windows, every window [start, end) holding its timestamp
+// closed when stream time reached end + grace; for sessions, the session it
+// would start, extend or merge into ends more than gap + grace before stream
+// time; for a stream-stream join, its timestamp is more than the join window
+// + grace behind stream time. A record at most the grace period behind
+// stream time is never late, and one further behind is still taken by a time
+// window that is open. The runtime counts such records
+// (processor.StageMetrics.Late) and hands them to the stage's error policy;
+// under processor.Fail a late record stops the stage, so topologies with
+// windows usually run with processor.Skip or processor.DeadLetter, or a
+// larger grace period. The concrete error is a *LateRecordError.
+//
+// A record that a stream-time hook emits (a window released by
+// SuppressUntilWindowCloses, an unpaired result of StreamLeftJoin or
+// StreamOuterJoin) and that a windowed operator or join downstream, in the
+// same stage, finds late is not an error: that operator drops it, as Kafka
+// Streams does, and the runtime counts it in StageMetrics.Late; the input
+// record that moved stream time goes on. Such drops happen when the
+// downstream windows close no later than the upstream ones release: give the
+// downstream operator a grace period longer than the upstream's close delay
+// (see SuppressUntilWindowCloses), or put a repartition between them (the
+// next stage's stream time follows the released records).
 var ErrLateRecord = errors.New("stream: late record")
 
 // LateRecordError reports a record that arrived too late for a windowed
-// operator. It matches ErrLateRecord.
+// operator or a stream-stream join. It matches ErrLateRecord.
 type LateRecordError struct {
 	// Operator is the windowed operator, e.g. `WindowedCount "clicks-per-minute"`.
 	Operator string
 	// Timestamp is the record's timestamp; StreamTime the task's stream
-	// time when it arrived; Grace the operator's grace period.
+	// time when it arrived; Grace the operator's grace period (for a
+	// stream-stream join: the join window plus the grace).
 	Timestamp, StreamTime time.Time
 	Grace                 time.Duration
 }
 
 func (e *LateRecordError) Error() string {
-	return fmt.Sprintf("stream: late record in %s: timestamp %s is %v behind stream time %s, past the grace period of %v",
+	return fmt.Sprintf("stream: late record in %s: timestamp %s is %v behind stream time %s, and every window it belongs to has closed (grace %v)",
 		e.Operator, e.Timestamp.Format(time.RFC3339Nano), e.StreamTime.Sub(e.Timestamp), e.StreamTime.Format(time.RFC3339Nano), e.Grace)
 }
 
@@ -141,6 +163,13 @@ type taskTime struct {
 	loaded bool
 	stored int64 // noTime: none yet
 	input  int64 // the input record's timestamp (after extraction), ms
+	// hook is set while the stream-time hooks run: what flows through the
+	// operators then is a hook's output (see hookOutput).
+	hook bool
+	// late holds the hook outputs that operators dropped as late during
+	// this call; they are reported to the runtime (exec.Drops.DropLate)
+	// when the call succeeds.
+	late []error
 }
 
 // millis returns t in Unix milliseconds.
@@ -206,13 +235,97 @@ func (p *program) advanceTime(h *Handle, to int64) error {
 	prevTS := h.ts
 	prevH, prevSet := h.hdrs, h.hdrsSet
 	h.hdrs, h.hdrsSet = nil, true
-	defer func() { h.ts, h.hdrs, h.hdrsSet = prevTS, prevH, prevSet }()
+	h.tm.hook = true
+	defer func() { h.ts, h.hdrs, h.hdrsSet, h.tm.hook = prevTS, prevH, prevSet, false }()
 	for _, hk := range p.hooks {
 		if err := hk.fn(h, from, to); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Outputs of hooks. The hooks run inside the call that moved stream time,
+// and what they emit is older than the new stream time: a released window
+// carries its last update's timestamp, an unpaired join result its
+// record's, a timer's effects its time. Failing the input record for such
+// an output would also undo its stream-time advance, so the next record
+// would run the same hook and fail again, and under processor.Skip every
+// later record of the partition would be dropped. So a hook's output is
+// handled on its own (see exec.Drops):
+//
+//   - an operator that finds it late drops it (dropLate) and the call goes
+//     on, as Kafka Streams drops a late record and counts it in its
+//     dropped-records sensor; the runtime counts it in StageMetrics.Late;
+//   - any other error of one output (hookOutput) discards that output's
+//     effects and goes to the runtime (exec.Drops.DropFailed), whose error
+//     policy decides: processor.Fail fails the input record (the stage
+//     stops), Skip and DeadLetter drop the output and go on.
+//
+// A store error of the hook itself (not of its output) still fails the
+// call: it is the runtime's, not the data's.
+
+// dropLate returns what an operator does with a record that arrived after
+// every window it belongs to had closed: err for the stage's error policy
+// when the record is the input record (or derived from it), nil when it is
+// the output of a stream-time hook, which is dropped and noted for the
+// runtime.
+func (h *Handle) dropLate(err *LateRecordError) error {
+	if !h.tm.hook {
+		return err
+	}
+	h.tm.late = append(h.tm.late, err)
+	return nil
+}
+
+// errScope is the part of exec.Scope that tells an effect's error that a
+// user function may have swallowed.
+type errScope interface{ Err() error }
+
+// hookOutput runs emit, which produces one output of a stream-time hook of
+// operator n (a released window, an unpaired join result, a timer's call)
+// at timestamp ts, so that its failure is the output's: on an error,
+// emit's effects are discarded and the runtime decides (exec.Drops). When
+// the task cannot discard part of a call's effects (it is no
+// exec.Savepoints), the error fails the call as any other.
+func (h *Handle) hookOutput(n *node, ts time.Time, emit func() error) error {
+	sp, ok := h.task.(exec.Savepoints)
+	if !ok {
+		return emit()
+	}
+	mark, nlate := sp.Savepoint(), len(h.tm.late)
+	var before error
+	es, hasErr := h.task.(errScope)
+	if hasErr {
+		before = es.Err()
+	}
+	err := emit()
+	if err == nil && hasErr && es.Err() != before {
+		err = es.Err() // an output too large, its error swallowed downstream
+	}
+	if err == nil {
+		return nil
+	}
+	sp.RollbackTo(mark)
+	h.tm.late = h.tm.late[:nlate]
+	st, _ := h.streamTime()
+	herr := &HookError{Operator: n.label(), Timestamp: ts.UTC(), StreamTime: fromMillis(st), Err: err}
+	if d, ok := h.task.(exec.Drops); ok {
+		return d.DropFailed(herr)
+	}
+	return herr
+}
+
+// reportDrops hands the hook outputs dropped as late during the call to the
+// runtime. Called once the call succeeded, so that the drops of a call whose
+// effects are discarded are not counted.
+func (h *Handle) reportDrops() {
+	if d, ok := h.task.(exec.Drops); ok {
+		for _, err := range h.tm.late {
+			d.DropLate(err)
+		}
+	}
+	h.tm.late = nil
 }
 
 // crossed reports whether a clock moving from `from` to `to` (Unix
@@ -256,7 +369,8 @@ func streamTimer(n *node, tm timer) timeHook {
 		if from == noTime || !crossed(from*1e6, to*1e6, tm.interval) {
 			return nil
 		}
-		return runTimer(h, n, tm, fromMillis(to))
+		now := fromMillis(to)
+		return h.hookOutput(n, now, func() error { return runTimer(h, n, tm, now) })
 	}}
 }
 
@@ -295,7 +409,11 @@ func (s *Stage) Punctuator(app string) *exec.Punctuator {
 				if s.TimeStore == "" {
 					return nil
 				}
-				return p.advanceTime(h, millis(now))
+				if err := p.advanceTime(h, millis(now)); err != nil {
+					return err
+				}
+				h.reportDrops()
+				return nil
 			case exec.WallClock:
 				for _, w := range p.wall {
 					if !crossed(prev.UnixNano(), now.UnixNano(), w.t.interval) {

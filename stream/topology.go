@@ -195,6 +195,9 @@ func (s *Stage) Program(app string) exec.Program {
 					// stream time (its own windows saw it already).
 					err = p.advanceTime(h, h.tm.input)
 				}
+				if err == nil {
+					h.reportDrops()
+				}
 				h.task = nil // a Handle kept by a user function stops working
 				return err
 			}

@@ -231,12 +231,47 @@ func TestSessionWindows(t *testing.T) {
 	wantKVs(t, final, "")
 	in.PipeAt(at(24*time.Second+time.Millisecond), "y", "p")
 	wantKVs(t, final, "a@0-15=6")
-	// Late: more than the grace behind stream time.
-	err := in.Send(streamtest.Record[string, string]{Key: "c", Value: "p", Timestamp: at(20 * time.Second)})
+	// Late: a session of its own that would have closed already, its
+	// timestamp more than gap + grace (9s) behind stream time (24.001s).
+	err := in.Send(streamtest.Record[string, string]{Key: "c", Value: "p", Timestamp: at(15 * time.Second)})
 	wantLate(t, err)
-	in.PipeAt(at(20*time.Second+time.Millisecond), "c", "p") // the grace limit
+	in.PipeAt(at(15*time.Second+time.Millisecond), "c", "p") // the limit: closes after 24.001s
+	in.PipeAt(at(20*time.Second), "d", "p")                  // more than the grace behind, still open
 	d.AdvanceStreamTime(at(time.Hour))
-	wantKVs(t, final, "b@17-17=1 c@20.001-20.001=1 x@24-24=1 y@24.001-24.001=1")
+	wantKVs(t, final, "c@15.001-15.001=1 b@17-17=1 d@20-20=1 x@24-24=1 y@24.001-24.001=1")
+}
+
+// TestSessionLateOnlyWhenClosed checks Kafka Streams' rule for sessions: a
+// record is late only when the session it would start, extend or merge into
+// has closed (its end + gap + grace is before stream time), not when its
+// own timestamp is more than the grace behind stream time.
+func TestSessionLateOnlyWhenClosed(t *testing.T) {
+	d, _ := windowCount(t, stream.Sessions(5*time.Second), true) // grace 0
+	in, out, final := strIn(d, "clicks"), strOut(d, "counts"), strOut(d, "final")
+	in.PipeAt(at(100*time.Second), "a", "p")
+	in.PipeAt(at(105*time.Second), "a", "p") // exactly one gap later: the same session
+	in.PipeAt(at(108*time.Second), "b", "p") // stream time 108s
+	wantKVs(t, out, "a@100-100=1 a@100-100=- a@100-105=2 b@108-108=1")
+	// 5s behind stream time with no grace, but inside a's open session
+	// (it closes after 105 + 5 = 110s): it counts.
+	if err := in.Send(streamtest.Record[string, string]{Key: "a", Value: "p", Timestamp: at(103 * time.Second)}); err != nil {
+		t.Fatalf("a record inside an open session: %v", err)
+	}
+	wantKVs(t, out, "a@100-105=3")
+	// Out of order by 4s, within the gap of nothing: a session of its own,
+	// open until 104 + 5 = 109s >= 108s.
+	in.PipeAt(at(104*time.Second), "c", "p")
+	wantKVs(t, out, "c@104-104=1")
+	// 102.999 + 5 < 108: its session would be closed already.
+	err := in.Send(streamtest.Record[string, string]{Key: "e", Value: "p", Timestamp: at(103*time.Second - time.Millisecond)})
+	wantLate(t, err)
+	in.PipeAt(at(110*time.Second), "b", "p") // past 109s: c's session closes
+	wantKVs(t, final, "c@104-104=1")
+	in.PipeAt(at(110*time.Second+time.Millisecond), "b", "p") // past 110s: a's
+	wantKVs(t, final, "a@100-105=3")
+	// a's session is closed: a record that would extend it is late.
+	err = in.Send(streamtest.Record[string, string]{Key: "a", Value: "p", Timestamp: at(105 * time.Second)})
+	wantLate(t, err)
 }
 
 func TestSessionAggregate(t *testing.T) {

@@ -222,7 +222,7 @@ type windowAgg[K, V, A any] struct {
 	label, target string
 }
 
-func (wa *windowAgg[K, V, A]) late(h *Handle, st int64) error {
+func (wa *windowAgg[K, V, A]) late(h *Handle, st int64) *LateRecordError {
 	return &LateRecordError{Operator: wa.label, Timestamp: h.ts.UTC(), StreamTime: fromMillis(st),
 		Grace: msDuration(wa.spec.grace)}
 }
@@ -290,7 +290,7 @@ func (wa *windowAgg[K, V, A]) timeWindows(h *Handle, k K, v V) error {
 		}
 	}
 	if !accepted {
-		return wa.late(h, st)
+		return h.dropLate(wa.late(h, st))
 	}
 	return nil
 }
@@ -310,9 +310,6 @@ func (wa *windowAgg[K, V, A]) session(h *Handle, k K, v V) error {
 		return err
 	}
 	ts, gap := millis(h.ts), wa.spec.gap
-	if ts+wa.spec.grace < st {
-		return wa.late(h, st)
-	}
 	store, err := h.taskStore(wa.st)
 	if err != nil {
 		return err
@@ -343,9 +340,22 @@ func (wa *windowAgg[K, V, A]) session(h *Handle, k K, v V) error {
 		return err
 	}
 	start, end := ts, ts
+	for _, s := range found {
+		start, end = min(start, s.start), max(end, s.end)
+	}
+	// Late only if the merged session has closed, as in Kafka Streams'
+	// KStreamSessionWindowAggregate: closeTime = observedStreamTime -
+	// gracePeriodMs - inactivityGap; "if (mergedWindow.end() < closeTime)"
+	// the record is dropped. A record inside (or within the gap of) a
+	// session that is still open is not late, however far behind stream
+	// time it is; one that starts a session of its own is late when that
+	// session would be closed already (ts + gap + grace < stream time).
+	// Sessions that closed were deleted (expiry), so found holds open ones.
+	if st >= wa.spec.closeTime(start, end) {
+		return h.dropLate(wa.late(h, st))
+	}
 	var a A
 	for i, s := range found {
-		start, end = min(start, s.start), max(end, s.end)
 		sa, err := wa.ad.decode(s.val)
 		if err != nil {
 			return h.codecError("decode", "value", wa.target, wa.label, err)
