@@ -20,9 +20,10 @@ type JoinWindows struct {
 // at most d (either side may come first), with no grace period.
 func Within(d time.Duration) JoinWindows { return JoinWindows{within: d} }
 
-// Grace returns w with a grace period: a record is late, and handed to the
-// error policy (ErrLateRecord), when its timestamp + the join window + d is
-// behind the task's stream time. Default 0.
+// Grace returns w with a grace period: an input record is late, and handed
+// to the error policy (ErrLateRecord), when its timestamp + the join window
+// + d is behind the task's stream time (one emitted by a stream-time hook
+// upstream is dropped instead, see ErrLateRecord). Default 0.
 func (w JoinWindows) Grace(d time.Duration) JoinWindows { w.grace = d; return w }
 
 // The stream-stream joins buffer both sides in one store named after the
@@ -82,7 +83,12 @@ func StreamJoin[K, VL, VR, VO any](l Stream[K, VL], r Stream[K, VR], w JoinWindo
 // (stream time passes its timestamp + 2 windows + grace) flows downstream
 // then, as fn(key, value, zero, false), with its own timestamp, as Kafka
 // Streams (since 3.1) does; the delay avoids emitting an unpaired result for
-// a record whose partner is only late.
+// a record whose partner is only late. The unpaired result is emitted
+// inside the record that moved stream time, on its own: an operator
+// downstream in the same stage that finds it late drops it (a window of
+// the record's timestamp has often closed by then: give it a grace of at
+// least 2 windows + grace), and a failure downstream goes to the error
+// policy as a *HookError, without failing that record.
 func StreamLeftJoin[K, VL, VR, VO any](l Stream[K, VL], r Stream[K, VR], w JoinWindows, fn func(k K, lv VL, rv VR, ok bool) VO,
 	lc codec.Codec[VL], rc codec.Codec[VR], opts ...Option) Stream[K, VO] {
 	var f func(K, VL, bool, VR, bool) VO

@@ -14,6 +14,16 @@ import (
 // close (sessions merged into others) emit nothing. The released record
 // carries the timestamp of the window's last update; Change.HasOld is false.
 //
+// Windows are released inside the record that moved stream time, and each
+// release flows downstream on its own: a windowed operator or stream-stream
+// join downstream in the same stage that finds it late drops it (counted in
+// processor.StageMetrics.Late), as happens when its windows close no later
+// than these (a roll-up of windows needs a grace period longer than theirs,
+// plus any jump of stream time it must absorb); a release that fails downstream
+// (a function's error, an output too large) is discarded alone and goes to
+// the runtime's error policy as a *HookError. Neither fails the record that
+// moved stream time.
+//
 // The pending windows are kept in a buffer store named after the operator
 // (see Named), with a changelog "<app>-<name>-changelog", keyed by close
 // time then windowed key, so that releasing the windows a stream-time

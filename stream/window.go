@@ -12,11 +12,19 @@ import (
 // ExtractTimestamp) for windowed aggregations: TimeWindows (tumbling and
 // hopping) and SessionWindows. Pass them to WindowedBy.
 //
-// A window closes when the task's stream time passes its end plus the
-// grace period; from then on its result is final (SuppressUntilWindowCloses
-// emits it then), and a record that would fall only into closed windows is
-// late: the aggregation returns a *LateRecordError (ErrLateRecord) and the
-// runtime's error policy handles the record.
+// A time window [start, end) closes when the task's stream time reaches end
+// plus the grace period; a session when stream time passes its last record
+// plus the gap plus the grace. From then on its result is final
+// (SuppressUntilWindowCloses emits it then). An input record is late when
+// no window that could take it is open: for time windows, when every window
+// holding its timestamp has closed; for sessions, when the session it would
+// start, extend or merge into would be closed already. The aggregation then
+// returns a *LateRecordError (ErrLateRecord) and the runtime's error policy
+// handles the record. A record at most the grace period behind stream time
+// is never late; one further behind is late only if those windows closed. A
+// late record emitted by a stream-time hook upstream in the same stage (a
+// released window, an unpaired join result) is dropped and counted instead
+// (see ErrLateRecord).
 type Windows interface {
 	spec() windowSpec
 }
@@ -69,10 +77,12 @@ func Hopping(size, advance time.Duration) TimeWindows {
 	return TimeWindows{size: size, advance: advance}
 }
 
-// Grace returns w with a grace period: a window accepts records until the
-// stream time passes its end by more than d (it closes when stream time
-// reaches end + d). Default 0: a window closes as soon as stream time
-// reaches its end, and any out-of-order record for it is late.
+// Grace returns w with a grace period: a window [start, end) accepts
+// records while stream time is below end + d, and closes when stream time
+// reaches end + d. Default 0: a window closes as soon as stream time
+// reaches its end; an out-of-order record is then taken only by a window
+// that is still open (one whose end is after stream time), and otherwise
+// is late.
 func (w TimeWindows) Grace(d time.Duration) TimeWindows { w.grace = d; return w }
 
 // Retention returns w with windows kept in the store for d from their
@@ -110,12 +120,18 @@ func (w TimeWindows) spec() windowSpec {
 	return s
 }
 
-// SessionWindows group a key's records into sessions: records less than
-// the inactivity gap apart belong to one session, and a record that bridges
-// two sessions merges them. A session's Window runs from its first record's
-// timestamp to its last one's, both included (End is the last record's
-// timestamp, as in Kafka Streams). It closes when stream time passes End +
-// gap + grace: no record can extend it any more.
+// SessionWindows group a key's records into sessions: records at most the
+// inactivity gap apart (exactly one gap apart included, as in Kafka
+// Streams) belong to one session, and a record that bridges two sessions
+// merges them. A session's Window runs from its first record's timestamp to
+// its last one's, both included (End is the last record's timestamp, as in
+// Kafka Streams). It closes when stream time passes End + gap + grace: no
+// record can extend it any more.
+//
+// A record is late only when the session it would start, extend or merge
+// into would have closed (its End + gap + grace is before stream time), as
+// in Kafka Streams' session aggregation: a record inside an open session is
+// taken however far behind stream time it is, even with no grace.
 type SessionWindows struct {
 	gap, grace time.Duration
 }
@@ -124,8 +140,9 @@ type SessionWindows struct {
 // grace period (see Grace).
 func Sessions(gap time.Duration) SessionWindows { return SessionWindows{gap: gap} }
 
-// Grace returns w with a grace period: a record is late when its timestamp
-// is more than d behind the stream time. Default 0.
+// Grace returns w with a grace period: a session closes when stream time
+// passes its last record + gap + d, and a record that would start, extend
+// or merge into a session that closed by then is late. Default 0.
 func (w SessionWindows) Grace(d time.Duration) SessionWindows { w.grace = d; return w }
 
 func (w SessionWindows) spec() windowSpec {
