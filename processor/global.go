@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,8 +78,18 @@ type globalTable struct {
 	reader *state.GlobalReader
 
 	// Owned by bootstrap, then by the follow goroutine.
-	cl              *kgo.Client
-	next            map[int32]int64 // next offset to apply, per partition
+	cl   *kgo.Client
+	next map[int32]int64 // next offset to apply, per partition
+	// since is, per partition, the Written of the partition's next
+	// checkpoint: a time before which no record at or past next was
+	// written (checkpoint.Checkpoint.Written). It is the time of the
+	// checkpoint the copy resumed from, or the moment its rebuild began,
+	// until the copy is seen caught up with the partition's high
+	// watermark (then the time before that listing). Not the time of the
+	// write: a lagging copy's checkpoint would look younger than the
+	// records after it, and the tombstone-age rule would trust it too
+	// long.
+	since           map[int32]time.Time
 	deleteRetention time.Duration
 
 	metrics globalMetrics
@@ -207,6 +215,9 @@ func (g *globalTable) bootstrap(ctx context.Context, adm *kadm.Client, db *state
 	// timeout older: minutes against delete.retention.ms's day.
 	now := g.p.now()
 	g.deleteRetention = g.topicDeleteRetention(ctx, adm)
+	if g.deleteRetention == 0 {
+		g.log.Warn("delete.retention.ms of the global table's topic is 0 or cannot be read: its checkpoints are not trusted, the copy is read again from the topic's start unless caught up", "topic", g.topic)
+	}
 	starts, err := adm.ListStartOffsets(ctx, g.topic)
 	if err == nil {
 		err = starts.Error()
@@ -291,9 +302,17 @@ func (g *globalTable) bootstrap(ctx context.Context, adm *kadm.Client, db *state
 	}
 
 	g.next = map[int32]int64{}
+	g.since = map[int32]time.Time{}
 	consume := map[int32]kgo.Offset{}
 	for p, pt := range parts {
 		from := pt.decision.From
+		g.since[p] = pt.cp.Written
+		if rebuild || !pt.found || now.Before(pt.cp.Written) {
+			// Read from the start (a rebuild, or a partition added
+			// since): records it meets were written before now but
+			// are read as they are now (see checkpoint.Checkpoint.Written).
+			g.since[p] = now
+		}
 		if rebuild {
 			from = pt.start
 		}
@@ -345,8 +364,16 @@ func (g *globalTable) bootstrap(ctx context.Context, adm *kadm.Client, db *state
 		g.metrics.restored.Add(n)
 	}
 	// Every partition's checkpoint, read or not: a partition that had
-	// nothing to read still gets one, so a restart resumes.
-	return g.checkpoint(w, nil, now)
+	// nothing to read still gets one, so a restart resumes. A partition
+	// read up to its high watermark has only records written after now
+	// past it; one whose target was a last stable offset held back by an
+	// open transaction keeps its earlier time.
+	for p, pt := range parts {
+		if g.next[p] >= pt.hw {
+			g.since[p] = now
+		}
+	}
+	return g.checkpoint(w, nil)
 }
 
 // applyFetches applies the fetched records to w, flushing (with
@@ -377,29 +404,29 @@ func (g *globalTable) applyFetches(fetches kgo.Fetches, w *state.Writer, flushBy
 		}
 		n++
 		if w.Len() > flushBytes {
-			if err := g.checkpoint(w, touched, g.p.now()); err != nil {
+			if err := g.checkpoint(w, touched); err != nil {
 				return n, err
 			}
 			clear(touched)
 		}
 	}
 	if len(touched) > 0 {
-		return n, g.checkpoint(w, touched, g.p.now())
+		return n, g.checkpoint(w, touched)
 	}
 	return n, nil
 }
 
 // checkpoint adds the checkpoints of the given partitions (all when nil),
-// at their next offsets and written at written, to w, and applies w: data
-// and checkpoints land in one Pebble batch.
-func (g *globalTable) checkpoint(w *state.Writer, parts map[int32]bool, written time.Time) error {
+// at their next offsets with their since times as Written, to w, and
+// applies w: data and checkpoints land in one Pebble batch.
+func (g *globalTable) checkpoint(w *state.Writer, parts map[int32]bool) error {
 	for p, next := range g.next {
 		if parts != nil && !parts[p] {
 			continue
 		}
 		cp := checkpoint.Checkpoint{
 			Stores:  map[string]checkpoint.Store{g.store: {TopicID: g.topicID, Next: next}},
-			Written: written,
+			Written: g.since[p],
 		}
 		if err := w.SetCheckpoint(state.GlobalCheckpoint(g.name, p), cp); err != nil {
 			return err
@@ -446,10 +473,11 @@ func (g *globalTable) follow(ctx context.Context) error {
 }
 
 // refresh lists the topic's end offsets. Partitions the copy has caught up
-// with get a checkpoint written now: every record at or after its offset
-// is appended after this moment, so compaction keeps any tombstone among
-// them for delete.retention.ms from now. Partitions added to the topic are
-// read from their start. A failure to list is logged and retried at the
+// with get a checkpoint with Written = now (taken before the listing): every
+// record at or after its offset is appended after this moment, so
+// compaction keeps any tombstone among them for delete.retention.ms from
+// now. A lagging partition keeps its older time. Partitions added to the
+// topic are read from their start. A failure to list is logged and retried at the
 // next refresh.
 func (g *globalTable) refresh(ctx context.Context, adm *kadm.Client, w *state.Writer) error {
 	now := g.p.now()
@@ -482,6 +510,9 @@ func (g *globalTable) refresh(ctx context.Context, adm *kadm.Client, w *state.Wr
 			caughtUp[o.Partition] = true
 		}
 	}
+	for p := range caughtUp {
+		g.since[p] = now
+	}
 	if len(added) > 0 {
 		g.log.Info("reading partitions added to the global topic", "partitions", len(added))
 		g.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{g.topic: added})
@@ -489,40 +520,27 @@ func (g *globalTable) refresh(ctx context.Context, adm *kadm.Client, w *state.Wr
 	if len(caughtUp) == 0 {
 		return nil
 	}
-	return g.checkpoint(w, caughtUp, now)
+	return g.checkpoint(w, caughtUp)
 }
 
-// topicDeleteRetention returns the topic's delete.retention.ms when it is
-// compacted, else 0 (unknown or irrelevant: without compaction no tombstone
-// is removed before the records around it).
+// topicDeleteRetention returns how long compaction keeps the topic's
+// tombstones, as checkpoint.LogState.DeleteRetention (tombstoneRetention):
+// 0 when the settings cannot be read, so that checkpoint.Plan does not trust
+// a checkpoint's age (fail closed; the caller logs it).
 func (g *globalTable) topicDeleteRetention(ctx context.Context, adm *kadm.Client) time.Duration {
 	cfgs, err := adm.DescribeTopicConfigs(ctx, g.topic)
+	var rc kadm.ResourceConfig
+	if err == nil {
+		rc, err = cfgs.On(g.topic, nil)
+	}
+	if err == nil {
+		err = rc.Err
+	}
 	if err != nil {
+		g.log.Warn("reading the global table's topic settings", "topic", g.topic, "err", err)
 		return 0
 	}
-	rc, err := cfgs.On(g.topic, nil)
-	if err != nil {
-		return 0
-	}
-	var retention time.Duration
-	compacted := false
-	for _, c := range rc.Configs {
-		if c.Value == nil {
-			continue
-		}
-		switch c.Key {
-		case "cleanup.policy":
-			compacted = strings.Contains(*c.Value, "compact")
-		case "delete.retention.ms":
-			if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms > 0 {
-				retention = time.Duration(ms) * time.Millisecond
-			}
-		}
-	}
-	if !compacted {
-		return 0
-	}
-	return retention
+	return tombstoneRetention(rc.Configs)
 }
 
 // GlobalMetrics counts what one global table's copy did since Run began.

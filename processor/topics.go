@@ -4,11 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/sluicehq/sluice/checkpoint"
 )
 
 // topicPlan is what the processor knows of one topic after startup checks.
@@ -65,6 +71,11 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 
 	var errs []error
 	partitions := map[string]int32{}
+	// existing are the internal topics that existed before this start:
+	// their settings are checked below (checkInternalConfigs).
+	existing := map[string]internalKind{}
+	// created are the ids of the internal topics this start created.
+	created := map[string][16]byte{}
 	for _, st := range p.stages {
 		// The stage's inputs: external ones must exist; internal ones
 		// were created by the upstream stage below.
@@ -132,19 +143,20 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 			if out.partitions > 0 {
 				want = out.partitions
 			}
-			if err := p.ensureTopic(ctx, adm, md, out.name, want, map[string]*string{
-				"cleanup.policy": ptr("delete"),
-				"retention.ms":   ptr("-1"),
-			}); err != nil {
+			if _, ok := exists(out.name); ok {
+				existing[out.name] = repartitionTopic
+			}
+			if err := p.ensureTopic(ctx, adm, md, created, out.name, repartitionTopic, st, want, repartitionConfigs()); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 			partitions[out.name] = want
 		}
 		for _, s := range st.stores {
-			if err := p.ensureTopic(ctx, adm, md, s.topic, n, map[string]*string{
-				"cleanup.policy": ptr("compact"),
-			}); err != nil {
+			if _, ok := exists(s.topic); ok {
+				existing[s.topic] = changelogTopic
+			}
+			if err := p.ensureTopic(ctx, adm, md, created, s.topic, changelogTopic, st, n, changelogConfigs()); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -152,7 +164,7 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 	for _, st := range p.stages {
 		if st.cfg.policy == DeadLetter {
 			if _, ok := exists(p.cfg.dlq); !ok {
-				if err := p.ensureTopic(ctx, adm, md, p.cfg.dlq, 1, nil); err != nil {
+				if err := p.ensureTopic(ctx, adm, md, created, p.cfg.dlq, deadLetterTopic, nil, 1, nil); err != nil {
 					errs = append(errs, err)
 				}
 			}
@@ -160,11 +172,21 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 		}
 	}
 	errs = append(errs, p.checkGlobalTopics(md)...)
+	if len(errs) == 0 {
+		cerrs, err := checkInternalConfigs(ctx, adm, p.cfg.logger, existing)
+		if err != nil {
+			return err
+		}
+		errs = append(errs, cerrs...)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
 
-	// Topic ids and delete.retention.ms of the changelogs, for restores.
+	// Topic ids and delete.retention.ms of the changelogs. Each restore
+	// reads them again (a changelog may be recreated while the
+	// application runs); these are for the checkpoints of the first
+	// cycles and for the check of recreated changelogs below.
 	var changelogs []string
 	for _, st := range p.stages {
 		for _, s := range st.stores {
@@ -174,30 +196,22 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 	if len(changelogs) == 0 {
 		return nil
 	}
-	md, err = adm.Metadata(ctx, changelogs...)
+	// A topic created a moment ago may be missing from the client's
+	// cached metadata: its id comes from the creation's response.
+	logs, err := describeChangelogs(ctx, adm, p.cfg.logger, changelogs, created)
 	if err != nil {
-		return fmt.Errorf("reading changelog metadata: %w", err)
-	}
-	cfgs, err := adm.DescribeTopicConfigs(ctx, changelogs...)
-	if err != nil {
-		return fmt.Errorf("reading changelog configs: %w", err)
+		return err
 	}
 	for _, st := range p.stages {
 		for _, s := range st.stores {
-			if d, ok := md.Topics[s.topic]; ok && d.Err == nil {
-				s.topicID = d.ID
-			}
-			rc, err := cfgs.On(s.topic, nil)
-			if err != nil {
-				continue
-			}
-			for _, c := range rc.Configs {
-				if c.Key == "delete.retention.ms" && c.Value != nil {
-					if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms > 0 {
-						s.deleteRetention = time.Duration(ms) * time.Millisecond
-					}
-				}
-			}
+			s.topicID = logs[s.topic].id
+			s.deleteRetention = logs[s.topic].deleteRetention
+		}
+	}
+	allow := allowsChangelogRecreateCfg(&p.cfg)
+	for _, st := range p.stages {
+		if err := st.checkRecreatedChangelogs(ctx, adm, logs, allow); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -214,12 +228,42 @@ func (st *stage) writes(topic string) bool {
 	return false
 }
 
+// internalKind is the role of an internal topic, for its checks and
+// messages.
+type internalKind int
+
+const (
+	repartitionTopic internalKind = iota // written and read by stages; also declared loops
+	changelogTopic                       // a state store's changelog
+	deadLetterTopic                      // the DeadLetter policy's topic
+)
+
+// repartitionConfigs are the settings sluice creates repartition topics
+// with: records are deleted only by the purge (DeleteRecords up to what the
+// downstream stage committed), never by time, size or compaction.
+func repartitionConfigs() map[string]*string {
+	return map[string]*string{
+		"cleanup.policy": ptr("delete"),
+		"retention.ms":   ptr("-1"),
+	}
+}
+
+// changelogConfigs are the settings sluice creates changelogs with: the
+// changelog is the store's state, so compaction (the latest value of every
+// key) and no deletion by time.
+func changelogConfigs() map[string]*string {
+	return map[string]*string{
+		"cleanup.policy": ptr("compact"),
+	}
+}
+
 // ensureTopic creates an internal topic, or checks the partition count of an
-// existing one.
-func (p *Processor) ensureTopic(ctx context.Context, adm *kadm.Client, md kadm.Metadata, topic string, partitions int32, configs map[string]*string) error {
+// existing one. st is the stage that writes it (nil for the dead-letter
+// topic). The id of a topic it creates goes to created.
+func (p *Processor) ensureTopic(ctx context.Context, adm *kadm.Client, md kadm.Metadata, created map[string][16]byte, topic string, kind internalKind, st *stage, partitions int32, configs map[string]*string) error {
 	if d, ok := md.Topics[topic]; ok && d.Err == nil {
 		if got := int32(len(d.Partitions)); got != partitions {
-			return fmt.Errorf("internal topic %s has %d partitions but its stage needs %d: delete it (the application's state for it is rebuilt) or restore the input's partition count", topic, got, partitions)
+			return partitionMismatch(p.cfg.app, topic, kind, st, got, partitions)
 		}
 		return nil
 	}
@@ -230,8 +274,209 @@ func (p *Processor) ensureTopic(ctx context.Context, adm *kadm.Client, md kadm.M
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("creating internal topic %s: %w", topic, err)
 	}
+	if err == nil {
+		created[topic] = resp.ID
+	}
 	p.cfg.logger.Info("created internal topic", "topic", topic, "partitions", partitions)
 	return nil
+}
+
+// partitionMismatch is the error of an existing internal topic whose
+// partition count differs from what its writing stage needs. What to do
+// depends on the topic: deleting a changelog loses the store's state while
+// the stage's input offsets stay committed (aggregates would restart from
+// zero), so its message never suggests that.
+func partitionMismatch(app, topic string, kind internalKind, st *stage, got, want int32) error {
+	switch kind {
+	case changelogTopic:
+		return fmt.Errorf("changelog topic %s has %d partitions but stage %s needs %d (one per input partition). "+
+			"Do not delete the changelog: it holds the store's state, and the stage's input offsets stay committed in consumer group %s, "+
+			"so the store would restart empty and aggregates from zero. Instead either give the stage's input topics back %d partitions, "+
+			"or reset the application (stop every instance, delete consumer group %s so its inputs are read again from the start, "+
+			"then delete this changelog), or migrate the state to a new application id",
+			topic, got, st.name, want, st.group, got, st.group)
+	case repartitionTopic:
+		return fmt.Errorf("repartition topic %s has %d partitions but stage %s writes %d. "+
+			"Either give the stage's input topics back %d partitions (or set stream.Partitions), "+
+			"or stop every instance of application %s, let nothing be left unread in %s, and delete it (sluice creates it again; records left in it are lost)",
+			topic, got, st.name, want, got, app, topic)
+	default:
+		return fmt.Errorf("topic %s has %d partitions, want %d", topic, got, want)
+	}
+}
+
+// checkInternalConfigs checks the settings of internal topics that existed
+// before this start (sluice creates new ones right): a changelog must be
+// compacted (cleanup.policy=compact: deletion by time or size alone would
+// lose state; compact,delete is logged as a warning), and a repartition topic must keep its records until the purge
+// (cleanup.policy=delete with retention.ms=-1: compaction would drop records
+// by key, time retention records the downstream stage has not read). It
+// returns one error per bad setting, naming the topic, the setting and the
+// command that fixes it. Failing to read the settings is an error of its own
+// (fail loudly at start: the checks cannot be skipped silently); it wraps
+// ErrConfig when the broker refused (a missing DescribeConfigs ACL).
+func checkInternalConfigs(ctx context.Context, adm *kadm.Client, log *slog.Logger, existing map[string]internalKind) ([]error, error) {
+	var topics []string
+	for t, k := range existing {
+		if k != deadLetterTopic {
+			topics = append(topics, t)
+		}
+	}
+	if len(topics) == 0 {
+		return nil, nil
+	}
+	slices.Sort(topics)
+	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return nil, describeConfigsError(topics, err)
+	}
+	var errs []error
+	for _, t := range topics {
+		rc, err := rcs.On(t, nil)
+		if err == nil {
+			err = rc.Err
+		}
+		if err != nil {
+			return nil, describeConfigsError([]string{t}, err)
+		}
+		cfg := map[string]string{}
+		for _, c := range rc.Configs {
+			if c.Value != nil {
+				cfg[c.Key] = *c.Value
+			}
+		}
+		fix := func(setting string) string {
+			return fmt.Sprintf("(kafka-configs.sh --alter --entity-type topics --entity-name %s --add-config %s)", t, setting)
+		}
+		switch existing[t] {
+		case changelogTopic:
+			policies := strings.Split(cfg["cleanup.policy"], ",")
+			if !slices.Contains(policies, "compact") {
+				errs = append(errs, fmt.Errorf("changelog topic %s has cleanup.policy=%s: a changelog must be compacted, or records of the store's state are deleted by time or size; set cleanup.policy=compact %s",
+					t, cfg["cleanup.policy"], fix("cleanup.policy=compact")))
+			} else if slices.Contains(policies, "delete") && cfg["retention.ms"] != "-1" {
+				// compact,delete (as Kafka Streams gives windowed
+				// stores) may be deliberate: restores notice the
+				// moved log start offset and rebuild.
+				log.Warn("changelog is compacted but also deletes records by time: the store loses state older than retention.ms",
+					"topic", t, "cleanup.policy", cfg["cleanup.policy"], "retention.ms", cfg["retention.ms"])
+			}
+		case repartitionTopic:
+			if cfg["cleanup.policy"] != "delete" {
+				errs = append(errs, fmt.Errorf("repartition topic %s has cleanup.policy=%s: compaction drops records by key before the downstream stage reads them; set cleanup.policy=delete %s",
+					t, cfg["cleanup.policy"], fix("cleanup.policy=delete")))
+			}
+			if cfg["retention.ms"] != "-1" {
+				errs = append(errs, fmt.Errorf("repartition topic %s has retention.ms=%s: records the downstream stage has not read yet would be deleted by time (sluice deletes what was read itself); set retention.ms=-1 %s",
+					t, cfg["retention.ms"], fix("retention.ms=-1")))
+			}
+		}
+	}
+	return errs, nil
+}
+
+// describeConfigsError explains a failure to read topic settings.
+func describeConfigsError(topics []string, err error) error {
+	if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+		return fmt.Errorf("%w: reading the settings of internal topics %v: %w: grant the application DescribeConfigs on them (sluice checks that changelogs are compacted and repartition topics keep their records)", ErrConfig, topics, err)
+	}
+	return fmt.Errorf("reading the settings of internal topics %v: %w", topics, err)
+}
+
+// logInfo is what a restore needs to know of a changelog topic besides its
+// offsets.
+type logInfo struct {
+	id [16]byte
+	// deleteRetention is how long compaction keeps tombstones, as
+	// checkpoint.LogState.DeleteRetention (0: zero or unknown).
+	deleteRetention time.Duration
+}
+
+// describeChangelogs reads the topic ids and the tombstone retention of
+// changelog topics: one Metadata and one DescribeConfigs request. A topic
+// that does not exist is an error (a changelog deleted while the
+// application runs; the restore fails and the group retries it), unless
+// created holds its id (a topic created a moment ago, which the client's
+// cached metadata may not show yet). When the settings cannot be read, the
+// retention stays 0 (unknown), so checkpoint.Plan rebuilds instead of
+// trusting a checkpoint's age (fail closed), and the failure is logged: a
+// rebuild costs a replay, a resume past a removed tombstone brings a deleted
+// key back.
+func describeChangelogs(ctx context.Context, adm *kadm.Client, log *slog.Logger, topics []string, created map[string][16]byte) (map[string]logInfo, error) {
+	md, err := adm.Metadata(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("reading changelog metadata: %w", err)
+	}
+	logs := make(map[string]logInfo, len(topics))
+	for _, t := range topics {
+		d, ok := md.Topics[t]
+		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			if id, ok := created[t]; ok {
+				logs[t] = logInfo{id: id}
+				continue
+			}
+			return nil, fmt.Errorf("changelog topic %s does not exist: was it deleted while the application runs? Restarting every instance creates it again, and AllowChangelogRecreate decides whether the stores' state may restart from it", t)
+		}
+		if d.Err != nil {
+			return nil, fmt.Errorf("reading metadata of changelog %s: %w", t, d.Err)
+		}
+		logs[t] = logInfo{id: d.ID}
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	for _, t := range topics {
+		var rc kadm.ResourceConfig
+		rerr := err
+		if rerr == nil {
+			rc, rerr = rcs.On(t, nil)
+		}
+		if rerr == nil {
+			rerr = rc.Err
+		}
+		if rerr != nil {
+			log.Warn("cannot read the changelog's delete.retention.ms: checkpoints of its stores are not trusted, restores rebuild from the changelog's start", "topic", t, "err", rerr)
+			continue
+		}
+		li := logs[t]
+		li.deleteRetention = tombstoneRetention(rc.Configs)
+		logs[t] = li
+	}
+	return logs, nil
+}
+
+// tombstoneRetention returns how long compaction keeps a tombstone of a
+// topic with configs, as checkpoint.LogState.DeleteRetention:
+// checkpoint.NoTombstoneExpiry when the topic is not compacted (tombstones
+// go only with the records around them, which the log start offset shows)
+// or delete.retention.ms does not fit a time.Duration; 0 when
+// delete.retention.ms is 0, absent or unreadable (fail closed); otherwise
+// delete.retention.ms.
+func tombstoneRetention(configs []kadm.Config) time.Duration {
+	var policy, retention *string
+	for _, c := range configs {
+		switch c.Key {
+		case "cleanup.policy":
+			policy = c.Value
+		case "delete.retention.ms":
+			retention = c.Value
+		}
+	}
+	if policy == nil {
+		return 0 // unknown whether compacted
+	}
+	if !slices.Contains(strings.Split(*policy, ","), "compact") {
+		return checkpoint.NoTombstoneExpiry
+	}
+	if retention == nil {
+		return 0
+	}
+	ms, err := strconv.ParseInt(strings.TrimSpace(*retention), 10, 64)
+	switch {
+	case err != nil || ms < 0:
+		return 0
+	case ms > math.MaxInt64/int64(time.Millisecond):
+		return checkpoint.NoTombstoneExpiry
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 func ptr(s string) *string { return &s }
