@@ -237,6 +237,8 @@ func testOpts(brokers []string, app, topic string) []sink.Opt {
 		sink.SessionTimeout(6 * time.Second),
 		sink.HeartbeatInterval(500 * time.Millisecond),
 		sink.RebalanceTimeout(10 * time.Second),
-		sink.WriteTimeout(5 * time.Second),
+		// 3 attempts × 2s and the pauses between them fit in the
+		// rebalance timeout, as New requires.
+		sink.WriteTimeout(2 * time.Second),
 	}
 }

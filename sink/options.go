@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/sluicehq/sluice/internal/kgox"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -48,7 +49,7 @@ func defaultCfg() cfg {
 		name:           "sink",
 		commitInterval: 100 * time.Millisecond,
 		maxRecords:     1000,
-		writeTimeout:   30 * time.Second,
+		writeTimeout:   15 * time.Second,
 		writeAttempts:  3,
 		sessionTimeout: 45 * time.Second,
 		rebalanceTime:  60 * time.Second,
@@ -101,15 +102,19 @@ func CommitInterval(d time.Duration) Opt { return opt{func(c *cfg) { c.commitInt
 // batch in a few statements; lower it for slow ones.
 func MaxRecordsPerBatch(n int) Opt { return opt{func(c *cfg) { c.maxRecords = n }} }
 
-// WriteTimeout bounds one Write call. Default 30s. The group's rebalances
-// wait for a running write (see the package documentation), so the commit
-// interval plus the write timeout must stay below the rebalance timeout.
+// WriteTimeout bounds one Write call. Default 15s. The group's rebalances
+// wait for a running batch, every attempt of its write included (see the
+// package documentation), so New requires the commit interval plus
+// WriteAttempts times the write timeout (plus the pauses between attempts:
+// 200ms, 400ms, ...) to stay below RebalanceTimeout. The defaults take at
+// most 100ms + 3 × 15s + 600ms of the 60s rebalance timeout.
 func WriteTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.writeTimeout = d }} }
 
 // WriteAttempts sets how often the runner tries a batch whose Write failed
 // with an error other than ErrFenced before Run gives up and returns the
 // error. Default 3. Retrying is safe: a retry of a write that did land is
-// fenced by the compare-and-set.
+// fenced by the compare-and-set. Every attempt counts against the rebalance
+// timeout (see WriteTimeout).
 func WriteAttempts(n int) Opt { return opt{func(c *cfg) { c.writeAttempts = n }} }
 
 // SessionTimeout sets the group session timeout (Kafka's
@@ -150,6 +155,20 @@ func Logger(l *slog.Logger) Opt { return opt{func(c *cfg) { c.logger = l }} }
 func KafkaOptions(opts ...kgo.Opt) Opt {
 	return opt{func(c *cfg) { c.kgoOpts = append(c.kgoOpts, opts...) }}
 }
+
+// batchTime is the longest a cycle can hold rebalances back: the commit
+// interval, every write attempt, and the pauses between attempts (see
+// session.write).
+func (c *cfg) batchTime() time.Duration {
+	n := c.writeAttempts
+	if n > 1000 || c.writeTimeout > 24*time.Hour || c.commitInterval > 24*time.Hour {
+		return math.MaxInt64 // no rebalance timeout is that long; avoids overflow
+	}
+	return c.commitInterval + time.Duration(n)*c.writeTimeout + time.Duration(n*(n-1)/2)*retryPause(1)
+}
+
+// retryPause is the pause after the attempt-th failed write.
+func retryPause(attempt int) time.Duration { return time.Duration(attempt) * 200 * time.Millisecond }
 
 // validate checks every option and every cross-option rule.
 func (c *cfg) validate() error {
@@ -206,9 +225,11 @@ func (c *cfg) validate() error {
 	if c.rebalanceTime < c.sessionTimeout/2 {
 		bad("rebalance timeout %v is too short for session timeout %v", c.rebalanceTime, c.sessionTimeout)
 	}
-	if c.commitInterval > 0 && c.writeTimeout > 0 && c.commitInterval+c.writeTimeout >= c.rebalanceTime {
-		bad("commit interval %v plus write timeout %v must stay below the rebalance timeout %v (a rebalance waits for the running batch): lower sink.WriteTimeout or sink.CommitInterval, or raise sink.RebalanceTimeout",
-			c.commitInterval, c.writeTimeout, c.rebalanceTime)
+	if c.commitInterval > 0 && c.writeTimeout > 0 && c.writeAttempts > 0 {
+		if d := c.batchTime(); d >= c.rebalanceTime {
+			bad("a batch may take %v (commit interval %v, then %d write attempts of up to %v each and the pauses between them), not below the rebalance timeout %v, and a rebalance waits for the running batch: lower sink.WriteAttempts or sink.WriteTimeout (or sink.CommitInterval), or raise sink.RebalanceTimeout",
+				d, c.commitInterval, c.writeAttempts, c.writeTimeout, c.rebalanceTime)
+		}
 	}
 	if c.logger == nil {
 		bad("logger is nil: pass a *slog.Logger, or leave the option out to discard logs")

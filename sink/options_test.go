@@ -29,6 +29,11 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"attempts", append(base, sink.WriteAttempts(0)), "write attempts"},
 		{"heartbeat", append(base, sink.HeartbeatInterval(time.Minute)), "heartbeat"},
 		{"write timeout vs rebalance", append(base, sink.WriteTimeout(time.Minute)), "rebalance timeout"},
+		// Every attempt holds the rebalance back: 3 × 25s > 60s, although
+		// one attempt fits.
+		{"attempts times write timeout vs rebalance", append(base, sink.WriteTimeout(25*time.Second)), "lower sink.WriteAttempts or sink.WriteTimeout"},
+		{"attempts vs rebalance", append(base, sink.WriteTimeout(time.Second), sink.WriteAttempts(40), sink.RebalanceTimeout(50*time.Second)), "40 write attempts"},
+		{"huge attempts", append(base, sink.WriteAttempts(1<<40)), "raise sink.RebalanceTimeout"},
 		{"logger", append(base, sink.Logger(nil)), "logger"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -418,7 +418,7 @@ func (s *session) write(ctx context.Context, b *Batch) error {
 		}
 		s.r.metrics.retries.Add(1)
 		c.logger.Warn("writing a batch failed; retrying", "attempt", attempt, "of", c.writeAttempts, "err", err)
-		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		time.Sleep(retryPause(attempt))
 	}
 }
 

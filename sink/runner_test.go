@@ -319,7 +319,7 @@ func TestIntegrationZombieWriteIsFenced(t *testing.T) {
 	opts := func(id string) []sink.Opt {
 		return append(testOpts(brokers, app, topic), sink.InstanceID(id),
 			sink.SessionTimeout(3*time.Second), sink.RebalanceTimeout(3*time.Second),
-			sink.WriteTimeout(time.Second))
+			sink.WriteTimeout(time.Second), sink.WriteAttempts(2))
 	}
 	ms := &hangingSink{memSink: m, hang: hang}
 	a, err := sink.New(ms, opts("a")...)

@@ -15,10 +15,13 @@ const NoOffset int64 = -1
 // ErrFenced is wrapped by the error a Sink's Write returns when the offsets
 // it holds for a partition of the batch are not the batch's Range.From:
 // another writer (a newer owner of the partition, or an earlier attempt of
-// the same batch whose commit reported an error but landed) moved them. The
-// write must then have changed nothing. The runner drops the batch, commits
-// nothing for it, and rejoins the group, which reads the offsets from the
-// sink again.
+// the same batch whose commit reported an error but landed) moved them. A
+// sink may also return it when another writer holds the partition's offset
+// locked (a writer paused inside its transaction) for longer than it waits
+// for a lock, since that writer may still commit a move. The write must then
+// have changed nothing. The runner drops the batch, commits nothing for it,
+// and rejoins the group, which reads the offsets from the sink again: it is
+// not an error of Run, however often it happens.
 var ErrFenced = errors.New("sink: fenced: the stored offsets moved under this writer")
 
 // Sink is a system outside Kafka that stores records together with the
@@ -106,13 +109,18 @@ type Batch struct {
 }
 
 // FencedError is the error a Sink returns when the compare-and-set of a
-// partition's offset fails. It wraps ErrFenced.
+// partition's offset fails, or when another writer holds the partition's
+// offset (or a row the batch writes) locked for longer than the sink is
+// willing to wait. It wraps ErrFenced, and Cause if set.
 type FencedError struct {
 	Group     string
 	Topic     string
 	Partition int32
 	// From is the offset the writer expected to find (NoOffset: none).
 	From int64
+	// Cause is what the sink saw instead of a plain mismatch, if anything:
+	// a lock timeout, say. Nil when the stored offset simply differed.
+	Cause error
 }
 
 func (e *FencedError) Error() string {
@@ -120,8 +128,17 @@ func (e *FencedError) Error() string {
 	if e.From == NoOffset {
 		from = "none"
 	}
-	return fmt.Sprintf("%v: group %s, %s/%d: expected stored offset %s", ErrFenced, e.Group, e.Topic, e.Partition, from)
+	msg := fmt.Sprintf("%v: group %s, %s/%d: expected stored offset %s", ErrFenced, e.Group, e.Topic, e.Partition, from)
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
+	}
+	return msg
 }
 
-// Unwrap returns ErrFenced.
-func (e *FencedError) Unwrap() error { return ErrFenced }
+// Unwrap returns ErrFenced and Cause (if set).
+func (e *FencedError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{ErrFenced}
+	}
+	return []error{ErrFenced, e.Cause}
+}

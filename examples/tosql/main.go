@@ -169,7 +169,9 @@ func newRunner(s sink.Sink, c config, brokers []string, logger *slog.Logger) (*s
 		opts = append(opts,
 			sink.SessionTimeout(6*time.Second),
 			sink.HeartbeatInterval(500*time.Millisecond),
-			sink.RebalanceTimeout(10*time.Second),
+			// A rebalance waits for a batch's every write attempt:
+			// 100ms + 3 × 8s + 600ms must fit (New checks it).
+			sink.RebalanceTimeout(30*time.Second),
 			sink.WriteTimeout(8*time.Second),
 		)
 	}

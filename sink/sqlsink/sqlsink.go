@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sluicehq/sluice/sink"
 )
@@ -31,6 +32,8 @@ type Sink struct {
 	table   string
 	txOpts  *sql.TxOptions
 	schema  []string
+	// lockTimeout bounds each lock wait of a write (PostgreSQL).
+	lockTimeout time.Duration
 
 	// q holds the offset statements, in the dialect's placeholders.
 	q struct{ create, probe, selectOffsets, insert, update string }
@@ -69,6 +72,25 @@ func Isolation(level sql.IsolationLevel) Opt {
 	return opt(func(s *Sink) { s.txOpts = &sql.TxOptions{Isolation: level} })
 }
 
+// LockTimeout bounds how long a PostgreSQL write waits for one lock that
+// another transaction holds: the partition's offset row, or a row the Func
+// writes. Default 5s; it is also kept below half the time the write's
+// context has left. Sets PostgreSQL's lock_timeout (SET LOCAL, for the
+// sink's transaction only). A writer paused inside its transaction (a
+// stopped process, a long GC) holds its row locks until it resumes or its
+// connection dies, and PostgreSQL does not end idle transactions by default
+// (idle_in_transaction_session_timeout is off). Instead of waiting for it,
+// a write whose lock wait times out (SQLSTATE 55P03, lock_not_available)
+// rolls back and returns a *sink.FencedError: the runner drops the batch
+// and rejoins the group, reading the offsets again, and keeps doing so
+// until the paused writer commits (its batch then stands, and the new
+// owner resumes after it) or rolls back. Normal contention between
+// partitions that write the same rows also waits at most this long before
+// the batch is dropped and read again, so keep it above the time a batch
+// takes to commit. No effect on SQLite, whose writers wait for the database
+// lock for the busy timeout of the connection (see OpenSQLite).
+func LockTimeout(d time.Duration) Opt { return opt(func(s *Sink) { s.lockTimeout = d }) }
+
 // Schema adds statements to run once, before the sink's first use and after
 // the offsets table is created: typically CREATE TABLE IF NOT EXISTS for the
 // tables the Func writes. They take no arguments and are run as given (no
@@ -81,7 +103,7 @@ func Schema(stmts ...string) Opt {
 // touch the database; the offsets table and the Schema statements are
 // created at the first Offsets or Write. The caller keeps ownership of db.
 func New(db *sql.DB, fn Func, opts ...Opt) (*Sink, error) {
-	s := &Sink{db: db, fn: fn, table: "sluice_offsets"}
+	s := &Sink{db: db, fn: fn, table: "sluice_offsets", lockTimeout: 5 * time.Second}
 	for _, o := range opts {
 		o.apply(s)
 	}
@@ -113,6 +135,9 @@ func (s *Sink) validate() error {
 	}
 	if s.fn == nil {
 		errs = append(errs, errors.New("the record function is nil: pass sqlsink.Upsert(...) or your own Func"))
+	}
+	if s.lockTimeout < time.Millisecond {
+		errs = append(errs, fmt.Errorf("lock timeout %v: must be at least 1ms (PostgreSQL's lock_timeout 0 would wait forever)", s.lockTimeout))
 	}
 	if !validTable(s.table) {
 		errs = append(errs, fmt.Errorf("offsets table %q: use letters, digits and '_', optionally schema-qualified (schema.table)", s.table))
@@ -229,7 +254,9 @@ func (s *Sink) Offsets(ctx context.Context, group, topic string, partitions []in
 // locks the partition's offset row until the commit, so that two writers of
 // one partition queue up and the second is fenced), then the Func for each
 // record, then the commit. A failed compare-and-set rolls back and returns a
-// *sink.FencedError. See sink.Sink.
+// *sink.FencedError; so does, in PostgreSQL, a lock wait longer than
+// LockTimeout (another writer holds the offset row or a row the Func
+// writes: a writer paused inside its transaction). See sink.Sink.
 func (s *Sink) Write(ctx context.Context, b *sink.Batch) (err error) {
 	if err := s.init(ctx); err != nil {
 		return err
@@ -244,6 +271,24 @@ func (s *Sink) Write(ctx context.Context, b *sink.Batch) (err error) {
 			tx.Rollback()
 		}
 	}()
+	lockTimeout := s.lockTimeout
+	if s.dialect == Postgres {
+		if dl, ok := ctx.Deadline(); ok {
+			// A lock wait must end before the write's deadline, or the
+			// runner sees a timeout (retried, then fatal) instead of a
+			// fence (a rejoin).
+			lockTimeout = max(min(lockTimeout, time.Until(dl)/2), time.Millisecond)
+		}
+		// LOCAL: for this transaction only; the pooled connection keeps
+		// its own setting.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", lockTimeout.Milliseconds())); err != nil {
+			return fmt.Errorf("sqlsink: setting lock_timeout: %w", err)
+		}
+	}
+	lockErr := func(rg sink.Range, what string, err error) error {
+		return &sink.FencedError{Group: b.Group, Topic: rg.Topic, Partition: rg.Partition, From: rg.From,
+			Cause: fmt.Errorf("%s: another transaction held a lock longer than the lock timeout %v (a writer paused inside its transaction?): %w", what, lockTimeout, err)}
+	}
 	for _, rg := range b.Ranges {
 		var res sql.Result
 		if rg.From == sink.NoOffset {
@@ -252,6 +297,9 @@ func (s *Sink) Write(ctx context.Context, b *sink.Batch) (err error) {
 			res, err = tx.ExecContext(ctx, s.q.update, rg.To, b.Group, rg.Topic, rg.Partition, rg.From)
 		}
 		if err != nil {
+			if isLockTimeout(err) {
+				return lockErr(rg, "storing the offset", err)
+			}
 			return fmt.Errorf("sqlsink: storing the offset of %s/%d: %w", rg.Topic, rg.Partition, err)
 		}
 		n, err := res.RowsAffected()
@@ -265,6 +313,9 @@ func (s *Sink) Write(ctx context.Context, b *sink.Batch) (err error) {
 	t := &Tx{tx: tx, d: s.dialect}
 	for _, r := range b.Records {
 		if err := s.fn(ctx, t, r); err != nil {
+			if isLockTimeout(err) {
+				return lockErr(rangeOf(b, r), fmt.Sprintf("record %s/%d@%d", r.Topic, r.Partition, r.Offset), err)
+			}
 			return fmt.Errorf("sqlsink: record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 		}
 	}
@@ -275,6 +326,25 @@ func (s *Sink) Write(ctx context.Context, b *sink.Batch) (err error) {
 	}
 	committed = true
 	return nil
+}
+
+// isLockTimeout reports whether err is PostgreSQL's lock_not_available
+// (SQLSTATE 55P03), which lock_timeout raises. Drivers that report the
+// SQLSTATE through a SQLState method (pgx's *pgconn.PgError, lib/pq's
+// *pq.Error) are understood.
+func isLockTimeout(err error) bool {
+	var e interface{ SQLState() string }
+	return errors.As(err, &e) && e.SQLState() == "55P03"
+}
+
+// rangeOf returns the batch's range of r's partition.
+func rangeOf(b *sink.Batch, r sink.Record) sink.Range {
+	for _, rg := range b.Ranges {
+		if rg.Topic == r.Topic && rg.Partition == r.Partition {
+			return rg
+		}
+	}
+	return sink.Range{Topic: r.Topic, Partition: r.Partition, From: sink.NoOffset}
 }
 
 // Upsert returns a Func that keeps the latest value of each key in table: it
