@@ -246,7 +246,7 @@ func randomSchedule(seed uint64) *simSchedule {
 		case r < 78 && len(rd) >= 2 && pauses < 2:
 			pauses++
 			name := rd[rng.IntN(len(rd))]
-			e := simEvent{at: at, kind: "pause", slot: name, dur: ms(7000, 9500), atRelease: rng.IntN(2) == 0,
+			e := simEvent{at: at, kind: "pause", slot: name, dur: ms(7000, 8800), atRelease: rng.IntN(2) == 0,
 				lag: ms(0, 1500), untilEndTxn: rng.IntN(2) == 0}
 			if rng.IntN(4) == 0 {
 				e.dur = ms(1000, 3000) // a hiccup below the session timeout
@@ -380,9 +380,9 @@ func simSecondRevoke(t *testing.T) {
 
 // simZombieTimer: A and B run; a burst of ids arrives after the input was
 // quiet, and A freezes inside the release of its buffered items in a cycle
-// that consumed nothing (no transaction open), for 10 s: past the session
+// that consumed nothing (no transaction open), for 8.5 s: past the session
 // timeout. B takes over A's tasks, restores their buffers and releases
-// them. A resumes; the network to the group coordinator heals only after
+// them. A resumes (8.5 s); the network to the group coordinator heals only after
 // A's EndTxn went through. A's release (a timer-only transaction: no
 // TxnOffsetCommit, so no generation check) must not commit: each id once.
 func simZombieTimer(t *testing.T) {
@@ -405,8 +405,8 @@ func simZombieTimer(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.note("burst of 200 ids produced")
-	a.pause(10*time.Second, true, 3*time.Second, true)
-	time.Sleep(14 * time.Second)
+	a.pause(8500*time.Millisecond, true, 3*time.Second, true)
+	time.Sleep(13 * time.Second)
 	s.drain(drainTimeout)
 	s.stopAll(time.Minute)
 	s.check()
