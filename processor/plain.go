@@ -14,7 +14,8 @@ import (
 // sessionPlain runs one non-transactional client's lifetime, for the
 // AtLeastOnce and AtMostOnce guarantees. Auto-commit is off: the cycle
 // commits offsets itself, after the outputs were acknowledged
-// (at-least-once) or before the records are processed (at-most-once).
+// (at-least-once) or before the records are processed (at-most-once; a
+// record the Fail policy refuses moves them back to it, rewindUnprocessed).
 //
 // The client blocks rebalances while a cycle runs (kgo.BlockRebalanceOnPoll)
 // and allows them between cycles, so a revoke always finds the previous
@@ -61,8 +62,11 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 				return fmt.Errorf("stage %s: %w: committing offsets before processing: %w", st.name, errUnknownOutcome, err)
 			}
 		}
-		for _, r := range recs {
+		for i, r := range recs {
 			if err := st.process(cl, r); err != nil {
+				if amo {
+					err = st.rewindUnprocessed(cl, recs[i:], err)
+				}
 				return err
 			}
 			markDone(done, r)
@@ -125,6 +129,47 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 		}
 	}
 	return recErr
+}
+
+// rewindUnprocessed keeps at-most-once's promise under the Fail policy:
+// nothing past the failing record is committed. The poll's offsets were
+// committed before processing, so when err is a record the Fail policy
+// refused (*RecordError), rest (the failing record and every record polled
+// after it, none of them processed) gets its offsets back: for each of its
+// partitions the offset of its first record in rest is committed. A restart
+// then resumes at the failing record, and at the first unprocessed record of
+// every other partition, and loses none of them. Nothing is processed twice:
+// the failing record's effects were dropped with its scope (the policy acts
+// before any of them leave it), and the records after it were not run.
+//
+// Any other error is returned unchanged: its record may have produced some
+// of its effects, and at-most-once must not run it again. If the commit
+// fails, the restart skips rest (as a crash at this point would); the
+// returned error then joins err with the commit's.
+func (st *stage) rewindUnprocessed(cl *kgo.Client, rest []*kgo.Record, err error) error {
+	var rerr *RecordError
+	if !errors.As(err, &rerr) || len(rest) == 0 {
+		return err
+	}
+	at := map[string]map[int32]kgo.EpochOffset{}
+	for _, r := range rest {
+		ps := at[r.Topic]
+		if ps == nil {
+			ps = map[int32]kgo.EpochOffset{}
+			at[r.Topic] = ps
+		}
+		if _, ok := ps[r.Partition]; !ok {
+			ps[r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
+	}
+	committing := time.Now()
+	cerr := commitSync(cl, at)
+	st.metrics.commitNanos.Add(int64(time.Since(committing)))
+	if cerr != nil {
+		st.log.Error("at-most-once: committing the failing record's offset failed; a restart resumes past it and past the records polled after it", "topic", rerr.Topic, "partition", rerr.Partition, "offset", rerr.Offset, "err", cerr)
+		return errors.Join(err, fmt.Errorf("stage %s: rewinding the committed offsets to %s/%d@%d: %w", st.name, rerr.Topic, rerr.Partition, rerr.Offset, cerr))
+	}
+	return err
 }
 
 // markDone notes that r was processed.
