@@ -83,9 +83,23 @@ type Driver struct {
 	topics map[string]*topic
 	stages []*stage
 	scope  exec.Scope
-	queue  []delivery
+	// seq counts appended records: a record's place in the driver-wide
+	// append order, which breaks timestamp ties (see cycle).
+	seq uint64
+	// held counts the open Batch calls: while positive, piped records
+	// wait.
+	held int
+	// uncommitted are the records appended by the stage cycle (or timer
+	// firing) running now; commit makes them visible.
+	uncommitted []recordRef
 	// globals are the topology's global tables, by name (see global.go).
 	globals map[string]*globalTable
+}
+
+// recordRef names a record of a topic.
+type recordRef struct {
+	t   *topic
+	msg int // index in t.msgs
 }
 
 // topic is an in-memory topic: its records in append order.
@@ -97,14 +111,12 @@ type topic struct {
 	writers    []*stage
 	globals    []*globalTable // global tables that copy the topic
 	msgs       []Message
-	next       []int64 // next offset per partition
-}
-
-// delivery is a record waiting to be processed by the stages reading its
-// topic.
-type delivery struct {
-	t   *topic
-	msg int // index in t.msgs
+	seqs       []uint64 // seqs[i] is msgs[i]'s place in the append order
+	next       []int64  // next offset per partition
+	// parts holds, per partition, the indexes in msgs of its records in
+	// offset order; visible[p] of them are committed, readable by stages.
+	parts   [][]int
+	visible []int
 }
 
 type stage struct {
@@ -113,18 +125,22 @@ type stage struct {
 	stores map[string]bool
 	tasks  map[int32]*task
 	d      *Driver // for its global tables
+	// inputs are the topics the stage reads.
+	inputs []*topic
 	// punct is the stage's time-driven side (nil: none); partitions its
 	// task count, for firing timers in every task.
 	punct      *exec.Punctuator
 	partitions int
 }
 
-// task is one partition of a stage: its committed stores. It is the
-// exec.Base that records' effects are staged over, as the runtime's task is.
+// task is one partition of a stage: its committed stores, and how far it
+// has read each input topic. It is the exec.Base that records' effects are
+// staged over, as the runtime's task is.
 type task struct {
 	st     *stage
 	p      int32
 	stores map[string]map[string][]byte
+	pos    map[*topic]int // records of partition p read, per input topic
 }
 
 var _ exec.Base = (*task)(nil)
@@ -158,7 +174,7 @@ func (t *task) Scan(store string, lower, upper []byte, fn func(key, value []byte
 func (st *stage) task(p int32) *task {
 	t := st.tasks[p]
 	if t == nil {
-		t = &task{st: st, p: p, stores: map[string]map[string][]byte{}}
+		t = &task{st: st, p: p, stores: map[string]map[string][]byte{}, pos: map[*topic]int{}}
 		for name := range st.stores {
 			t.stores[name] = map[string][]byte{}
 		}
@@ -265,6 +281,7 @@ func open(topo *stream.Topology, opts []Option) (*Driver, error) {
 		for _, r := range spec.Inputs {
 			t := get(r)
 			t.readers = append(t.readers, st)
+			st.inputs = append(st.inputs, t)
 			switch {
 			case !r.Internal:
 			case r.Partitions > 0:
@@ -303,6 +320,8 @@ func open(topo *stream.Topology, opts []Option) (*Driver, error) {
 	}
 	for _, t := range d.topics {
 		t.next = make([]int64, t.partitions)
+		t.parts = make([][]int, t.partitions)
+		t.visible = make([]int, t.partitions)
 	}
 	return d, nil
 }
@@ -347,16 +366,18 @@ func (d *Driver) AdvanceWallClock(dt time.Duration) {
 
 // PipeMessage appends m to topic (a physical topic name; internal topics are
 // "<app>-<name>-repartition") in the partition of its key, and processes it
-// and everything it causes synchronously: the records its stage emits to
-// topics the topology reads (repartition and loop topics, user topics read
-// by another stage) are processed in turn, first in, first out, until
-// nothing is left.
+// and everything it causes synchronously, in cycles as the runtime does
+// (see the package doc, Cycles): the records its stage emits to topics the
+// topology reads (repartition and loop topics, user topics read by another
+// stage) are processed in the stages' next cycles, until nothing is left.
+// Inside Batch it only appends: the record waits for the batch's end.
 //
 // A record whose processing fails (a codec error, an error or a panic of a
-// user function, an output too large) leaves no effect, as in the runtime:
-// none of its store writes and outputs happen. The driver goes on with the
-// other records, as the runtime's Skip policy would, and PipeMessage returns
-// every failure, each a *RecordError, joined.
+// user function, an output too large, a null key where one is needed)
+// leaves no effect, as in the runtime: none of its store writes and outputs
+// happen. The driver goes on with the other records, as the runtime's Skip
+// policy would, and PipeMessage returns every failure, each a *RecordError,
+// joined.
 func (d *Driver) PipeMessage(topic string, m Message) error {
 	t := d.topics[topic]
 	if t == nil {
@@ -369,38 +390,171 @@ func (d *Driver) PipeMessage(topic string, m Message) error {
 		m.Timestamp = d.now
 	}
 	d.append(t, m, Partition(m.Key, t.partitions))
-	return d.drain()
+	d.commit() // a piped record is committed by its producer
+	if d.held > 0 {
+		return nil
+	}
+	return d.run()
 }
 
-// append adds m to partition p of t and queues it for t's readers.
+// Batch runs fn, which pipes records (Pipe, Send, PipeMessage, on any
+// inputs), and then processes them together, as the runtime processes the
+// records it finds waiting when it polls: each stage's first cycle takes
+// all of them, task by task, lowest timestamp first (see the package doc,
+// Cycles), and what they cause follows in later cycles. Outside Batch, each
+// piped record is processed, with all it causes, before the next is piped,
+// as if the runtime had committed one record's cycles before the next
+// record arrived. Use Batch to test records that reach the runtime
+// together (a backlog, a restart, a burst): there a record of one input may
+// be processed before an earlier-piped record of another input with a later
+// timestamp, a loop record after records piped later than its cause, and a
+// repartitioned stream arrives in whole batches per upstream task, so stream
+// time may jump and a record the one-by-one order accepts may be late.
+//
+// Batch returns every failure of the records processed, each a
+// *RecordError, joined; the Send calls inside fn return only encoding
+// errors. Batches nest: records wait for the outermost one. Reading outputs
+// or stores inside fn sees the state before the batch; AdvanceWallClock and
+// AdvanceStreamTime inside fn process the records piped so far first.
+func (d *Driver) Batch(fn func()) error {
+	d.held++
+	defer func() { d.held-- }()
+	fn()
+	if d.held > 1 {
+		return nil
+	}
+	return d.run()
+}
+
+// append adds m to partition p of t, uncommitted: readers see it after the
+// next commit.
 func (d *Driver) append(t *topic, m Message, p int32) {
 	m.Partition, m.Offset = p, t.next[p]
 	t.next[p]++
 	t.msgs = append(t.msgs, m)
-	d.applyGlobals(t, m)
-	if len(t.readers) > 0 {
-		d.queue = append(d.queue, delivery{t: t, msg: len(t.msgs) - 1})
+	d.seq++
+	t.seqs = append(t.seqs, d.seq)
+	t.parts[p] = append(t.parts[p], len(t.msgs)-1)
+	d.uncommitted = append(d.uncommitted, recordRef{t: t, msg: len(t.msgs) - 1})
+}
+
+// commit makes the uncommitted records visible to the stages and global
+// tables that read their topics, as a transaction's commit makes them
+// visible to read_committed consumers.
+func (d *Driver) commit() {
+	for _, r := range d.uncommitted {
+		m := r.t.msgs[r.msg]
+		r.t.visible[m.Partition]++
+		d.applyGlobals(r.t, m)
+	}
+	clear(d.uncommitted)
+	d.uncommitted = d.uncommitted[:0]
+}
+
+// run runs cycles of every stage, upstream stages first, until no stage
+// has a committed record it has not processed.
+func (d *Driver) run() error {
+	var errs []error
+	processed := 0
+	for {
+		progressed := false
+		for _, st := range d.stages {
+			n, err := d.cycle(st, d.cfg.maxDeliveries-processed)
+			processed += n
+			if n > 0 {
+				progressed = true
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if processed >= d.cfg.maxDeliveries && d.pending() {
+				d.skipPending()
+				errs = append(errs, fmt.Errorf("streamtest: more than %d records processed for one Pipe; a loop that never ends? (see MaxDeliveries)", d.cfg.maxDeliveries))
+				return errors.Join(errs...)
+			}
+		}
+		if !progressed {
+			return errors.Join(errs...)
+		}
 	}
 }
 
-// drain processes the queue until it is empty.
-func (d *Driver) drain() error {
+// cycle runs one cycle of st, as the runtime's transaction loop does: every
+// task processes the committed records of its partition that it has not
+// processed yet, at most limit in all, and then the cycle commits, making
+// what it emitted visible. Tasks go in partition order. Within a task, the
+// next record is the one with the lowest timestamp among the first
+// unprocessed records of the task's input topics (each partition keeps its
+// offset order); a tie goes to the record appended first. It returns how
+// many records it processed and their failures, joined.
+func (d *Driver) cycle(st *stage, limit int) (int, error) {
 	var errs []error
-	for n := 0; len(d.queue) > 0; n++ {
-		if n == d.cfg.maxDeliveries {
-			d.queue = nil
-			errs = append(errs, fmt.Errorf("streamtest: more than %d records processed for one Pipe; a loop that never ends? (see MaxDeliveries)", d.cfg.maxDeliveries))
-			break
-		}
-		dl := d.queue[0]
-		d.queue = d.queue[1:]
-		for _, st := range dl.t.readers {
-			if err := d.process(st, dl.t, dl.t.msgs[dl.msg]); err != nil {
+	n := 0
+	for p := range int32(st.partitions) {
+		for n < limit {
+			t, i := st.head(p)
+			if t == nil {
+				break
+			}
+			tk := st.task(p)
+			tk.pos[t]++
+			n++
+			if err := d.process(st, tk, t, t.msgs[i]); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
-	return errors.Join(errs...)
+	d.commit()
+	return n, errors.Join(errs...)
+}
+
+// head returns the record task p of st processes next (see cycle): its
+// topic and index, or nil when the task has nothing to process.
+func (st *stage) head(p int32) (*topic, int) {
+	var best *topic
+	bi := -1
+	for _, t := range st.inputs {
+		k := 0
+		if tk := st.tasks[p]; tk != nil {
+			k = tk.pos[t]
+		}
+		if k >= t.visible[p] {
+			continue
+		}
+		i := t.parts[p][k]
+		if best == nil || t.msgs[i].Timestamp.Before(best.msgs[bi].Timestamp) ||
+			(t.msgs[i].Timestamp.Equal(best.msgs[bi].Timestamp) && t.seqs[i] < best.seqs[bi]) {
+			best, bi = t, i
+		}
+	}
+	return best, bi
+}
+
+// pending reports whether a stage has a committed record it has not
+// processed.
+func (d *Driver) pending() bool {
+	for _, st := range d.stages {
+		for p := range int32(st.partitions) {
+			if t, _ := st.head(p); t != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// skipPending marks every committed record as processed, without
+// processing it.
+func (d *Driver) skipPending() {
+	for _, st := range d.stages {
+		for p := range int32(st.partitions) {
+			for _, t := range st.inputs {
+				if t.visible[p] > 0 {
+					st.task(p).pos[t] = t.visible[p]
+				}
+			}
+		}
+	}
 }
 
 // RecordError is the error of a record the driver could not process. Its
@@ -431,8 +585,7 @@ func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 // process runs st's Program on m and applies its effects, as the runtime's
 // stage.process does: the effects are staged in an exec.Scope and applied
 // only if the Program succeeded and no effect failed.
-func (d *Driver) process(st *stage, t *topic, m Message) error {
-	tk := st.task(m.Partition)
+func (d *Driver) process(st *stage, tk *task, t *topic, m Message) error {
 	in := exec.Record{
 		Topic:     t.name,
 		Partition: m.Partition,
@@ -455,8 +608,8 @@ func (d *Driver) process(st *stage, t *topic, m Message) error {
 }
 
 // apply applies the effects staged in sc to task tk of stage st: its store
-// writes, and its outputs, appended to their topics and queued for the
-// stages that read them.
+// writes, and its outputs, appended to their topics (uncommitted until the
+// cycle commits).
 func (d *Driver) apply(st *stage, tk *task, sc *exec.Scope) error {
 	for _, w := range sc.Writes() {
 		if w.Value == nil {

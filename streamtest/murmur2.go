@@ -41,8 +41,10 @@ func murmur2(data []byte) int32 {
 
 // Partition returns the partition Kafka's default partitioner (and the
 // runtime's) gives a record with key among partitions partitions:
-// toPositive(murmur2(key)) % partitions. A nil key, which Kafka's producers
-// spread over the partitions, goes to partition 0 in the driver.
+// toPositive(murmur2(key)) % partitions. An empty, non-nil key is hashed
+// like any other (franz-go's partitioner does the same; stream.Repartition
+// writes keys that encode to no bytes that way). A nil key, which Kafka's
+// producers spread over the partitions, goes to partition 0 in the driver.
 func Partition(key []byte, partitions int) int32 {
 	if key == nil || partitions <= 1 {
 		return 0

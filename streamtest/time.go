@@ -55,6 +55,11 @@ func (d *Driver) StreamTime(stage string, partition int32) (time.Time, bool) {
 // and then processes what they emitted.
 func (d *Driver) punctuate(clock exec.Clock, prev, now time.Time) error {
 	var errs []error
+	// Records piped in an open Batch first, as their cycles would come
+	// before the timers' in the runtime.
+	if err := d.run(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, st := range d.stages {
 		if st.punct == nil || (clock == exec.WallClock && !st.punct.WallClock) ||
 			(clock == exec.StreamTime && st.spec.TimeStore == "") {
@@ -75,8 +80,9 @@ func (d *Driver) punctuate(clock exec.Clock, prev, now time.Time) error {
 				errs = append(errs, fmt.Errorf("stage %s, task %d, %s: %w", st.spec.Name, p, clock, err))
 			}
 		}
+		d.commit() // the stage's timers fire in one cycle
 	}
-	if err := d.drain(); err != nil {
+	if err := d.run(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -87,7 +87,9 @@ func (in *Input[K, V]) must(err error) {
 
 // Send pipes r like PipeRecord and returns what failed: an encoding error,
 // or the *RecordError of every record (the piped one or one it caused)
-// whose processing failed and left no effect, joined.
+// whose processing failed and left no effect, joined. Inside Driver.Batch
+// the record is processed when the batch ends, and Batch returns its
+// failures.
 func (in *Input[K, V]) Send(r Record[K, V]) error {
 	kb, err := in.kc.Encode(r.Key)
 	if err != nil {
