@@ -15,8 +15,9 @@ import (
 	"github.com/sluicehq/sluice/state"
 )
 
-// restoreFlushBytes bounds the memory of a restore's write batch.
-const restoreFlushBytes = 8 << 20
+// restoreFlushBytes bounds the memory of a restore's write batch. A
+// variable for tests.
+var restoreFlushBytes = 8 << 20
 
 // restoreAttempts bounds how often one restore starts over because the
 // changelog's records it was reading were deleted under it (offset out of
