@@ -171,3 +171,31 @@ func TestSourceTableAndPutNullKey(t *testing.T) {
 		t.Errorf("latest holds %d keys", n)
 	}
 }
+
+// Emit to a Loop writes a key of no bytes as an empty key too, so the loop
+// record lands in the partition the runtime's producer hashes it to.
+func TestLoopEmitNullKeyHashed(t *testing.T) {
+	b := stream.NewBuilder()
+	in := stream.Source(b, "in", codec.Bytes{}, codec.String{}, stream.Named("in"))
+	loop := stream.DeclareLoop(b, codec.Bytes{}, codec.String{}, stream.Named("again"))
+	all := stream.Merge([]stream.Stream[[]byte, string]{in, loop.Stream()}, stream.Named("merge"))
+	stream.Process(all, func(h *stream.Handle, r stream.Record[[]byte, string]) error {
+		if r.Value == "once" {
+			return stream.Emit(h, loop.Output(), nil, "looped")
+		}
+		return nil
+	}, stream.Named("loop"), stream.EmitsTo(loop.Output()))
+	topo, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := streamtest.New(t, topo, streamtest.Partitions(2))
+	if err := d.PipeMessage("in", streamtest.Message{Key: []byte("k"), Value: []byte("once")}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := d.Messages("streamtest-again-loop")
+	want := streamtest.Partition([]byte{}, 2)
+	if len(msgs) != 1 || msgs[0].Key == nil || msgs[0].Partition != want {
+		t.Errorf("loop holds %+v, want one record with an empty, non-nil key in partition %d", msgs, want)
+	}
+}
