@@ -344,7 +344,14 @@ func MaxRecordsPerTransaction(n int) StageOpt {
 
 // ProducerAcks sets how many replicas must acknowledge each produced record
 // (Kafka's acks). Default AllAcks, or LeaderAck for AtMostOnce. ExactlyOnce
-// and the idempotent producer need AllAcks.
+// and the idempotent producer need AllAcks; AtLeastOnce refuses NoAck.
+//
+// AtLeastOnce accepts LeaderAck (with Idempotence(false)), as Kafka Streams
+// accepts acks=1 under at_least_once, but then it no longer promises that
+// nothing is lost: a record the leader acknowledged and lost in a leader
+// change before any follower copied it is gone, while the input offset that
+// produced it is committed; a lost changelog record leaves a restored store
+// without that update. New logs a warning for this combination.
 func ProducerAcks(a Acks) StageOpt { return stageOpt{func(c *stageCfg) { c.acks = &a }} }
 
 // Idempotence turns the idempotent producer on or off (Kafka's
@@ -473,6 +480,15 @@ func (c *cfg) validate(stageNames []string) error {
 		}
 		if sc.guarantee == AtLeastOnce && acks == NoAck {
 			bad("%s: at-least-once cannot know a record was written with acks=0: use processor.AllAcks or processor.LeaderAck", where)
+		}
+		if sc.guarantee == AtLeastOnce && acks == LeaderAck && c.logger != nil {
+			// Allowed, as Kafka Streams allows acks=1 under
+			// at_least_once, but it weakens the guarantee: say so
+			// once, at New, rather than only in the documentation.
+			c.logger.Warn(where+": at-least-once with processor.ProducerAcks(processor.LeaderAck) can lose acknowledged records: "+
+				"a record (output or changelog) the partition leader acknowledged but had not replicated is lost when the leader fails, "+
+				"while the input offset that produced it is committed; use processor.ProducerAcks(processor.AllAcks) with the idempotent producer (the default) to lose nothing",
+				"guarantee", sc.guarantee.String(), "acks", "1", "idempotence", idem)
 		}
 		if linger < 0 || linger >= sc.commitInterval && sc.commitInterval > 0 {
 			bad("%s: producer linger %v must be at least 0 and below the commit interval %v; lower processor.ProducerLinger or raise processor.CommitInterval", where, linger, sc.commitInterval)
