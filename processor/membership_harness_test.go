@@ -24,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/kafkaproxy"
 	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -989,6 +990,8 @@ func (s *sim) check() {
 		}
 	}
 
+	s.checkStateDirs(bad)
+
 	// Restarts only where a fault explains them.
 	for _, in := range s.instances() {
 		if in.killed.Load() {
@@ -1030,4 +1033,102 @@ func rel(ms []int64, base time.Time) []string {
 		out[i] = fmt.Sprintf("%.2f", float64(m-base.UnixMilli())/1000)
 	}
 	return out
+}
+
+// checkStateDirs checks, in the state directory of every incarnation (all
+// stopped), the invariant "Pebble state == the committed changelog replayed
+// up to the checkpoint" for every task and store of the tally stage: a
+// write of a transaction that did not commit, or a task kept stale, breaks
+// it.
+func (s *sim) checkStateDirs(bad func(string, ...any)) {
+	s.t.Helper()
+	var stores []string
+	for _, st := range s.topology(newLoopGate()).Stages() {
+		if st.Name == simTally {
+			for _, ss := range st.Stores {
+				stores = append(stores, ss.Name)
+			}
+		}
+	}
+	// store -> partition -> committed records in offset order
+	logs := map[string]map[int32][]*kgo.Record{}
+	for _, store := range stores {
+		logs[store] = map[int32][]*kgo.Record{}
+		for _, r := range testbroker.ReadCommitted(s.t, s.brokers, stream.ChangelogTopic(s.app, store)) {
+			logs[store][r.Partition] = append(logs[store][r.Partition], r)
+		}
+	}
+	seen := map[string]bool{}
+	for _, in := range s.instances() {
+		if seen[in.dir] {
+			continue
+		}
+		seen[in.dir] = true
+		db, err := state.Open(filepath.Join(in.dir, s.app))
+		if err != nil {
+			bad("state: %s: opening %s: %v", in.name, in.dir, err)
+			continue
+		}
+		for p := range s.partitions {
+			cp, found, err := db.Checkpoint(state.TaskID{Stage: simTally, Partition: p})
+			if err != nil {
+				bad("state: %s: task %d: reading the checkpoint: %v", in.name, p, err)
+				continue
+			}
+			for _, store := range stores {
+				local := map[string]string{}
+				txn := db.NewTxn()
+				err := txn.Store(store, p).Scan(nil, nil, func(k, v []byte) error {
+					local[string(k)] = string(v)
+					return nil
+				})
+				txn.Discard()
+				if err != nil {
+					bad("state: %s: task %d: scanning %s: %v", in.name, p, store, err)
+					continue
+				}
+				next := cp.Stores[store].Next
+				replay := map[string]string{}
+				if found {
+					for _, r := range logs[store][p] {
+						if r.Offset >= next {
+							break
+						}
+						if r.Value == nil {
+							delete(replay, string(r.Key))
+						} else {
+							replay[string(r.Key)] = string(r.Value)
+						}
+					}
+				}
+				if fmt.Sprint(local) != fmt.Sprint(replay) {
+					bad("state: %s (dir %s): task %d store %s: Pebble holds %d keys that differ from the committed changelog replayed to the checkpoint %d (%d keys): %s",
+						in.name, filepath.Base(in.dir), p, store, len(local), next, len(replay), mapDiff(local, replay))
+				}
+			}
+		}
+		if err := db.Close(); err != nil {
+			bad("state: %s: closing: %v", in.name, err)
+		}
+	}
+}
+
+// mapDiff describes up to 3 keys where local and replay differ.
+func mapDiff(local, replay map[string]string) string {
+	var out []string
+	for k, v := range local {
+		if rv, ok := replay[k]; !ok || rv != v {
+			out = append(out, fmt.Sprintf("%q: local %q, changelog %q", k, v, rv))
+		}
+	}
+	for k, rv := range replay {
+		if _, ok := local[k]; !ok {
+			out = append(out, fmt.Sprintf("%q: local none, changelog %q", k, rv))
+		}
+	}
+	sort.Strings(out)
+	if len(out) > 3 {
+		out = append(out[:3], fmt.Sprintf("and %d more", len(out)-3))
+	}
+	return strings.Join(out, "; ")
 }

@@ -274,7 +274,7 @@ func runSchedule(t *testing.T, sc *simSchedule) {
 	cur := map[string]*simInstance{}
 	for _, e := range sc.events {
 		time.Sleep(time.Until(s.start.Add(e.at)))
-		s.note("event: %s", e)
+		s.note("event: %s", strings.TrimSpace(e.String()[strings.Index(e.String(), "s ")+2:]))
 		in := cur[e.slot]
 		switch e.kind {
 		case "start":
