@@ -19,10 +19,14 @@ func AllowChangelogRecreate() Opt {
 }
 
 // allowRecreateMark marks AllowChangelogRecreate. It rides with the franz-go
-// options (a hook that implements no hook interface, so franz-go ignores
-// it) until cfg has a field of its own: options.go is not this file's.
+// options (a hook whose only method does nothing) until cfg has a field of
+// its own: options.go is not this file's.
 // TODO: move to a cfg field (cfg.allowChangelogRecreate) set by the option.
 type allowRecreateMark struct{}
+
+// OnNewClient implements kgo.HookNewClient, doing nothing: franz-go takes
+// only hooks that implement some hook interface.
+func (allowRecreateMark) OnNewClient(*kgo.Client) {}
 
 // allowsChangelogRecreate reports whether AllowChangelogRecreate was given
 // to the processor whose options built cl.

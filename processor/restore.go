@@ -166,6 +166,9 @@ func (st *stage) refuseRecreated(ctx context.Context, adm *kadm.Client, p int32,
 			if err == nil {
 				err = os.Error()
 			}
+			if errors.Is(err, kerr.GroupIDNotFound) {
+				os, err = nil, nil // no group, no offsets
+			}
 			if err != nil {
 				return fmt.Errorf("changelog %s was recreated; reading the committed offsets of group %s: %w", s.topic, st.group, err)
 			}

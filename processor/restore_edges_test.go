@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -251,5 +252,184 @@ func TestRestoreFailsWhenStalled(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("the stalled restore failed after %v", took)
+	}
+}
+
+// Issue 9.6: records deleted under a restore (the log start offset passes
+// its position after the plan) are never skipped silently. franz-go's
+// default reset used to move the replay to the new log start: a resumed
+// store kept k1 although its tombstone was among the deleted records. Now
+// the replay errs on out of range and the restore starts over, rebuilding
+// from the new log start.
+func TestRestoreRebuildsWhenLogStartPassesIt(t *testing.T) {
+	r := newRestoreRig(t, nil, nil)
+	if testbroker.Real() {
+		// Kafka refuses DeleteRecords on a compact-only topic.
+		policy := "compact,delete"
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ar, err := r.adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: &policy}}, r.changelog)
+		if err == nil {
+			_, err = ar.On(r.changelog, nil)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.commitTxn("k1=a", "k2=b") // offsets 0, 1; marker 2
+	r.mustRestore("k1=a", "k2=b")
+	if next := r.checkpoint().Stores["totals"].Next; next != 3 {
+		t.Fatalf("checkpoint at %d, want 3", next)
+	}
+	r.commitTxn("k1=<nil>", "k3=c") // 3, 4; marker 5
+	r.commitTxn("k4=d")             // 6; marker 7
+	var once sync.Once
+	testHookBetweenListings = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			os := kadm.Offsets{}
+			os.Add(kadm.Offset{Topic: r.changelog, Partition: 0, At: 6})
+			// A new client: the rig's cached the changelog's metadata
+			// from before it existed.
+			dr, err := testbroker.Admin(t, r.brokers).DeleteRecords(ctx, os)
+			if err == nil {
+				err = dr.Error()
+			}
+			if err != nil {
+				t.Errorf("deleting records: %v", err)
+			}
+		})
+	}
+	t.Cleanup(func() { testHookBetweenListings = nil })
+	rebuilds := r.st.metrics.rebuilds.Load()
+	r.mustRestore("k4=d")
+	if got := r.st.metrics.rebuilds.Load() - rebuilds; got != 1 {
+		t.Errorf("%d rebuilds, want 1", got)
+	}
+}
+
+// Issue 9.7: the changelog's topic id was read once at start, so a
+// changelog deleted and recreated while the processor runs was not noticed
+// by a later restore, which resumed the old checkpoint's offset in the new
+// log. Each restore reads the id again, and rebuilds (the group has no
+// committed input offsets here).
+func TestRestoreSeesRecreatedChangelog(t *testing.T) {
+	r := newRestoreRig(t, nil, nil)
+	r.commitTxn("k1=a", "k2=b") // 0, 1; marker 2
+	r.mustRestore("k1=a", "k2=b")
+	r.recreateChangelog(nil)
+	r.commitTxn("k3=c", "k4=d", "k5=e", "k6=f") // 0-3; marker 4: past the old checkpoint's 3
+	r.mustRestore("k3=c", "k4=d", "k5=e", "k6=f")
+	var zero [16]byte
+	if id := r.checkpoint().Stores["totals"].TopicID; id == zero || id == r.st.stores[0].topicID {
+		t.Errorf("checkpoint names topic id %x, want the new topic's (not %x)", id, r.st.stores[0].topicID)
+	}
+}
+
+// commitInput commits an offset of the stage's group for the input's
+// partition 0, as a processed record would.
+func (r *restoreRig) commitInput(at int64) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	os := kadm.Offsets{}
+	os.Add(kadm.Offset{Topic: r.input, Partition: 0, At: at})
+	resp, err := r.adm.CommitOffsets(ctx, r.st.group, os)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		r.t.Fatalf("committing input offsets: %v", err)
+	}
+}
+
+// Issue 14.5: a changelog recreated while the stage's group has committed
+// input offsets would restart the store from the new, nearly empty log
+// while the inputs stay consumed (aggregates from zero). The restore
+// refuses with a *ChangelogRecreatedError wrapping ErrConfig, unless
+// AllowChangelogRecreate.
+func TestRestoreRefusesRecreatedChangelog(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		name := "refused"
+		var opts []Opt
+		if allow {
+			name = "AllowChangelogRecreate"
+			opts = append(opts, AllowChangelogRecreate())
+		}
+		t.Run(name, func(t *testing.T) {
+			r := newRestoreRig(t, nil, nil, opts...)
+			r.commitTxn("k1=a", "k2=b")
+			r.mustRestore("k1=a", "k2=b")
+			r.commitInput(5)
+			r.recreateChangelog(nil)
+			r.commitTxn("k3=c")
+			got, err := r.restore(time.Minute)
+			if allow {
+				if err != nil || !slices.Equal(got, []string{"k3=c"}) {
+					t.Fatalf("restore = %v, %v; want a rebuild holding k3=c", got, err)
+				}
+				return
+			}
+			var rerr *ChangelogRecreatedError
+			if !errors.As(err, &rerr) || !errors.Is(err, ErrConfig) {
+				t.Fatalf("restore = %v, %v; want a *ChangelogRecreatedError wrapping ErrConfig", got, err)
+			}
+			if rerr.Topic != r.changelog || rerr.Group != r.st.group || !strings.Contains(err.Error(), "AllowChangelogRecreate") {
+				t.Errorf("error %q does not name the topic %s, the group %s and the way out", err, r.changelog, r.st.group)
+			}
+			// The local state is untouched: nothing was wiped.
+			if cp := r.checkpoint(); cp.Stores["totals"].Next != 3 {
+				t.Errorf("checkpoint %+v changed", cp)
+			}
+		})
+	}
+}
+
+// Issue 13.5: delete.retention.ms=0 read as "unknown", so the checkpoint's
+// age never counted and a restore resumed past tombstones compaction may
+// have removed at once. Now it rebuilds, and so does a restore that cannot
+// read the setting (fail closed).
+func TestRestoreDeleteRetentionZeroOrUnknownRebuilds(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		kfake bool
+	}{{"delete.retention.ms=0", false}, {"DescribeConfigs fails", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var kf *kfake.Cluster
+			if tc.kfake {
+				kf = testbroker.NewKfake(t)
+			}
+			r := newRestoreRig(t, kf, func(r *restoreRig) {
+				if tc.kfake {
+					return
+				}
+				cfg := changelogConfigs()
+				cfg["delete.retention.ms"] = ptr("0")
+				testbroker.CreateTopic(t, r.brokers, r.changelog, 1, cfg)
+			})
+			r.commitTxn("k1=a", "k2=b")
+			r.mustRestore("k1=a", "k2=b")
+			if tc.kfake {
+				kf.ControlKey(int16(kmsg.DescribeConfigs), func(req kmsg.Request) (kmsg.Response, error, bool) {
+					kf.KeepControl()
+					dreq := req.(*kmsg.DescribeConfigsRequest)
+					resp := dreq.ResponseKind().(*kmsg.DescribeConfigsResponse)
+					for _, res := range dreq.Resources {
+						rr := kmsg.NewDescribeConfigsResponseResource()
+						rr.ResourceType, rr.ResourceName = res.ResourceType, res.ResourceName
+						rr.ErrorCode = 29 // TOPIC_AUTHORIZATION_FAILED
+						resp.Resources = append(resp.Resources, rr)
+					}
+					return resp, nil, true
+				})
+			}
+			r.commitTxn("k1=<nil>", "k3=c")
+			rebuilds := r.st.metrics.rebuilds.Load()
+			r.mustRestore("k2=b", "k3=c")
+			if got := r.st.metrics.rebuilds.Load() - rebuilds; got != 1 {
+				t.Errorf("%d rebuilds, want 1 (fail closed)", got)
+			}
+		})
 	}
 }
