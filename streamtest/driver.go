@@ -115,6 +115,10 @@ type topic struct {
 	next       []int64  // next offset per partition
 	// parts holds, per partition, the indexes in msgs of its records in
 	// offset order; visible[p] of them are committed, readable by stages.
+	//
+	// INVARIANT: the records of parts[p] past visible[p] are the ones of
+	// partition p in Driver.uncommitted, so commit makes them visible by
+	// counting.
 	parts   [][]int
 	visible []int
 }
