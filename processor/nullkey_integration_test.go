@@ -19,7 +19,8 @@ import (
 // real broker rejects a keyless record there with INVALID_RECORD, which
 // stopped the stage at flush, outside the error policy, and again on every
 // restart. Now each such record fails on its own (stream.ErrNullKey), so the
-// Skip policy skips it and the stage goes on with the records after it.
+// Skip policy skips it (DeadLetter dead-letters it) and the stage goes on
+// with the records after it.
 //
 // kfake does not validate keys on compacted topics: only the real broker
 // shows the failure.
@@ -54,7 +55,15 @@ func TestIntegrationNullKeyRecords(t *testing.T) {
 			}, stream.Named("put"), stream.Uses(st), stream.EmitsTo(o))
 		}},
 	}
+	// The SourceTable again under DeadLetter: the records go to the
+	// dead-letter topic, with their null and empty keys.
+	cases = append(cases, cases[0])
+	cases[len(cases)-1].name = "SourceTableDeadLetter"
 	for _, tc := range cases {
+		policy := Skip
+		if tc.name == "SourceTableDeadLetter" {
+			policy = DeadLetter
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			app := testbroker.Unique(t, "nullkey")
 			in, out := app+"-in", app+"-out"
@@ -80,7 +89,7 @@ func TestIntegrationNullKeyRecords(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			p, err := New(topo, append(testOpts(t, brokers, app), ErrorPolicy(Skip), CommitInterval(50*time.Millisecond))...)
+			p, err := New(topo, append(testOpts(t, brokers, app), ErrorPolicy(policy), CommitInterval(50*time.Millisecond))...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -115,12 +124,18 @@ func TestIntegrationNullKeyRecords(t *testing.T) {
 			if keyed != 1 {
 				t.Errorf("%d output records with key \"a\", want 1: the stage stopped at the null-key records", keyed)
 			}
-			var skipped int64
+			var handled int64
 			for _, m := range p.Metrics().Stages {
-				skipped += m.Skipped
+				handled += m.Skipped + m.DeadLettered
 			}
-			if skipped != 2 {
-				t.Errorf("%d records skipped, want 2 (the null key and the empty key); metrics: %+v", skipped, p.Metrics())
+			if handled != 2 {
+				t.Errorf("%d records skipped or dead-lettered, want 2 (the null key and the empty key); metrics: %+v", handled, p.Metrics())
+			}
+			if policy == DeadLetter {
+				dlq := testbroker.ReadCommitted(t, brokers, app+"-dlq")
+				if len(dlq) != 2 || len(dlq[0].Key) != 0 || len(dlq[1].Key) != 0 {
+					t.Errorf("dead-letter topic holds %d records, want the 2 with null and empty keys", len(dlq))
+				}
 			}
 		})
 	}
