@@ -33,7 +33,19 @@ func (st *stage) sessionEOS(ctx context.Context) (err error) {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("stage %s: %w: initializing transactional id %s: %w", st.name, errUnknownOutcome, st.txnID, err)
+		err = fmt.Errorf("stage %s: initializing transactional id %s: %w", st.name, st.txnID, err)
+		if fe := st.fatal(err); fe != nil {
+			return fe
+		}
+		return fmt.Errorf("%w: %w", errUnknownOutcome, err)
+	}
+	st.cl.Store(sess.Client())
+	defer st.cl.Store(nil)
+	if err := st.loadInputIDs(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("%w: %w", errUnknownOutcome, err)
 	}
 	for {
 		if err := st.cycleEOS(ctx, sess); err != nil {
@@ -45,12 +57,13 @@ func (st *stage) sessionEOS(ctx context.Context) (err error) {
 	}
 }
 
-// cycle runs one transaction: poll up to the commit interval or the record
-// cap, process, produce the changelogs, flush, commit with the input offsets,
-// and apply the tasks' batches only once the commit is known.
+// cycleEOS runs one transaction: poll up to the commit interval or the record
+// cap, process, produce the changelogs, flush, commit with the input offsets
+// (and the fence, fence.go), and apply the tasks' batches only once the
+// commit is known. Its polls block rebalances until it returns.
 func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	defer sess.AllowRebalance()
 	st.dropRevoked()
-	st.sawRevoke.Store(false)
 	st.produceErr.Store(nil)
 	st.emitted = 0
 
@@ -82,12 +95,28 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 		})
 	}
 	if !began {
+		if st.sawRevoke.Load() {
+			// A revoke with no transaction open: end the empty
+			// session round, so that franz-go forgets it (its flag
+			// would abort the next transaction on purpose).
+			ectx, cancel := context.WithTimeout(context.Background(), 2*st.p.cfg.txnTimeout)
+			_, err := sess.End(ectx, kgo.TryAbort)
+			cancel()
+			st.sawRevoke.Store(false)
+			if err != nil && recErr == nil {
+				return fmt.Errorf("stage %s: %w: %w", st.name, errUnknownOutcome, err)
+			}
+		}
 		return recErr
 	}
 
+	moved := errors.Is(recErr, errPartitionMoved)
+	if moved {
+		recErr = nil
+	}
 	ending := time.Now()
 	st.produceChangelogs(sess)
-	commit := recErr == nil
+	commit := recErr == nil && !moved
 	if commit {
 		if err := st.flush(sess.Client()); err != nil {
 			if !rejectedRecords(err) {
@@ -104,8 +133,12 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	}
 
 	ectx, cancel := context.WithTimeout(context.Background(), 2*st.p.cfg.txnTimeout)
-	committed, endErr := sess.End(ectx, kgo.TransactionEndTry(commit))
+	st.unconfirmed.Store(false)
+	committed, endErr := sess.End(st.fenceContext(ectx), kgo.TransactionEndTry(commit))
 	cancel()
+	// franz-go forgets its revoke flag in End; so do we. No revoke
+	// callback runs until this cycle allows rebalances again.
+	revoked := st.sawRevoke.Swap(false)
 	st.metrics.commitNanos.Add(int64(time.Since(ending)))
 	switch {
 	case endErr != nil:
@@ -129,13 +162,19 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 		err := st.applyDirty()
 		st.metrics.applyNanos.Add(int64(time.Since(applying)))
 		return err
-	case commit && !st.sawRevoke.Load():
-		// We asked to commit, nothing revoked our partitions, and the
-		// session still did not commit: we cannot tell what the broker
-		// did.
+	case commit && !revoked && st.unconfirmed.Load():
+		// franz-go could not confirm how its EndTxn ended (an
+		// UNKNOWN_SERVER_ERROR) and reports the transaction as not
+		// committed, though the broker may have committed it.
 		st.discardDirty()
-		return fmt.Errorf("stage %s: %w: the transaction ended uncommitted without a rebalance", st.name, errUnknownOutcome)
+		return fmt.Errorf("stage %s: %w: franz-go could not confirm how the transaction ended", st.name, errUnknownOutcome)
 	default:
+		// Aborted: asked to abort (a record error, a failed flush, a
+		// partition that moved), or franz-go aborted on purpose after a
+		// revoke or loss, an abortable offset commit error
+		// (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, a coordinator
+		// moving, ...), a failed heartbeat, or an EndTxn that the broker
+		// refused to commit: in each of these franz-go's EndTxn aborted.
 		st.metrics.aborts.Add(1)
 		st.discardDirty()
 		return recErr // nil after an abort caused by a rebalance

@@ -25,6 +25,11 @@ var (
 	// errUnknownOutcome marks a transaction that may or may not have
 	// committed on the broker; the stage rebuilds from its checkpoints.
 	errUnknownOutcome = errors.New("transaction outcome unknown")
+
+	// errPartitionMoved marks a cycle that polled a record of a partition
+	// that left this member (or whose task was replaced) while the cycle
+	// ran: the cycle is aborted on purpose and nothing restarts.
+	errPartitionMoved = errors.New("partition moved to another member during the cycle")
 )
 
 // RecordError is the error of a record the stage could not process: it does

@@ -537,8 +537,14 @@ func TestTxnOffsetCommitRejected(t *testing.T) {
 			if n != want {
 				t.Fatalf("%d rejections, want %d", n, want)
 			}
-			if m.Aborts+m.Restarts < int64(n) {
-				t.Errorf("%d aborts and %d restarts for %d rejected offset commits: a rejected commit did not end its transaction uncommitted", m.Aborts, m.Restarts, n)
+			if m.Aborts < int64(n) {
+				t.Errorf("%d aborts for %d rejected offset commits: a rejected commit did not end its transaction uncommitted", m.Aborts, n)
+			}
+			// franz-go aborts after an abortable offset commit error;
+			// that is a known outcome, not a reason to drop every
+			// task and restore (issue 9 item 4).
+			if m.Restarts != 0 {
+				t.Errorf("%d stage restarts: a rejected offset commit is an abort, not an unknown outcome", m.Restarts)
 			}
 			f.checkGuarantee(evenCounts(600))
 		})

@@ -7,6 +7,7 @@ import (
 	"github.com/sluicehq/sluice/internal/kgox"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,12 +42,36 @@ type stage struct {
 
 	mu struct {
 		sync.Mutex
-		tasks   map[int32]*task
-		revoked map[int32]bool // revoked or lost, not yet dropped by the loop
+		tasks map[int32]*task
+		// revoked holds the partitions of tasks that were revoked or
+		// lost (told by a callback, or seen missing from an assignment
+		// by onSync) and not yet dropped by the loop.
+		// INVARIANT: a task whose partition this member did not hold
+		// without interruption since the task was restored is in
+		// revoked (or already dropped): it is never used again.
+		revoked map[int32]bool
 	}
-	// sawRevoke is set by the revoke and lost callbacks: a transaction that
-	// ends uncommitted after one was aborted on purpose.
+	// sawRevoke is set by the revoke and lost callbacks and cleared when a
+	// transaction ends: franz-go's GroupTransactSession aborts the open
+	// transaction (or the next one) after such a callback, on purpose.
+	// Its flag lives until the next End, so ours does too.
 	sawRevoke atomic.Bool
+
+	// cl is the client of the running exactly-once session (nil between
+	// sessions); set right after the client is made, which may be after
+	// its first assignment arrived (see resolveStarts).
+	cl atomic.Pointer[kgo.Client]
+	// inputIDs are the input topics' ids, for the fence (fence.go).
+	inputIDs map[string][16]byte
+	// unconfirmed is set when franz-go logs that it could not confirm how
+	// an EndTxn ended (see watchLogger).
+	unconfirmed atomic.Bool
+	// endingAt is when the open cycle began to end (before its changelog
+	// records were produced and before EndTxn): the time a checkpoint of
+	// this cycle carries (checkpoint.Checkpoint.Written). Stamping it
+	// later would make a checkpoint look younger than the records it
+	// covers, and the tombstone-age rule could trust it too long.
+	endingAt time.Time
 
 	// Per cycle, owned by the loop goroutine.
 	in         exec.Record // the record handed to the Program now
@@ -57,6 +82,9 @@ type stage struct {
 	onProduced func(*kgo.Record, error)
 
 	metrics stageMetrics
+
+	// fetchErrs logs each distinct fetch or group error once (loop only).
+	fetchErrs errorLog
 }
 
 type topicRef struct {
@@ -113,20 +141,46 @@ func (st *stage) failProduce(err error) {
 }
 
 // run runs the stage until ctx is done or it fails. An unknown transaction
-// outcome restarts the stage's client and rebuilds its tasks from their
-// checkpoints and changelogs.
+// outcome, or a failure of the stage's client, restarts the client and
+// rebuilds the tasks from their checkpoints and changelogs, after a backoff
+// that grows while restarts follow each other without a commit (fatal.go).
+// An error that retrying cannot fix stops the stage with a *FatalError.
 func (st *stage) run(ctx context.Context) error {
+	var seen errorLog
+	streak := 0
 	for {
+		commits := st.metrics.commits.Load()
 		err := st.session(ctx)
+		if ctx.Err() != nil {
+			// Shutting down: whatever the last cycle's outcome, the
+			// next start restores from the checkpoints.
+			if fe := st.fatal(err); fe != nil {
+				return fe
+			}
+			return nil
+		}
+		if fe := st.fatal(err); fe != nil {
+			st.log.Error("stage stopped: retrying cannot fix this", "err", fe.Err, "fix", fe.Fix)
+			return fe
+		}
 		if !errors.Is(err, errUnknownOutcome) {
 			return err
 		}
+		if st.metrics.commits.Load() != commits {
+			streak = 0
+		}
+		streak++
 		st.metrics.restarts.Add(1)
-		st.log.Warn("restarting stage after a transaction with an unknown outcome; rebuilding tasks from checkpoints", "err", err)
+		wait := restartBackoff(streak)
+		if seen.changed(err) {
+			st.log.Warn("restarting stage; rebuilding tasks from checkpoints", "err", err, "backoff", wait)
+		} else {
+			st.log.Debug("restarting stage again for the same cause", "err", err, "times", seen.count, "backoff", wait)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -140,7 +194,7 @@ func (st *stage) clientOpts() []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
 		kgo.DialTimeout(c.dialTimeout),
-		kgo.WithLogger(kgox.Logger(st.log)),
+		kgo.WithLogger(watchLogger{kgox.Logger(st.log), &st.unconfirmed}),
 		kgo.ConsumerGroup(st.group),
 		kgo.ConsumeTopics(topics...),
 		kgo.InstanceID(c.instanceID),
@@ -154,6 +208,11 @@ func (st *stage) clientOpts() []kgo.Opt {
 		kgo.OnPartitionsRevoked(st.onRevoked),
 		kgo.OnPartitionsLost(st.onRevoked),
 		kgo.AdjustFetchOffsetsFn(st.onAssigned),
+		// A cycle's polls block rebalances until the cycle ended
+		// (committed and applied, or aborted): revoke and lost
+		// callbacks then run only between cycles, never while a polled
+		// batch is processed (kgo gates them on the poll).
+		kgo.BlockRebalanceOnPoll(),
 	}
 	acks, idempotent, retries, linger := st.cfg.producer()
 	switch acks {
@@ -177,8 +236,9 @@ func (st *stage) clientOpts() []kgo.Opt {
 	opts = append(opts, c.kgoOpts...)
 	// After the user's options: a stage's unit of work is a task (one
 	// partition number across all its inputs), so the group must assign
-	// whole tasks, cooperatively; no other balancer may replace it.
-	return append(opts, kgo.Balancers(balancer.New()))
+	// whole tasks, cooperatively; no other balancer may replace it. The
+	// balancer also tells the stage every assignment it receives (onSync).
+	return append(opts, kgo.Balancers(balancer.NewObserved(st.onSync)))
 }
 
 // producer produces records: a GroupTransactSession (inside its open
@@ -220,12 +280,25 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 		if fetches.IsClientClosed() {
 			return n, fmt.Errorf("stage %s: client closed", st.name)
 		}
+		var fatal error
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				return
 			}
-			st.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+			// Group management errors (a failed join, a failed
+			// restore in onAssigned) come here too, wrapped in
+			// kgo.ErrGroupSession; franz-go retries those itself.
+			if fe := st.fatal(err); fe != nil && fatal == nil {
+				fatal = fe
+				return
+			}
+			if st.fetchErrs.changed(err) {
+				st.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+			}
 		})
+		if fatal != nil {
+			return n, fatal
+		}
 		if recs := fetches.Records(); len(recs) > 0 {
 			n += len(recs)
 			if err := fn(recs); err != nil {
@@ -255,12 +328,22 @@ func (st *stage) flush(cl *kgo.Client) error {
 
 // process runs the stage's program on one record.
 func (st *stage) process(prod producer, r *kgo.Record) error {
-	t := st.task(r.Partition)
+	t, revoked := st.taskOf(r.Partition)
 	if t == nil {
 		// franz-go fetches a partition only after its restore finished
-		// and stops before its revoke returns, so this is a bug; abort
-		// rather than commit an offset without its effects.
+		// and stops before its revoke returns (rebalances wait for the
+		// cycle), so this is a bug: abort and rebuild rather than commit
+		// an offset without its effects.
 		return fmt.Errorf("stage %s: %w: record for partition %d that has no task", st.name, errUnknownOutcome, r.Partition)
+	}
+	if revoked && st.cfg.guarantee == ExactlyOnce {
+		// An assignment without the partition arrived while the batch
+		// was in flight (onSync; the revoke callback waits for the
+		// cycle). Abort the cycle on purpose: its records come again,
+		// to whoever owns them then; nothing restarts. At-least-once
+		// and at-most-once process the batch to its end and commit
+		// before the revoke (they block rebalances as well).
+		return fmt.Errorf("stage %s: %w: record %s/%d@%d", st.name, errPartitionMoved, r.Topic, r.Partition, r.Offset)
 	}
 	if !t.dirty() {
 		st.dirty = append(st.dirty, t)
@@ -346,17 +429,48 @@ func (st *stage) applyEffects(prod producer, t *task, sc *exec.Scope) error {
 
 // deadLetter returns the dead-letter record of r: its key, value and
 // headers, plus headers naming the error and where the record came from.
+//
+// The record must fit MaxRecordBytes, or the broker would refuse it and the
+// stage would stop at the same record on every restart: the error text is
+// cut to maxErrorHeader bytes, and if the record is still too large its
+// value, then its key and headers, are left out (the sluice.omitted header
+// says which, and sluice.topic/partition/offset say where the original is).
 func (st *stage) deadLetter(r *kgo.Record, err error) *kgo.Record {
-	hs := make([]kgo.RecordHeader, 0, len(r.Headers)+5)
-	hs = append(hs, r.Headers...)
-	hs = append(hs,
-		kgo.RecordHeader{Key: "sluice.error", Value: []byte(err.Error())},
-		kgo.RecordHeader{Key: "sluice.stage", Value: []byte(st.name)},
-		kgo.RecordHeader{Key: "sluice.topic", Value: []byte(r.Topic)},
-		kgo.RecordHeader{Key: "sluice.partition", Value: strconv.AppendInt(nil, int64(r.Partition), 10)},
-		kgo.RecordHeader{Key: "sluice.offset", Value: strconv.AppendInt(nil, r.Offset, 10)},
-	)
-	return &kgo.Record{Topic: st.p.cfg.dlq, Key: r.Key, Value: r.Value, Headers: hs, Timestamp: r.Timestamp}
+	msg := err.Error()
+	if len(msg) > maxErrorHeader {
+		msg = msg[:maxErrorHeader] + "... (cut)"
+	}
+	meta := []kgo.RecordHeader{
+		{Key: "sluice.error", Value: []byte(msg)},
+		{Key: "sluice.stage", Value: []byte(st.name)},
+		{Key: "sluice.topic", Value: []byte(r.Topic)},
+		{Key: "sluice.partition", Value: strconv.AppendInt(nil, int64(r.Partition), 10)},
+		{Key: "sluice.offset", Value: strconv.AppendInt(nil, r.Offset, 10)},
+	}
+	key, value, hs := r.Key, r.Value, append(slices.Clip(r.Headers), meta...)
+	limit := st.p.cfg.maxRecordBytes
+	if dlqSize(key, value, hs) > limit {
+		value = nil
+		omitted := "value"
+		if dlqSize(key, value, hs) > limit {
+			key, hs, omitted = nil, meta, "key, value and headers"
+		}
+		hs = append(hs, kgo.RecordHeader{Key: "sluice.omitted", Value: []byte(omitted + ": the dead-letter record would exceed MaxRecordBytes; read the original at sluice.topic/partition/offset")})
+		st.log.Warn("dead-letter record too large: leaving out "+omitted, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+	}
+	return &kgo.Record{Topic: st.p.cfg.dlq, Key: key, Value: value, Headers: hs, Timestamp: r.Timestamp}
+}
+
+// maxErrorHeader bounds the sluice.error header of a dead-letter record.
+const maxErrorHeader = 4096
+
+// dlqSize is exec.RecordSize of a dead-letter record.
+func dlqSize(k, v []byte, hs []kgo.RecordHeader) int {
+	n := len(k) + len(v) + 70
+	for _, h := range hs {
+		n += len(h.Key) + len(h.Value) + 10
+	}
+	return n
 }
 
 // call runs the program, turning a panic into a *PanicError.
@@ -371,8 +485,10 @@ func (st *stage) call(t exec.Task, r *exec.Record) (err error) {
 
 // produceChangelogs produces, for every dirty task and store, the latest
 // value of each key written in this transaction to the store's changelog
-// partition (the task's partition, set explicitly).
+// partition (the task's partition, set explicitly). It marks the time the
+// cycle began to end (endingAt).
 func (st *stage) produceChangelogs(prod producer) {
+	st.endingAt = st.p.now()
 	for _, t := range st.dirty {
 		for store, kv := range t.changelog {
 			topic := st.storeByName[store].topic
@@ -414,17 +530,24 @@ func (st *stage) discardDirty() {
 	st.dirty = st.dirty[:0]
 }
 
-func (st *stage) task(partition int32) *task {
+// taskOf returns the task of partition (nil: none, or closed) and whether it
+// was revoked since the cycle began.
+func (st *stage) taskOf(partition int32) (t *task, revoked bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.mu.revoked[partition] {
-		return nil
+	t = st.mu.tasks[partition]
+	if t == nil || t.isClosed() {
+		return nil, true
 	}
-	return st.mu.tasks[partition]
+	return t, st.mu.revoked[partition]
 }
 
 // onRevoked marks revoked (or lost) tasks. It must not wait for the loop: the
 // transact session calls it while holding the lock that End needs.
+//
+// franz-go's GroupTransactSession calls it at most once between two Ends
+// (its wrapper returns early while its own revoked flag is set), so it is not
+// the only way the stage learns of a revoke: see onSync and onAssigned.
 func (st *stage) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	st.sawRevoke.Store(true)
 	st.mu.Lock()
@@ -433,6 +556,35 @@ func (st *stage) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string]
 		for _, p := range ps {
 			if _, ok := st.mu.tasks[p]; ok {
 				st.mu.revoked[p] = true
+			}
+		}
+	}
+}
+
+// onSync sees every assignment the member receives, in every generation,
+// before kgo revokes what it lacks: a task with an input partition missing
+// from it is revoked, whether or not a revoke callback follows. It runs on
+// kgo's group goroutine, concurrently with the loop.
+func (st *stage) onSync(assigned map[string][]int32) {
+	held := make(map[string]map[int32]bool, len(assigned))
+	for topic, ps := range assigned {
+		m := make(map[int32]bool, len(ps))
+		for _, p := range ps {
+			m[p] = true
+		}
+		held[topic] = m
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for p, t := range st.mu.tasks {
+		if st.mu.revoked[p] {
+			continue
+		}
+		for topic := range t.topics {
+			if !held[topic][p] {
+				st.mu.revoked[p] = true
+				st.log.Info("task left this member's assignment", "partition", p, "topic", topic)
+				break
 			}
 		}
 	}
@@ -483,12 +635,28 @@ func (st *stage) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 	fresh := parts[:0]
 	for _, p := range parts {
 		old := st.mu.tasks[p]
-		if old != nil && !st.mu.revoked[p] {
-			// The rest of a task this member already runs (after an
-			// inconsistent earlier assignment): keep it. Restoring it
-			// now could miss the changelog records of its open
-			// transaction.
-			continue
+		if old != nil && !st.mu.revoked[p] && !old.isClosed() {
+			// kgo hands over only partitions it did not consume a
+			// moment ago. An input this task already consumes came
+			// back after a revoke or loss that no callback reported
+			// (franz-go reports one per transaction): the task is
+			// stale. Only inputs the task never had (the rest of a
+			// task after an inconsistent earlier assignment) keep it.
+			stale := false
+			for topic, ps := range offsets {
+				if _, ok := ps[p]; ok && old.topics[topic] {
+					stale = true
+				}
+			}
+			if !stale {
+				for topic, ps := range offsets {
+					if _, ok := ps[p]; ok {
+						old.topics[topic] = true
+					}
+				}
+				continue
+			}
+			st.log.Info("task came back after an unreported revoke: restoring it", "partition", p)
 		}
 		if old != nil {
 			old.close()
@@ -498,6 +666,20 @@ func (st *stage) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		fresh = append(fresh, p)
 	}
 	parts = fresh
+	st.mu.Unlock()
+	offsets, starts, err := st.resolveStarts(ctx, offsets)
+	if err != nil {
+		st.log.Error("assignment failed", "partitions", parts, "err", err)
+		return nil, err
+	}
+	st.mu.Lock()
+	for topic, ps := range starts {
+		for p, eo := range ps {
+			if t := st.mu.tasks[p]; t != nil && !slices.Contains(parts, p) {
+				t.start[topic] = eo
+			}
+		}
+	}
 	st.mu.Unlock()
 	if len(parts) == 0 {
 		return offsets, nil
@@ -512,6 +694,14 @@ func (st *stage) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 	}
 	st.mu.Lock()
 	for _, t := range tasks {
+		for topic, ps := range offsets {
+			if _, ok := ps[t.id.Partition]; ok {
+				t.topics[topic] = true
+			}
+			if eo, ok := starts[topic][t.id.Partition]; ok {
+				t.start[topic] = eo
+			}
+		}
 		st.mu.tasks[t.id.Partition] = t
 	}
 	st.mu.Unlock()

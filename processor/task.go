@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/sluicehq/sluice/checkpoint"
 	"github.com/sluicehq/sluice/internal/exec"
 	"github.com/sluicehq/sluice/state"
@@ -36,6 +38,15 @@ type task struct {
 	txn    *state.Txn
 	views  map[string]*state.Store
 	inputs map[string]int64 // input topic -> next offset processed in the open transaction
+
+	// topics are the input topics whose partition the group assigned to
+	// this task (normally all of the stage's inputs). Guarded by the
+	// stage's mu.
+	topics map[string]bool
+	// start holds, per input topic, the absolute offset consumption
+	// started at when the group had no commit for the partition (see
+	// stage.resolveStarts); fence commits it while nothing else is known.
+	start map[string]kgo.EpochOffset
 
 	// cache holds, per store, applied values of keys the task read or wrote
 	// lately (nil: the key has no value), so that a read-modify-write of a
@@ -75,6 +86,8 @@ func newTask(st *stage, partition int32, cp checkpoint.Checkpoint) *task {
 		cp:        cp,
 		views:     map[string]*state.Store{},
 		inputs:    map[string]int64{},
+		topics:    map[string]bool{},
+		start:     map[string]kgo.EpochOffset{},
 		changelog: map[string]map[string]written{},
 		cache:     map[string]map[string][]byte{},
 		clNext:    map[string]int64{},
@@ -211,7 +224,12 @@ func (t *task) apply() error {
 		t.cp.Inputs = cp.Inputs
 		return nil
 	}
-	cp.Written = t.st.p.now()
+	// The time the transaction began to end, not now: the checkpoint
+	// may not look younger than the changelog records it covers.
+	cp.Written = t.st.endingAt
+	if cp.Written.IsZero() {
+		cp.Written = t.st.p.now()
+	}
 	if err := t.applyWrites(cp); err != nil {
 		t.dropCache() // the batch may or may not be in Pebble
 		return fmt.Errorf("task %s/%d: applying committed batch: %w", t.id.Stage, t.id.Partition, err)
@@ -324,6 +342,13 @@ func (t *task) close() {
 	t.mu.Lock()
 	t.mu.closed = true
 	t.mu.Unlock()
+}
+
+// isClosed reports whether the task was closed.
+func (t *task) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.mu.closed
 }
 
 // The task is the base a record's effects are staged over (exec.Scope): the

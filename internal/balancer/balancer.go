@@ -23,7 +23,23 @@ const ProtocolName = "sluice-task-v1"
 // It keeps no state and is safe to share between clients.
 func New() kgo.GroupBalancer { return taskBalancer{} }
 
-type taskBalancer struct{}
+// NewObserved returns the task balancer of New that also hands every
+// assignment this member receives (each SyncGroup, in every generation) to
+// onSync, after parsing and before kgo acts on it (revokes what is missing,
+// then assigns what is new). onSync runs on kgo's group goroutine and must
+// not block on the consumer; it must not modify the map.
+//
+// This is how a member learns its whole assignment at every rebalance: kgo's
+// GroupTransactSession calls the revoke and lost callbacks at most once
+// between two transaction ends, so a second rebalance inside one
+// transaction reaches no callback, while it always reaches onSync.
+func NewObserved(onSync func(assigned map[string][]int32)) kgo.GroupBalancer {
+	return taskBalancer{onSync: onSync}
+}
+
+type taskBalancer struct {
+	onSync func(map[string][]int32) // nil: not observed
+}
 
 var (
 	_ kgo.GroupBalancer           = taskBalancer{}
@@ -67,8 +83,12 @@ func (taskBalancer) JoinGroupMetadata(interests []string, currentAssignment map[
 	return meta.AppendTo(nil)
 }
 
-func (taskBalancer) ParseSyncAssignment(assignment []byte) (map[string][]int32, error) {
-	return kgo.ParseConsumerSyncAssignment(assignment)
+func (s taskBalancer) ParseSyncAssignment(assignment []byte) (map[string][]int32, error) {
+	assigned, err := kgo.ParseConsumerSyncAssignment(assignment)
+	if err == nil && s.onSync != nil {
+		s.onSync(assigned)
+	}
+	return assigned, err
 }
 
 // MemberBalancer parses every member's metadata; it fails if one cannot be

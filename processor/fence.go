@@ -1,0 +1,190 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Fencing. Kafka fences a transaction of a KIP-447 producer (one
+// transactional id per instance) by the group generation of its
+// TxnOffsetCommit: a member that was fenced out of the group (a zombie,
+// resumed after a pause past its session timeout) gets ILLEGAL_GENERATION or
+// UNKNOWN_MEMBER_ID, and its transaction aborts. franz-go sends a
+// TxnOffsetCommit only for partitions whose position moved, so a transaction
+// that consumed nothing (wall-clock timers only) would carry no generation
+// check at all: a zombie could commit its timers' effects for tasks another
+// member owns by then.
+//
+// So every transaction commits the offsets of all the tasks the stage holds:
+// the positions of the records it processed, and the group's committed
+// offset, unchanged, for the inputs it did not read. fence adds the latter to
+// the request franz-go built (kgo.PreTxnCommitFnContext). The broker then
+// checks the generation of every committing transaction, and a new owner's
+// stable offset fetch (KIP-447) waits for it, as for any other commit.
+
+// fenceContext returns ctx with the fence hook attached for End.
+func (st *stage) fenceContext(ctx context.Context) context.Context {
+	return kgo.PreTxnCommitFnContext(ctx, st.fence)
+}
+
+// fence adds to req the committed offsets of every input partition of every
+// task the stage holds that req does not carry yet. It runs inside End, on the loop's goroutine.
+func (st *stage) fence(req *kmsg.TxnOffsetCommitRequest) error {
+	committed := st.cl.Load().CommittedOffsets()
+	have := map[string]map[int32]bool{}
+	topicIdx := map[string]int{}
+	for i, t := range req.Topics {
+		topicIdx[t.Topic] = i
+		m := map[int32]bool{}
+		for _, p := range t.Partitions {
+			m[p.Partition] = true
+		}
+		have[t.Topic] = m
+	}
+	st.mu.Lock()
+	for p, t := range st.mu.tasks {
+		if st.mu.revoked[p] || t.isClosed() {
+			continue // not ours to commit for any more
+		}
+		for topic := range t.topics {
+			if have[topic][p] {
+				continue
+			}
+			eo, ok := committed[topic][p]
+			if !ok || eo.Offset < 0 {
+				eo, ok = t.start[topic]
+			}
+			if !ok || eo.Offset < 0 {
+				continue
+			}
+			i, ok := topicIdx[topic]
+			if !ok {
+				rt := kmsg.NewTxnOffsetCommitRequestTopic()
+				rt.Topic = topic
+				rt.TopicID = st.inputIDs[topic]
+				req.Topics = append(req.Topics, rt)
+				i = len(req.Topics) - 1
+				topicIdx[topic] = i
+			}
+			rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+			rp.Partition = p
+			rp.Offset = eo.Offset
+			rp.LeaderEpoch = eo.Epoch
+			rp.Metadata = &req.MemberID
+			req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+		}
+	}
+	st.mu.Unlock()
+	return nil
+}
+
+// loadInputIDs reads the input topics' ids (TxnOffsetCommit v6+ names topics
+// by id).
+func (st *stage) loadInputIDs(ctx context.Context) error {
+	topics := make([]string, len(st.inputs))
+	for i, in := range st.inputs {
+		topics[i] = in.name
+	}
+	td, err := kadm.NewClient(st.cl.Load()).ListTopics(ctx, topics...)
+	if err == nil {
+		err = td.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("stage %s: reading the input topics' ids: %w", st.name, err)
+	}
+	ids := make(map[string][16]byte, len(td))
+	for name, d := range td {
+		ids[name] = d.ID
+	}
+	st.inputIDs = ids
+	return nil
+}
+
+// resolveStarts turns the relative start offsets kgo is about to use for
+// partitions the group has no commit for (the reset: the log start) into
+// absolute ones, so that a transaction of these tasks that consumed nothing
+// still has an offset to fence with (see fence). It returns the offsets with
+// the absolute ones in place, and records them per task.
+func (st *stage) resolveStarts(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, map[string]map[int32]kgo.EpochOffset, error) {
+	var relative []string
+	for topic, ps := range offsets {
+		for _, o := range ps {
+			if o.EpochOffset().Offset < 0 {
+				relative = append(relative, topic)
+				break
+			}
+		}
+	}
+	starts := map[string]map[int32]kgo.EpochOffset{}
+	if len(relative) == 0 || st.cfg.guarantee != ExactlyOnce {
+		return offsets, starts, nil
+	}
+	// The session stores its client right after making it; the first
+	// assignment can only be a few round trips ahead.
+	cl := st.cl.Load()
+	for cl == nil {
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		cl = st.cl.Load()
+	}
+	lo, err := kadm.NewClient(cl).ListStartOffsets(ctx, relative...)
+	if err == nil {
+		err = lo.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("stage %s: listing the start offsets of %v: %w", st.name, relative, err)
+	}
+	out := make(map[string]map[int32]kgo.Offset, len(offsets))
+	for topic, ps := range offsets {
+		m := maps.Clone(ps)
+		for p, o := range ps {
+			if o.EpochOffset().Offset >= 0 {
+				continue
+			}
+			l, ok := lo.Lookup(topic, p)
+			if !ok {
+				continue
+			}
+			m[p] = kgo.NewOffset().At(l.Offset)
+			if starts[topic] == nil {
+				starts[topic] = map[int32]kgo.EpochOffset{}
+			}
+			starts[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: l.Offset}
+		}
+		out[topic] = m
+	}
+	return out, starts, nil
+}
+
+// watchLogger forwards franz-go's log lines to the stage's logger and watches
+// for the one line that says an EndTxn's outcome is unconfirmed. franz-go
+// then reports the transaction as not committed (End returns false and no
+// error) although the broker may have committed it; nothing but this line
+// tells that case from an abort. It asks franz-go for info lines always (a
+// few per transaction) and passes on only those the inner logger wants.
+type watchLogger struct {
+	inner       kgo.Logger
+	unconfirmed *atomic.Bool
+}
+
+func (w watchLogger) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+
+func (w watchLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	if strings.Contains(msg, "unconfirmed") {
+		w.unconfirmed.Store(true)
+	}
+	if level <= w.inner.Level() {
+		w.inner.Log(level, msg, keyvals...)
+	}
+}
