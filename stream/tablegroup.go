@@ -32,10 +32,12 @@ type GroupedTable[K, V any] struct {
 // encoded with vc inside a change envelope (see ChangeCodec). fn is called on
 // the old and the new value of each change, so it must be deterministic.
 //
-// A change whose old or new group key encodes to no bytes (a null key, see
+// A change whose new group key encodes to no bytes (a null key, see
 // ErrNullKey) writes nothing and fails with a *NullKeyError for the stage's
 // error policy; the change's effects upstream (the table's own update) are
-// discarded with it, so the table and its groups stay consistent.
+// discarded with it, so the table and its groups stay consistent. An old
+// value whose group key is null (fn changed since the row was written) is
+// in no group, so nothing is subtracted for it.
 func TableGroupBy[K, V, K2, V2 any](t Table[K, V], fn func(K, V) (K2, V2), kc codec.Codec[K2], vc codec.Codec[V2], opts ...TopicOption) GroupedTable[K2, V2] {
 	cfg := configure(opts)
 	n := t.child("TableGroupBy", cfg)
@@ -61,15 +63,16 @@ func TableGroupBy[K, V, K2, V2 any](t Table[K, V], fn func(K, V) (K2, V2), kc co
 		var oldKey, newKey []byte
 		var oldV, newV V2
 		var err error
-		if c.HasOld {
+		hasOld := c.HasOld
+		if hasOld {
 			var k2 K2
 			k2, oldV = fn(k, c.Old)
 			if oldKey, err = kc.Encode(k2); err != nil {
 				return h.codecError("encode", "key", target, label, err)
 			}
-			if len(oldKey) == 0 {
-				return h.nullKeyError(label)
-			}
+			// A null old group never received the row (its add
+			// failed), so there is nothing to subtract.
+			hasOld = len(oldKey) > 0
 		}
 		if c.HasNew {
 			var k2 K2
@@ -88,11 +91,11 @@ func TableGroupBy[K, V, K2, V2 any](t Table[K, V], fn func(K, V) (K2, V2), kc co
 			}
 			return h.emit(h.prog.topic(topic), key, vb)
 		}
-		if c.HasOld && c.HasNew && bytes.Equal(oldKey, newKey) {
+		if hasOld && c.HasNew && bytes.Equal(oldKey, newKey) {
 			return send(newKey, Change[V2]{Old: oldV, New: newV, HasOld: true, HasNew: true})
 		}
 		// Subtract first, as Kafka Streams does.
-		if c.HasOld {
+		if hasOld {
 			if err := send(oldKey, Change[V2]{Old: oldV, HasOld: true}); err != nil {
 				return err
 			}

@@ -76,13 +76,20 @@ func TestGroupByKeyNullKey(t *testing.T) {
 	}
 }
 
-// A table change whose old or new group is null fails with its upstream
-// effects: the table keeps its row, the groups stay consistent with it.
+// A table change whose new group is null fails with its upstream effects:
+// the table keeps its row, the groups stay consistent with it. An old value
+// whose group is null (the function changed) is in no group: nothing is
+// subtracted, and the row can still change.
 func TestTableGroupByNullKey(t *testing.T) {
 	b := stream.NewBuilder()
 	users := stream.SourceTable(b, "users", codec.String{}, codec.String{}, stream.Named("users"))
-	byCountry := stream.TableGroupBy(users, func(u, c string) (string, string) { return c, u },
-		codec.String{}, codec.String{}, stream.Named("by-country"))
+	dropped := "" // a country the grouping function maps to the null group
+	byCountry := stream.TableGroupBy(users, func(u, c string) (string, string) {
+		if c == dropped {
+			return "", u
+		}
+		return c, u
+	}, codec.String{}, codec.String{}, stream.Named("by-country"))
 	stream.TableCount(byCountry, stream.Named("per-country"))
 	topo, err := b.Build()
 	if err != nil {
@@ -99,6 +106,11 @@ func TestTableGroupByNullKey(t *testing.T) {
 	counts := streamtest.OpenStore(d, "per-country", codec.String{}, codec.Int64{})
 	if n, _ := counts.Get("de"); n != 1 || counts.Len() != 1 {
 		t.Errorf("per-country %v, want de:1", counts.All())
+	}
+	dropped = "de" // as if the function had been changed
+	users2.Pipe("ann", "fr")
+	if n, _ := counts.Get("fr"); n != 1 {
+		t.Errorf("per-country %v, want fr:1 after ann moved from a null group", counts.All())
 	}
 	for _, m := range d.Messages("streamtest-by-country-repartition") {
 		if len(m.Key) == 0 {
