@@ -19,13 +19,13 @@ import (
 type mapSink struct {
 	mu      sync.Mutex
 	values  map[string]string
-	offsets map[string]int64 // group/topic/partition -> next offset
+	offsets map[string]sink.Position // group/topic/partition -> next offset and topic id
 }
 
-func (s *mapSink) Offsets(_ context.Context, group, topic string, partitions []int32) (map[int32]int64, error) {
+func (s *mapSink) Offsets(_ context.Context, group, topic string, partitions []int32) (map[int32]sink.Position, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[int32]int64{}
+	out := map[int32]sink.Position{}
 	for _, p := range partitions {
 		if o, ok := s.offsets[fmt.Sprintf("%s/%s/%d", group, topic, p)]; ok {
 			out[p] = o
@@ -37,16 +37,16 @@ func (s *mapSink) Offsets(_ context.Context, group, topic string, partitions []i
 func (s *mapSink) Write(_ context.Context, b *sink.Batch) error {
 	s.mu.Lock() // the "transaction"
 	defer s.mu.Unlock()
-	// Compare-and-set every partition's offset first; change nothing if
-	// one moved.
+	// Compare-and-set every partition's position (offset and topic id)
+	// first; change nothing if one moved.
 	for _, rg := range b.Ranges {
 		o, ok := s.offsets[fmt.Sprintf("%s/%s/%d", b.Group, rg.Topic, rg.Partition)]
-		if ok != (rg.From != sink.NoOffset) || (ok && o != rg.From) {
+		if ok != (rg.From != sink.NoOffset) || (ok && o != sink.Position{Offset: rg.From, TopicID: rg.FromTopicID}) {
 			return &sink.FencedError{Group: b.Group, Topic: rg.Topic, Partition: rg.Partition, From: rg.From}
 		}
 	}
 	for _, rg := range b.Ranges {
-		s.offsets[fmt.Sprintf("%s/%s/%d", b.Group, rg.Topic, rg.Partition)] = rg.To
+		s.offsets[fmt.Sprintf("%s/%s/%d", b.Group, rg.Topic, rg.Partition)] = sink.Position{Offset: rg.To, TopicID: rg.TopicID}
 	}
 	for _, r := range b.Records {
 		s.values[string(r.Key)] = string(r.Value)
@@ -70,7 +70,7 @@ func Example() {
 		&kgo.Record{Key: []byte("sky"), Value: []byte("blue")},
 	)
 
-	s := &mapSink{values: map[string]string{}, offsets: map[string]int64{}}
+	s := &mapSink{values: map[string]string{}, offsets: map[string]sink.Position{}}
 	r, err := sink.New(s,
 		sink.Brokers(brokers...),
 		sink.ApplicationID("example"),
@@ -90,7 +90,7 @@ func Example() {
 		stored, _ := s.Offsets(ctx, r.Group(), "colors", []int32{0, 1})
 		caughtUp := true
 		ends.Each(func(e kadm.ListedOffset) {
-			if e.Offset > 0 && stored[e.Partition] < e.Offset {
+			if e.Offset > 0 && stored[e.Partition].Offset < e.Offset {
 				caughtUp = false
 			}
 		})

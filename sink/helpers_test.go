@@ -17,8 +17,8 @@ import (
 // for tests. It records every committed batch.
 type memSink struct {
 	mu      sync.Mutex
-	offsets map[string]int64 // key: group/topic/partition
-	batches []*sink.Batch    // committed, in order
+	offsets map[string]sink.Position // key: group/topic/partition
+	batches []*sink.Batch            // committed, in order
 	fenced  int
 
 	// beforeWrite, if set, runs at the start of every Write, outside the
@@ -28,11 +28,11 @@ type memSink struct {
 	offsetsErr func() error
 }
 
-func newMemSink() *memSink { return &memSink{offsets: map[string]int64{}} }
+func newMemSink() *memSink { return &memSink{offsets: map[string]sink.Position{}} }
 
 func okey(group, topic string, p int32) string { return fmt.Sprintf("%s/%s/%d", group, topic, p) }
 
-func (m *memSink) Offsets(_ context.Context, group, topic string, partitions []int32) (map[int32]int64, error) {
+func (m *memSink) Offsets(_ context.Context, group, topic string, partitions []int32) (map[int32]sink.Position, error) {
 	if m.offsetsErr != nil {
 		if err := m.offsetsErr(); err != nil {
 			return nil, err
@@ -40,7 +40,7 @@ func (m *memSink) Offsets(_ context.Context, group, topic string, partitions []i
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[int32]int64{}
+	out := map[int32]sink.Position{}
 	for _, p := range partitions {
 		if o, ok := m.offsets[okey(group, topic, p)]; ok {
 			out[p] = o
@@ -59,26 +59,36 @@ func (m *memSink) Write(ctx context.Context, b *sink.Batch) error {
 	defer m.mu.Unlock()
 	for _, rg := range b.Ranges {
 		o, ok := m.offsets[okey(b.Group, rg.Topic, rg.Partition)]
-		if (rg.From == sink.NoOffset && ok) || (rg.From != sink.NoOffset && (!ok || o != rg.From)) {
+		if (rg.From == sink.NoOffset && ok) || (rg.From != sink.NoOffset && (!ok || o != sink.Position{Offset: rg.From, TopicID: rg.FromTopicID})) {
 			m.fenced++
 			return &sink.FencedError{Group: b.Group, Topic: rg.Topic, Partition: rg.Partition, From: rg.From}
 		}
 	}
 	for _, rg := range b.Ranges {
-		m.offsets[okey(b.Group, rg.Topic, rg.Partition)] = rg.To
+		m.offsets[okey(b.Group, rg.Topic, rg.Partition)] = sink.Position{Offset: rg.To, TopicID: rg.TopicID}
 	}
 	m.batches = append(m.batches, b)
 	return nil
 }
 
-// set stores an offset directly, as another writer would.
+// set stores an offset directly, as another writer would, without a topic
+// id (as a sink stored it before it kept ids).
 func (m *memSink) set(group, topic string, p int32, o int64) {
+	m.setPosition(group, topic, p, sink.Position{Offset: o})
+}
+
+func (m *memSink) setPosition(group, topic string, p int32, pos sink.Position) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.offsets[okey(group, topic, p)] = o
+	m.offsets[okey(group, topic, p)] = pos
 }
 
 func (m *memSink) offset(group, topic string, p int32) (int64, bool) {
+	pos, ok := m.position(group, topic, p)
+	return pos.Offset, ok
+}
+
+func (m *memSink) position(group, topic string, p int32) (sink.Position, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	o, ok := m.offsets[okey(group, topic, p)]

@@ -40,8 +40,10 @@ type cfg struct {
 	heartbeat      time.Duration
 	startOffset    kgo.Offset
 	commitToKafka  bool
-	logger         *slog.Logger
-	kgoOpts        []kgo.Opt
+	// restartRecreated: see RestartRecreatedTopics.
+	restartRecreated bool
+	logger           *slog.Logger
+	kgoOpts          []kgo.Opt
 }
 
 func defaultCfg() cfg {
@@ -131,12 +133,39 @@ func RebalanceTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.rebalan
 func HeartbeatInterval(d time.Duration) Opt { return opt{func(c *cfg) { c.heartbeat = d }} }
 
 // StartOffset sets where a partition starts when the sink holds no offset
-// for it, and where it restarts when its stored offset is out of range (the
-// records were deleted by retention: they are lost to the sink). Maps to
-// Kafka's auto.offset.reset. Default: the start of the partition
-// (kgo.NewOffset().AtStart()). The consumer group's committed offsets are
-// never used.
+// for it, and where it goes on when its stored offset is below the
+// partition's log start offset (retention deleted records before the sink
+// got them: they are lost to the sink). Maps to Kafka's auto.offset.reset.
+// Default: the start of the partition (kgo.NewOffset().AtStart()). The
+// consumer group's committed offsets are never used.
+//
+// A stored offset is never replaced by StartOffset otherwise. When it lies
+// above the partition's high watermark, or belongs to an earlier topic of
+// the same name (the sink stores each offset with the topic's id, and a
+// topic deleted and created again has a new one), Run returns a
+// *PositionError (ErrOffsetAboveEnd, ErrTopicRecreated) that names the
+// partition, the cause and the fix; see RestartRecreatedTopics. The same
+// happens, after a rejoin, when the client's position is reset while it
+// runs (a record arrives below the stored offset).
 func StartOffset(o kgo.Offset) Opt { return opt{func(c *cfg) { c.startOffset = o }} }
+
+// RestartRecreatedTopics makes the runner start a partition at the
+// beginning of its topic when the topic was deleted and created again since
+// the sink stored the partition's offset (the topic id stored with the
+// offset is not the topic's id now), instead of Run failing with
+// ErrTopicRecreated. The first batch's compare-and-set then replaces the old
+// topic's position with the new one's. Default off: a recreated topic is
+// more often a mistake (a script that recreates topics, a cluster replaced
+// under the same name) than a wish to consume it again, and either way the
+// sink's tables still hold the old topic's records.
+//
+// It also covers offsets stored without a topic id (by a sink of an earlier
+// version) that lie above the high watermark: without an id the runner
+// cannot tell a recreated topic from records the broker lost, and with this
+// option it takes them for a recreated topic. Such an offset that lies within
+// the topic is trusted, and the first write stores the topic's id with it.
+// Brokers before Kafka 2.8 report no topic ids; then no ids are compared.
+func RestartRecreatedTopics() Opt { return opt{func(c *cfg) { c.restartRecreated = true }} }
 
 // CommitToKafka also commits each batch's offsets to the consumer group
 // after the sink committed them, asynchronously, so that Kafka's tools

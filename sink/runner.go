@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -46,9 +47,11 @@ type Metrics struct {
 	// Retries counts Write calls retried after an error other than
 	// ErrFenced.
 	Retries int64
-	// Stale counts fetched records dropped because they lay below the
-	// partition's stored offset or belonged to a partition the runner no
-	// longer owned (a defensive check; it should stay 0).
+	// Stale counts fetched records dropped because they belonged to a
+	// partition the runner no longer owned, or repeated an offset of the
+	// batch (a defensive check; it should stay 0). A record below the
+	// partition's stored offset is not dropped silently: the runner rejoins
+	// (see StartOffset).
 	Stale int64
 }
 
@@ -163,13 +166,19 @@ type topicPartition struct {
 type session struct {
 	r  *Runner
 	cl *kgo.Client
+	// adm describes assigned topics for adjust, on a client of its own:
+	// adjust may run before kgo.NewClient has returned cl.
+	adm *kadm.Client
 
 	mu struct {
 		sync.Mutex
 		// pos holds, for each partition owned and set up by
-		// AdjustFetchOffsetsFn, the offset the sink stores for it
-		// (NoOffset: none).
-		pos map[topicPartition]int64
+		// AdjustFetchOffsetsFn, what the sink stores for it and what the
+		// runner expects to fetch.
+		pos map[topicPartition]position
+		// fatal is set by adjust when a partition's stored position does
+		// not fit the topic (a *PositionError): the cycle returns it.
+		fatal error
 		// hurry cancels the poll in progress; set while polling.
 		hurry context.CancelFunc
 	}
@@ -179,7 +188,7 @@ type session struct {
 
 func (r *Runner) session(ctx context.Context) (err error) {
 	s := &session{r: r}
-	s.mu.pos = map[topicPartition]int64{}
+	s.mu.pos = map[topicPartition]position{}
 	c := &r.cfg
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
@@ -202,6 +211,12 @@ func (r *Runner) session(ctx context.Context) (err error) {
 	if c.instanceID != "" {
 		opts = append(opts, kgo.InstanceID(c.instanceID))
 	}
+	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.brokers...), kgo.WithLogger(kgox.Logger(c.logger))}, c.kgoOpts...)...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	defer admCl.Close()
+	s.adm = kadm.NewClient(admCl)
 	cl, err := kgo.NewClient(append(opts, c.kgoOpts...)...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
@@ -246,11 +261,14 @@ func (r *Runner) leaveGroup() {
 
 // adjust runs after the group fetched the committed offsets of newly
 // assigned partitions and before they are fetched: it replaces those
-// offsets with the ones the sink stored. It may run while a batch of other
-// partitions is being gathered or written.
+// offsets with the ones the sink stored, after checking them against the
+// topic's id and the partitions' log start and high watermark (see
+// cfg.resume). It may run while a batch of other partitions is being
+// gathered or written. A position that does not fit the topic is fatal: it
+// is kept for the cycle to return from Run, and the assignment fails.
 func (s *session) adjust(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	c := &s.r.cfg
-	set := map[topicPartition]int64{}
+	set := map[topicPartition]position{}
 	for topic, parts := range offsets {
 		ps := make([]int32, 0, len(parts))
 		for p := range parts {
@@ -262,18 +280,38 @@ func (s *session) adjust(ctx context.Context, offsets map[string]map[int32]kgo.O
 			c.logger.Warn("reading offsets from the sink failed; the group will retry the assignment", "topic", topic, "partitions", ps, "err", err)
 			return nil, fmt.Errorf("sink: reading offsets of %s %v: %w", topic, ps, err)
 		}
+		lv, err := s.live(ctx, topic, len(stored) > 0)
+		if err != nil {
+			c.logger.Warn("describing an assigned topic failed; the group will retry the assignment", "topic", topic, "err", err)
+			return nil, err
+		}
 		for _, p := range ps {
-			o, ok := stored[p]
-			switch {
-			case !ok:
-				parts[p] = c.startOffset
-				set[topicPartition{topic, p}] = NoOffset
-			case o < 0:
-				return nil, fmt.Errorf("sink: the sink stores offset %d for %s/%d", o, topic, p)
-			default:
-				parts[p] = kgo.NewOffset().At(o).WithEpoch(-1)
-				set[topicPartition{topic, p}] = o
+			l, known := lv[p]
+			if !known {
+				return nil, fmt.Errorf("sink: the broker's metadata of %s has no partition %d yet", topic, p)
 			}
+			st, ok := stored[p]
+			at, pos, err := c.resume(topic, p, st, ok, l)
+			if err != nil {
+				var perr *PositionError
+				if errors.As(err, &perr) {
+					s.mu.Lock()
+					s.mu.fatal = err
+					s.mu.Unlock()
+					c.logger.Error("a stored offset does not fit the topic; stopping", "group", c.group(), "topic", topic, "partition", p, "err", err)
+				}
+				return nil, err
+			}
+			if ok && pos.min < 0 {
+				why := "below the log start offset: retention deleted records the sink never got; going on at sink.StartOffset"
+				if st.Offset > lv[p].hwm || (!st.TopicID.IsZero() && st.TopicID != lv[p].id) {
+					why = "the topic was deleted and created again; starting at its beginning (sink.RestartRecreatedTopics)"
+				}
+				c.logger.Warn("not resuming at the stored offset: "+why, "group", c.group(), "topic", topic, "partition", p,
+					"stored", st.Offset, "stored_topic_id", st.TopicID, "topic_id", lv[p].id, "log_start", lv[p].logStart, "high_watermark", lv[p].hwm)
+			}
+			parts[p] = at
+			set[topicPartition{topic, p}] = pos
 		}
 	}
 	s.mu.Lock()
@@ -283,6 +321,51 @@ func (s *session) adjust(ctx context.Context, offsets map[string]map[int32]kgo.O
 	s.mu.Unlock()
 	c.logger.Info("partitions assigned; starting at the sink's offsets", "group", c.group(), "offsets", fmtPositions(set))
 	return offsets, nil
+}
+
+// live describes topic as the broker sees it now: its id and, if
+// withOffsets, each partition's log start offset and high watermark.
+func (s *session) live(ctx context.Context, topic string, withOffsets bool) (map[int32]live, error) {
+	adm := s.adm
+	tds, err := adm.ListTopics(ctx, topic)
+	if err == nil {
+		err = tds.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sink: describing topic %s: %w", topic, err)
+	}
+	td := tds[topic]
+	out := map[int32]live{}
+	for p := range td.Partitions {
+		out[p] = live{id: TopicID(td.ID)}
+	}
+	if !withOffsets {
+		return out, nil
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sink: listing the start offsets of %s: %w", topic, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sink: listing the end offsets of %s: %w", topic, err)
+	}
+	for p, l := range out {
+		so, ok1 := starts.Lookup(topic, p)
+		eo, ok2 := ends.Lookup(topic, p)
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("sink: listing the offsets of %s/%d: the broker did not answer for it", topic, p)
+		}
+		l.logStart, l.hwm = so.Offset, eo.Offset
+		out[p] = l
+	}
+	return out, nil
 }
 
 // revoked forgets revoked or lost partitions. With BlockRebalanceOnPoll it
@@ -310,11 +393,17 @@ func (s *session) blocked(context.Context, *kgo.Client) {
 	s.mu.Unlock()
 }
 
-func (s *session) position(tp topicPartition) (int64, bool) {
+func (s *session) position(tp topicPartition) (position, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.mu.pos[tp]
 	return o, ok
+}
+
+func (s *session) fatal() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.fatal
 }
 
 // cycle gathers one batch and writes it. Rebalances are blocked from the
@@ -341,22 +430,44 @@ func (s *session) cycle(ctx context.Context) error {
 		if fetches.IsClientClosed() {
 			return errors.New("sink: client closed")
 		}
+		var unknownID map[topicPartition]bool
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				return
 			}
+			if errors.Is(err, kerr.UnknownTopicID) {
+				if unknownID == nil {
+					unknownID = map[topicPartition]bool{}
+				}
+				unknownID[topicPartition{topic, partition}] = true
+			}
 			c.logger.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
+		if err := s.checkTopicIDs(ctx, unknownID); err != nil {
+			return err
+		}
+		var reset *kgo.Record
 		fetches.EachRecord(func(kr *kgo.Record) {
 			tp := topicPartition{kr.Topic, kr.Partition}
 			rg := ranges[tp]
 			if rg == nil {
 				pos, ok := s.position(tp)
-				if !ok || (pos != NoOffset && kr.Offset < pos) {
+				if !ok {
 					s.r.metrics.stale.Add(1)
 					return
 				}
-				rg = &Range{Topic: kr.Topic, Partition: kr.Partition, From: pos}
+				if kr.Offset < pos.min {
+					// franz-go fetches from the offset adjust set and
+					// drops records below it, so this one comes from
+					// a reset: the stored offset went out of range
+					// after adjust checked it (the topic was deleted
+					// and created again, or the broker lost records).
+					if reset == nil {
+						reset = kr
+					}
+					return
+				}
+				rg = &Range{Topic: kr.Topic, Partition: kr.Partition, From: pos.from, FromTopicID: pos.fromID, TopicID: pos.id}
 				ranges[tp] = rg
 			} else if kr.Offset < rg.To {
 				s.r.metrics.stale.Add(1)
@@ -365,6 +476,15 @@ func (s *session) cycle(ctx context.Context) error {
 			rg.To = kr.Offset + 1
 			b.Records = append(b.Records, toRecord(kr))
 		})
+		if reset != nil {
+			pos, _ := s.position(topicPartition{reset.Topic, reset.Partition})
+			c.logger.Warn("the client's position went below the sink's offset (out of range: topic recreated, or records lost); dropping the batch and rejoining to check the partition",
+				"group", c.group(), "topic", reset.Topic, "partition", reset.Partition, "offset", reset.Offset, "stored", pos.from)
+			return errRestart
+		}
+		if err := s.fatal(); err != nil {
+			return err
+		}
 		if ctx.Err() != nil || s.hurried.Load() || !time.Now().Before(deadline) {
 			break
 		}
@@ -395,11 +515,38 @@ func (s *session) cycle(ctx context.Context) error {
 	for _, rg := range b.Ranges {
 		// A revoke cannot have run since the poll (rebalances are
 		// blocked), so every partition of the batch is still ours.
-		s.mu.pos[topicPartition{rg.Topic, rg.Partition}] = rg.To
+		s.mu.pos[topicPartition{rg.Topic, rg.Partition}] = position{from: rg.To, fromID: rg.TopicID, id: rg.TopicID, min: rg.To}
 	}
 	s.mu.Unlock()
 	if c.commitToKafka {
 		s.commitToKafka(b.Ranges)
+	}
+	return nil
+}
+
+// checkTopicIDs looks at the topics whose fetches failed with
+// UNKNOWN_TOPIC_ID: franz-go keeps fetching a deleted topic by its old id,
+// even after a topic of the same name was created again. If a topic now has
+// another id than the one its partitions were set up with, the session
+// ends (errRestart), and the next assignment's adjust decides: fail with
+// ErrTopicRecreated, or start over (RestartRecreatedTopics).
+func (s *session) checkTopicIDs(ctx context.Context, tps map[topicPartition]bool) error {
+	checked := map[string]bool{}
+	for tp := range tps {
+		pos, ok := s.position(tp)
+		if !ok || pos.id.IsZero() || checked[tp.topic] {
+			continue
+		}
+		checked[tp.topic] = true
+		lv, err := s.live(ctx, tp.topic, false)
+		if err != nil {
+			continue // deleted and not (yet) created again; franz-go retries
+		}
+		if l, ok := lv[tp.partition]; ok && !l.id.IsZero() && l.id != pos.id {
+			s.r.cfg.logger.Warn("the topic was deleted and created again while consumed; dropping the batch and rejoining to check its partitions",
+				"group", s.r.cfg.group(), "topic", tp.topic, "old_topic_id", pos.id, "topic_id", l.id)
+			return errRestart
+		}
 	}
 	return nil
 }
@@ -472,7 +619,7 @@ func fmtRanges(rs []Range) string {
 	return strings.Join(parts, " ")
 }
 
-func fmtPositions(m map[topicPartition]int64) string {
+func fmtPositions(m map[topicPartition]position) string {
 	tps := make([]topicPartition, 0, len(m))
 	for tp := range m {
 		tps = append(tps, tp)
@@ -482,9 +629,12 @@ func fmtPositions(m map[topicPartition]int64) string {
 	})
 	parts := make([]string, len(tps))
 	for i, tp := range tps {
-		o := fmt.Sprint(m[tp])
-		if m[tp] == NoOffset {
+		o := fmt.Sprint(m[tp].from)
+		switch {
+		case m[tp].from == NoOffset:
 			o = "start"
+		case m[tp].min < 0:
+			o += "(restarting)"
 		}
 		parts[i] = fmt.Sprintf("%s/%d@%s", tp.topic, tp.partition, o)
 	}

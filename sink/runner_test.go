@@ -148,7 +148,7 @@ func TestFencedWriteDropsTheBatchAndRejoins(t *testing.T) {
 			for o := range int64(20) {
 				other.Records = append(other.Records, sink.Record{Topic: topic, Partition: 0, Offset: o})
 			}
-			m.offsets[okey(group, topic, 0)] = 20
+			m.offsets[okey(group, topic, 0)] = sink.Position{Offset: 20, TopicID: b.Ranges[0].TopicID}
 			m.batches = append(m.batches, other)
 		})
 		return nil
@@ -197,7 +197,7 @@ func TestIntegrationRebalanceWaitsForTheWrite(t *testing.T) {
 	)
 	member := func(id string) sink.Sink {
 		return &funcSink{
-			offsets: func(ctx context.Context, g, tp string, ps []int32) (map[int32]int64, error) {
+			offsets: func(ctx context.Context, g, tp string, ps []int32) (map[int32]sink.Position, error) {
 				mu.Lock()
 				defer mu.Unlock()
 				for _, p := range ps {
@@ -280,11 +280,11 @@ func TestIntegrationRebalanceWaitsForTheWrite(t *testing.T) {
 
 // funcSink is a Sink made of two functions.
 type funcSink struct {
-	offsets func(ctx context.Context, group, topic string, partitions []int32) (map[int32]int64, error)
+	offsets func(ctx context.Context, group, topic string, partitions []int32) (map[int32]sink.Position, error)
 	write   func(ctx context.Context, b *sink.Batch) error
 }
 
-func (f *funcSink) Offsets(ctx context.Context, group, topic string, partitions []int32) (map[int32]int64, error) {
+func (f *funcSink) Offsets(ctx context.Context, group, topic string, partitions []int32) (map[int32]sink.Position, error) {
 	return f.offsets(ctx, group, topic, partitions)
 }
 

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -32,23 +33,23 @@ var ErrFenced = errors.New("sink: fenced: the stored offsets moved under this wr
 // A Sink must be safe for concurrent use: the runner calls Offsets from the
 // group's assignment while Write may be running for other partitions.
 type Sink interface {
-	// Offsets returns, for each partition of topic in partitions, the offset
-	// stored for group: the next offset to read. A partition with no stored
-	// offset is absent from the map (the runner then starts it at its
-	// StartOffset, and its first batch has Range.From == NoOffset). An error
-	// fails the assignment: the runner's client leaves the group session and
-	// rejoins after a backoff.
-	Offsets(ctx context.Context, group, topic string, partitions []int32) (map[int32]int64, error)
+	// Offsets returns, for each partition of topic in partitions, the
+	// position stored for group: the next offset to read and the id of the
+	// topic it belongs to. A partition with no stored offset is absent from
+	// the map (the runner then starts it at its StartOffset, and its first
+	// batch has Range.From == NoOffset). An error fails the assignment: the
+	// runner's client leaves the group session and rejoins after a backoff.
+	Offsets(ctx context.Context, group, topic string, partitions []int32) (map[int32]Position, error)
 
 	// Write stores every record of b and sets, for each of b.Ranges, the
-	// partition's stored offset from From to To, all in one atomic
-	// transaction of the sink's own: afterwards either all of it is visible,
-	// or none of it.
+	// partition's stored position from (From, FromTopicID) to (To, TopicID),
+	// all in one atomic transaction of the sink's own: afterwards either all
+	// of it is visible, or none of it.
 	//
-	// The offset update is a compare-and-set. If any range's stored offset is
-	// not From (for From == NoOffset: if an offset is stored at all), Write
-	// must roll back, change nothing, and return an error wrapping ErrFenced
-	// (a *FencedError says which partition).
+	// The update is a compare-and-set. If any range's stored position is not
+	// (From, FromTopicID) (for From == NoOffset: if an offset is stored at
+	// all), Write must roll back, change nothing, and return an error
+	// wrapping ErrFenced (a *FencedError says which partition).
 	//
 	// Any other error means the outcome may be unknown (a commit whose reply
 	// was lost). The runner retries the same batch, which is safe because of
@@ -59,6 +60,48 @@ type Sink interface {
 	// The runner never modifies b after the call: Write may keep references
 	// to its slices.
 	Write(ctx context.Context, b *Batch) error
+}
+
+// TopicID is a Kafka topic's id (KIP-516). The broker gives every topic a
+// new one when it is created, so a topic deleted and created again under
+// the same name has another id, and its offsets start again at 0. The zero
+// TopicID stands for "unknown".
+type TopicID [16]byte
+
+// String returns the id as Kafka's tools show it (kafka-topics.sh
+// --describe: URL-safe base64 without padding), or "" for the zero id.
+func (id TopicID) String() string {
+	if id.IsZero() {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString(id[:])
+}
+
+// IsZero reports whether the id is unknown.
+func (id TopicID) IsZero() bool { return id == TopicID{} }
+
+// ParseTopicID parses the form String returns; "" gives the zero id.
+func ParseTopicID(s string) (TopicID, error) {
+	var id TopicID
+	if s == "" {
+		return id, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != len(id) {
+		return id, fmt.Errorf("sink: %q is not a topic id (22 characters of URL-safe base64)", s)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// Position is what a sink stores for one partition.
+type Position struct {
+	// Offset is the next offset to read.
+	Offset int64
+	// TopicID is the id of the topic Offset belongs to. Zero when the sink
+	// stored none: a position written before the sink kept topic ids (the
+	// next write stores it).
+	TopicID TopicID
 }
 
 // Header is a record header.
@@ -90,9 +133,15 @@ type Range struct {
 	// was made (NoOffset if none): the expected value of the
 	// compare-and-set.
 	From int64
+	// FromTopicID is the topic id stored with From, also expected by the
+	// compare-and-set (zero: none was stored, or From is NoOffset).
+	FromTopicID TopicID
 	// To is the offset to store: one past the batch's last record of the
 	// partition.
 	To int64
+	// TopicID is the id of the topic the records were read from, to store
+	// with To.
+	TopicID TopicID
 }
 
 // Batch is what the runner hands to Write: the records of one commit

@@ -126,7 +126,7 @@ func runEmbedded(ctx context.Context, c config, stdin io.Reader, stdout io.Write
 		}
 		caughtUp = true
 		ends.Each(func(e kadm.ListedOffset) {
-			if e.Offset > 0 && stored[e.Partition] < e.Offset {
+			if e.Offset > 0 && stored[e.Partition].Offset < e.Offset {
 				caughtUp = false
 			}
 		})

@@ -56,7 +56,7 @@ func Example() {
 	go func() { done <- r.Run(runCtx) }()
 	// Wait until the stored offset reaches the end of the topic (3).
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if o, _ := s.Offsets(ctx, r.Group(), "colors", []int32{0}); o[0] == 3 {
+		if o, _ := s.Offsets(ctx, r.Group(), "colors", []int32{0}); o[0].Offset == 3 {
 			break
 		}
 	}

@@ -80,7 +80,7 @@ func TestIntegrationRunnerIntoSQL(t *testing.T) {
 				}
 				caughtUp := true
 				for p, e := range ends {
-					if e > 0 && got[p] < e {
+					if e > 0 && got[p].Offset < e {
 						caughtUp = false
 					}
 				}

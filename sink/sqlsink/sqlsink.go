@@ -36,7 +36,10 @@ type Sink struct {
 	lockTimeout time.Duration
 
 	// q holds the offset statements, in the dialect's placeholders.
-	q struct{ create, probe, selectOffsets, insert, update string }
+	q struct {
+		create, probe, probeTopicID, addTopicID string
+		selectOffsets, insert, update           string
+	}
 
 	initMu sync.Mutex
 	inited bool
@@ -116,15 +119,21 @@ func New(db *sql.DB, fn Func, opts ...Opt) (*Sink, error) {
 	topic TEXT NOT NULL,
 	partition_id INTEGER NOT NULL,
 	next_offset BIGINT NOT NULL,
+	topic_id TEXT NOT NULL DEFAULT '',
 	PRIMARY KEY (consumer_group, topic, partition_id)
 )`
 	s.q.probe = `SELECT next_offset FROM ` + s.table + ` WHERE 1 = 0`
-	s.q.selectOffsets = d.Rebind(`SELECT partition_id, next_offset FROM ` + s.table + ` WHERE consumer_group = ? AND topic = ?`)
-	// INVARIANT: a partition's offset is only ever created by insert (when
-	// the writer saw none) or moved by update from the value the writer
-	// saw; both change no row when another writer got there first.
-	s.q.insert = d.Rebind(`INSERT INTO ` + s.table + ` (consumer_group, topic, partition_id, next_offset) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`)
-	s.q.update = d.Rebind(`UPDATE ` + s.table + ` SET next_offset = ? WHERE consumer_group = ? AND topic = ? AND partition_id = ? AND next_offset = ?`)
+	// A table created before the sink kept topic ids lacks the column; its
+	// rows get '' (unknown), which the next write of each replaces.
+	s.q.probeTopicID = `SELECT topic_id FROM ` + s.table + ` WHERE 1 = 0`
+	s.q.addTopicID = `ALTER TABLE ` + s.table + ` ADD COLUMN topic_id TEXT NOT NULL DEFAULT ''`
+	s.q.selectOffsets = d.Rebind(`SELECT partition_id, next_offset, topic_id FROM ` + s.table + ` WHERE consumer_group = ? AND topic = ?`)
+	// INVARIANT: a partition's position is only ever created by insert
+	// (when the writer saw none) or moved by update from the offset and
+	// topic id the writer saw; both change no row when another writer got
+	// there first.
+	s.q.insert = d.Rebind(`INSERT INTO ` + s.table + ` (consumer_group, topic, partition_id, next_offset, topic_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+	s.q.update = d.Rebind(`UPDATE ` + s.table + ` SET next_offset = ?, topic_id = ? WHERE consumer_group = ? AND topic = ? AND partition_id = ? AND next_offset = ? AND topic_id = ?`)
 	return s, nil
 }
 
@@ -200,12 +209,50 @@ func (s *Sink) init(ctx context.Context) error {
 			return fmt.Errorf("sqlsink: creating offsets table %s: %w", s.table, err)
 		}
 	}
+	if err := s.addTopicIDColumn(ctx); err != nil {
+		return err
+	}
 	for _, stmt := range s.schema {
 		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("sqlsink: schema statement %q: %w", firstLine(stmt), err)
 		}
 	}
 	s.inited = true
+	return nil
+}
+
+// addTopicIDColumn adds the topic_id column to an offsets table created
+// before the sink kept topic ids. In PostgreSQL, ALTER TABLE waits for every
+// open transaction on the table (and holds up everyone behind it), so it
+// waits at most LockTimeout and fails; the next Offsets or Write tries
+// again.
+func (s *Sink) addTopicIDColumn(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, s.q.probeTopicID); err == nil {
+		return nil
+	}
+	err := func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if s.dialect == Postgres {
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", s.lockTimeout.Milliseconds())); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, s.q.addTopicID); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}()
+	if err != nil {
+		// Another process may have added it meanwhile.
+		if _, perr := s.db.ExecContext(ctx, s.q.probeTopicID); perr == nil {
+			return nil
+		}
+		return fmt.Errorf("sqlsink: adding column topic_id to offsets table %s (created by an earlier version of the sink): %w", s.table, err)
+	}
 	return nil
 }
 
@@ -217,9 +264,10 @@ func firstLine(s string) string {
 	return s
 }
 
-// Offsets returns the stored offsets of group's partitions of topic, for
-// those of partitions that have one. See sink.Sink.
-func (s *Sink) Offsets(ctx context.Context, group, topic string, partitions []int32) (map[int32]int64, error) {
+// Offsets returns the stored positions (offset and topic id) of group's
+// partitions of topic, for those of partitions that have one. A row stored
+// before the sink kept topic ids has the zero id. See sink.Sink.
+func (s *Sink) Offsets(ctx context.Context, group, topic string, partitions []int32) (map[int32]sink.Position, error) {
 	if err := s.init(ctx); err != nil {
 		return nil, err
 	}
@@ -232,16 +280,22 @@ func (s *Sink) Offsets(ctx context.Context, group, topic string, partitions []in
 		return nil, fmt.Errorf("sqlsink: reading offsets: %w", err)
 	}
 	defer rows.Close()
-	out := map[int32]int64{}
+	out := map[int32]sink.Position{}
 	for rows.Next() {
 		var p int32
 		var o int64
-		if err := rows.Scan(&p, &o); err != nil {
+		var idText string
+		if err := rows.Scan(&p, &o, &idText); err != nil {
 			return nil, fmt.Errorf("sqlsink: reading offsets: %w", err)
 		}
-		if want[p] {
-			out[p] = o
+		if !want[p] {
+			continue
 		}
+		id, err := sink.ParseTopicID(idText)
+		if err != nil {
+			return nil, fmt.Errorf("sqlsink: offsets table %s, group %s, %s/%d: topic_id: %w", s.table, group, topic, p, err)
+		}
+		out[p] = sink.Position{Offset: o, TopicID: id}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlsink: reading offsets: %w", err)
@@ -292,9 +346,9 @@ func (s *Sink) Write(ctx context.Context, b *sink.Batch) (err error) {
 	for _, rg := range b.Ranges {
 		var res sql.Result
 		if rg.From == sink.NoOffset {
-			res, err = tx.ExecContext(ctx, s.q.insert, b.Group, rg.Topic, rg.Partition, rg.To)
+			res, err = tx.ExecContext(ctx, s.q.insert, b.Group, rg.Topic, rg.Partition, rg.To, rg.TopicID.String())
 		} else {
-			res, err = tx.ExecContext(ctx, s.q.update, rg.To, b.Group, rg.Topic, rg.Partition, rg.From)
+			res, err = tx.ExecContext(ctx, s.q.update, rg.To, rg.TopicID.String(), b.Group, rg.Topic, rg.Partition, rg.From, rg.FromTopicID.String())
 		}
 		if err != nil {
 			if isLockTimeout(err) {

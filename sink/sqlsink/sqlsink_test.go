@@ -88,7 +88,17 @@ func kv(t *testing.T, db *sql.DB) map[string]string {
 	return out
 }
 
+// offsets returns the stored offsets, without their topic ids.
 func offsets(t *testing.T, s *sqlsink.Sink, group, topic string, ps ...int32) map[int32]int64 {
+	t.Helper()
+	out := map[int32]int64{}
+	for p, pos := range positions(t, s, group, topic, ps...) {
+		out[p] = pos.Offset
+	}
+	return out
+}
+
+func positions(t *testing.T, s *sqlsink.Sink, group, topic string, ps ...int32) map[int32]sink.Position {
 	t.Helper()
 	o, err := s.Offsets(context.Background(), group, topic, ps)
 	if err != nil {
