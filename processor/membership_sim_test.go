@@ -36,7 +36,9 @@ import (
 //     when it resumes (its transaction consumed nothing, so no
 //     TxnOffsetCommit fences it);
 //   - joins-cost-no-restart: joins and leaves of other instances cost no
-//     stage restart.
+//     stage restart;
+//   - simultaneous-start: three instances of a fresh application start at
+//     once and all of them run.
 //
 // A failure prints its seed and events; replay a random schedule with
 // -sim.seed=N (the schedule is a function of the seed; the timing of the
@@ -50,6 +52,7 @@ func TestMembershipSim(t *testing.T) {
 		t.Run("second-revoke", func(t *testing.T) { t.Parallel(); simSecondRevoke(t) })
 		t.Run("zombie-timer", func(t *testing.T) { t.Parallel(); simZombieTimer(t) })
 		t.Run("joins-cost-no-restart", func(t *testing.T) { t.Parallel(); simJoinsNoRestart(t) })
+		t.Run("simultaneous-start", func(t *testing.T) { t.Parallel(); simSimultaneousStart(t) })
 	})
 	seeds := simSeeds()
 	t.Run("random", func(t *testing.T) {
@@ -192,8 +195,12 @@ func randomSchedule(seed uint64) *simSchedule {
 		}
 		return out
 	}
-	for range 1 + rng.IntN(2) {
-		start(0)
+	// The second first instance starts a little later: instances starting
+	// at the same instant on a fresh application race to create its
+	// topics, which directed/simultaneous-start covers.
+	start(0)
+	if rng.IntN(2) == 0 {
+		start(ms(500, 1500))
 	}
 	kills, pauses := 0, 0
 	at := time.Duration(0)
@@ -391,11 +398,12 @@ func simZombieTimer(t *testing.T) {
 	words := simWords(seed, 12)
 	s.wall = 2 * time.Second
 	a := s.startInstance("A", 100*time.Millisecond, nil, false)
-	s.startInstance("B", 100*time.Millisecond, nil, false)
 	cl := s.producer()
 	if err := s.produce(cl, 0, 100, words); err != nil {
 		t.Fatal(err)
 	}
+	s.waitFor(30*time.Second, "A's first commit", func() bool { return a.metrics()[simIngest].Commits >= 1 })
+	s.startInstance("B", 100*time.Millisecond, nil, false)
 	s.drain(drainTimeout)
 	// The burst right after a release instant, so that it is processed
 	// (and committed) well before the next one.
@@ -419,7 +427,8 @@ func simJoinsNoRestart(t *testing.T) {
 	const seed = 303
 	s := newSim(t, seed, 6)
 	s.produceOver(0, 1200, 16*time.Second, simWords(seed, 12))
-	s.startInstance("A", 100*time.Millisecond, nil, false)
+	a := s.startInstance("A", 100*time.Millisecond, nil, false)
+	s.waitFor(30*time.Second, "A's first commit", func() bool { return a.metrics()[simIngest].Commits >= 1 })
 	b := s.startInstance("B", 300*time.Millisecond, nil, false)
 	time.Sleep(3 * time.Second)
 	c := s.startInstance("C", 100*time.Millisecond, nil, false)
@@ -444,4 +453,19 @@ func (s *sim) waitFor(timeout time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// simSimultaneousStart: three instances of a fresh application start at
+// the same instant (as a deployment does): every one must run (they race to
+// create the application's topics), and every effect happens once.
+func simSimultaneousStart(t *testing.T) {
+	const seed = 404
+	s := newSim(t, seed, 4)
+	s.produceOver(0, 300, 3*time.Second, simWords(seed, 12))
+	for _, name := range []string{"A", "B", "C"} {
+		s.startInstance(name, 100*time.Millisecond, nil, false)
+	}
+	s.drain(drainTimeout)
+	s.stopAll(time.Minute)
+	s.check()
 }
