@@ -31,11 +31,13 @@
 //     The first non-empty poll blocks the group's rebalances
 //     (kgo.BlockRebalanceOnPoll).
 //  2. Build the batch: the records, and for each partition a Range from the
-//     offset the sink stores (From) to one past the last record (To).
-//  3. Write: the sink stores the records and moves each partition's offset
-//     from From to To in ONE transaction of its own. The offset update is a
-//     compare-and-set; if the stored offset is not From, the sink changes
-//     nothing and returns ErrFenced.
+//     offset the sink stores (From, with the topic id stored with it) to one
+//     past the last record (To, with the topic's id now).
+//  3. Write: the sink stores the records and moves each partition's
+//     position from (From, FromTopicID) to (To, TopicID) in ONE transaction
+//     of its own. The update is a compare-and-set; if the stored position is
+//     not (From, FromTopicID), the sink changes nothing and returns
+//     ErrFenced.
 //  4. Allow rebalances again (kgo.Client.AllowRebalance).
 //
 // So a record's effect and its offset are stored together or not at all,
@@ -53,9 +55,10 @@
 // it starts exactly where the committed batch ended. When a rebalance is
 // waiting, the runner cuts the batch's polling short
 // (OnPartitionsCallbackBlocked) so that the revoke waits only for the
-// write. The price: the commit interval plus the write must fit in the
-// rebalance timeout (New checks CommitInterval + WriteTimeout against
-// RebalanceTimeout).
+// write. The price: the commit interval plus the write, every attempt of it,
+// must fit in the rebalance timeout: New checks CommitInterval +
+// WriteAttempts × WriteTimeout (+ the pauses between attempts) against
+// RebalanceTimeout, and fails naming the options to change.
 //
 // # Zombies
 //
@@ -72,6 +75,17 @@
 // first write is the one fenced instead; either way each offset range is
 // stored once.
 //
+// A process paused inside its write, after its compare-and-set and before
+// its commit, holds the sink's lock on the partition's offset (in
+// PostgreSQL, the row lock of its UPDATE) until it resumes or its
+// connection dies. A sink must not make the new owner wait for it until the
+// write times out (that would be retried, then returned from Run, on every
+// restart until the paused process dies). Package sqlsink waits at most
+// sqlsink.LockTimeout for a lock and then returns ErrFenced: the runner
+// drops the batch and rejoins, and does so again until the paused writer
+// commits (its batch stands, and the next owner resumes after it) or rolls
+// back.
+//
 // # Recovery
 //
 // Nothing is kept locally. After a crash, a restart, a fenced write or a
@@ -81,6 +95,35 @@
 // StartOffset. A Write whose outcome is unknown (an error from the commit)
 // is retried with the same batch: if the first attempt committed, the retry
 // is fenced and the runner rejoins, reading the offsets that did commit.
+//
+// Before it resumes a partition, the runner checks the stored position
+// against the topic as the broker describes it now:
+//
+//   - The sink stores the topic's id (KIP-516) with each offset. A topic
+//     deleted and created again under the same name has a new id, and the
+//     stored offset says nothing about it (an offset of 100 would skip the
+//     new topic's first 100 records, or lie beyond its end). Run returns a
+//     *PositionError wrapping ErrTopicRecreated that says so; with
+//     RestartRecreatedTopics the partition starts at the new topic's
+//     beginning instead, and the first batch replaces the old position.
+//   - An offset above the high watermark of the same topic means Kafka lost
+//     records the sink already has (or the offsets came from another
+//     cluster): Run returns a *PositionError wrapping ErrOffsetAboveEnd
+//     that names the partition and the fix (set or delete the stored
+//     offset). An offset stored without a topic id (by an earlier version
+//     of the sink) above the high watermark gets the same error, which then
+//     points to RestartRecreatedTopics, since a recreated topic is the
+//     likely cause; such an offset within the topic is trusted, and the
+//     next write stores the topic's id with it.
+//   - An offset below the log start offset (retention deleted records the
+//     sink never got) goes on at StartOffset; those records are lost to
+//     the sink.
+//
+// A topic recreated while the runner consumes it is caught too: franz-go
+// keeps fetching the old topic id and reports UNKNOWN_TOPIC_ID, and a
+// record below the stored offset means franz-go reset the position. Either
+// way the runner drops the batch and rejoins, and the checks above decide.
+// No record is dropped silently.
 //
 // # Limits
 //

@@ -100,10 +100,13 @@ func (r *Runner) Metrics() Metrics {
 
 // Run consumes until ctx is done, then writes the batch it has gathered,
 // leaves the group and returns nil. It returns an error when a topic does
-// not exist, the brokers do not answer at startup, or a batch could not be
+// not exist, the brokers do not answer at startup, a batch could not be
 // written in WriteAttempts tries (nothing of that batch is committed
-// anywhere; a restart resumes from the sink's offsets). A fenced write is not
-// an error: the runner rejoins the group and goes on. Run may be called once.
+// anywhere; a restart resumes from the sink's offsets), or a partition's
+// stored position does not fit its topic (a *PositionError: the topic was
+// created again, ErrTopicRecreated, or the offset lies above the high
+// watermark, ErrOffsetAboveEnd; see StartOffset). A fenced write is not an
+// error: the runner rejoins the group and goes on. Run may be called once.
 func (r *Runner) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("sink: Run called twice on one Runner")

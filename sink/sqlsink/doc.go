@@ -30,22 +30,35 @@
 // # Exactly-once
 //
 // The offsets live in a table of their own (OffsetsTable, default
-// sluice_offsets: consumer_group, topic, partition_id, next_offset), created
-// if missing. Write runs, in one transaction:
+// sluice_offsets: consumer_group, topic, partition_id, next_offset,
+// topic_id), created if missing. topic_id holds the Kafka topic id the
+// offset belongs to, in Kafka's text form (empty when unknown), so that the
+// runner can tell a topic deleted and created again under the same name
+// (see package sink, Recovery). Write runs, in one transaction:
 //
-//  1. for each partition of the batch, the compare-and-set of its offset:
-//     UPDATE ... SET next_offset = To WHERE ... AND next_offset = From, or,
-//     for a partition with no offset yet, INSERT ... ON CONFLICT DO NOTHING.
-//     If a statement changes no row, another writer moved the offset: roll
-//     back and return a *sink.FencedError;
-//  2. the Func for each record;
-//  3. COMMIT.
+//  1. in PostgreSQL, SET LOCAL lock_timeout (LockTimeout, default 5s);
+//  2. for each partition of the batch, the compare-and-set of its position:
+//     UPDATE ... SET next_offset = To, topic_id = TopicID WHERE ... AND
+//     next_offset = From AND topic_id = FromTopicID, or, for a partition
+//     with no offset yet, INSERT ... ON CONFLICT DO NOTHING. If a statement
+//     changes no row, another writer moved the offset: roll back and return
+//     a *sink.FencedError;
+//  3. the Func for each record;
+//  4. COMMIT.
 //
 // A record's rows and its offset are committed together or not at all, and
 // two writers of the same offsets cannot both commit: in PostgreSQL the
 // UPDATE locks the partition's offset row until the commit, so a second
 // writer waits and then finds the offset moved; in SQLite writes are
 // serialized by the database lock.
+//
+// In PostgreSQL a writer waits at most LockTimeout for a lock another
+// transaction holds (the offset row, or a row its Func writes). A writer
+// paused inside its transaction (SIGSTOP, a stopped VM, a long GC) keeps its
+// locks, and PostgreSQL does not end idle transactions by default; a lock
+// wait that times out (SQLSTATE 55P03) rolls back and returns a
+// *sink.FencedError, so the runner drops the batch and rejoins instead of
+// failing, until the paused writer commits or rolls back.
 //
 // # Recovery
 //
@@ -54,6 +67,12 @@
 // the runner that takes over reads the offsets that committed. A commit that
 // returned an error may have landed; the runner's retry is then fenced and
 // it rejoins, reading the offsets anew.
+//
+// An offsets table created by an earlier version, without topic_id, gets
+// the column (ALTER TABLE ... ADD COLUMN topic_id, empty by default)
+// at the sink's first use; in PostgreSQL the ALTER waits at most LockTimeout
+// for the table's lock and is tried again at the next use. Its rows have no
+// topic id until their next write stores one.
 //
 // # Limits
 //
@@ -65,4 +84,8 @@
 // Go, where several partitions write the same rows concurrently, needs
 // Isolation(sql.LevelSerializable) in PostgreSQL; single-statement updates
 // (INSERT ... ON CONFLICT DO UPDATE SET n = t.n + excluded.n) do not.
+// SQLite has no lock timeout per statement: a writer paused inside its
+// transaction holds the database's write lock, and the others wait for the
+// connection's busy timeout (10 s with OpenSQLite), fail, are retried, and
+// after WriteAttempts their Run returns the error.
 package sqlsink

@@ -54,8 +54,9 @@ func (o opt) apply(s *Sink) { o(s) }
 
 // OffsetsTable names the table holding the offsets. Default
 // "sluice_offsets". It is created if missing, with the columns
-// consumer_group, topic, partition_id and next_offset and the primary key
-// (consumer_group, topic, partition_id). A schema-qualified name
+// consumer_group, topic, partition_id, next_offset and topic_id and the
+// primary key (consumer_group, topic, partition_id); a table without
+// topic_id (from an earlier version) gets the column at the first use. A schema-qualified name
 // ("ingest.offsets") is allowed; several sinks may share one table.
 func OffsetsTable(name string) Opt { return opt(func(s *Sink) { s.table = name }) }
 
