@@ -14,16 +14,21 @@ import (
 // topicID returns topic's id as the broker reports it.
 func topicID(t *testing.T, brokers []string, topic string) sink.TopicID {
 	t.Helper()
+	id, err := tryTopicID(t, brokers, topic)
+	if err != nil {
+		t.Fatalf("describing %s: %v", topic, err)
+	}
+	return id
+}
+
+func tryTopicID(t *testing.T, brokers []string, topic string) (sink.TopicID, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tds, err := testbroker.Admin(t, brokers).ListTopics(ctx, topic)
 	if err == nil {
 		err = tds.Error()
 	}
-	if err != nil {
-		t.Fatalf("describing %s: %v", topic, err)
-	}
-	return sink.TopicID(tds[topic].ID)
+	return sink.TopicID(tds[topic].ID), err
 }
 
 // recreateTopic deletes topic and creates it again (with a new id), waiting
@@ -50,9 +55,14 @@ func recreateTopic(t *testing.T, brokers []string, topic string, partitions int3
 		}
 		time.Sleep(100 * time.Millisecond) // the deletion may still be under way
 	}
-	for topicID(t, brokers, topic) == old {
+	// A real broker takes a while to show the new topic in its metadata.
+	for {
+		id, err := tryTopicID(t, brokers, topic)
+		if err == nil && id != old && !id.IsZero() {
+			break
+		}
 		if ctx.Err() != nil {
-			t.Fatalf("%s still has its old id", topic)
+			t.Fatalf("%s: still the old id or none (%v)", topic, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
