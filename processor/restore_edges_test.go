@@ -433,3 +433,63 @@ func TestRestoreDeleteRetentionZeroOrUnknownRebuilds(t *testing.T) {
 		})
 	}
 }
+
+// Issue 14.3: the checkpoint a restore writes part-way (every
+// restoreFlushBytes) was stamped with the time of the flush, although the
+// records past it were written since the checkpoint the restore resumed
+// from. 25 h after that checkpoint (delete.retention.ms 24 h), Plan then
+// trusted the progress offset and resumed past tombstones compaction may
+// have removed. The progress checkpoint now carries the resumed
+// checkpoint's time.
+func TestRestoreProgressCheckpointKeepsOriginalTime(t *testing.T) {
+	kf := testbroker.NewKfake(t)
+	defer func(n int) { restoreFlushBytes = n }(restoreFlushBytes)
+	restoreFlushBytes = 1 // a progress checkpoint after every record
+	// One batch per fetch, so the restore can be stopped half-way.
+	r := newRestoreRig(t, kf, nil, KafkaOptions(kgo.FetchMaxPartitionBytes(1)))
+	t0 := r.clock
+	r.commitTxn("k1=a") // 0; marker 1
+	r.mustRestore("k1=a")
+	if cp := r.checkpoint(); !cp.Written.Equal(t0) || cp.Stores["totals"].Next != 2 {
+		t.Fatalf("checkpoint %+v, want offset 2 written at %v", cp, t0)
+	}
+	for _, kv := range []string{"k2=b", "k1=<nil>", "k3=c", "k4=d"} {
+		r.commitTxn(kv) // 2, 4, 6, 8; markers 3, 5, 7, 9
+	}
+
+	// Two hours later a restore stops after its third fetch.
+	r.setClock(t0.Add(2 * time.Hour))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	fetches := 0
+	kf.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		kf.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		if fetches++; fetches == 4 {
+			cancel()
+		}
+		return nil, nil, false
+	})
+	if _, err := r.restoreCtx(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("restore = %v, want it interrupted", err)
+	}
+	kf.DropControl()
+	cp := r.checkpoint()
+	if next := cp.Stores["totals"].Next; next <= 2 || next >= 10 {
+		t.Fatalf("no progress checkpoint: %+v", cp)
+	}
+	if !cp.Written.Equal(t0) {
+		t.Errorf("progress checkpoint at offset %d written at %v, want %v (the time of the checkpoint it resumed from)", cp.Stores["totals"].Next, cp.Written, t0)
+	}
+
+	// 25 hours after the first checkpoint, delete.retention.ms (24 h) has
+	// passed: the next restore must not trust the progress offset.
+	r.setClock(t0.Add(25 * time.Hour))
+	rebuilds := r.st.metrics.rebuilds.Load()
+	r.mustRestore("k2=b", "k3=c", "k4=d")
+	if got := r.st.metrics.rebuilds.Load() - rebuilds; got != 1 {
+		t.Errorf("%d rebuilds 25 h after the checkpoint, want 1", got)
+	}
+}
