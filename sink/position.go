@@ -40,23 +40,25 @@ type PositionError struct {
 
 func (e *PositionError) Error() string {
 	where := fmt.Sprintf("sink: group %s, topic %s partition %d", e.Group, e.Topic, e.Partition)
-	fix := fmt.Sprintf("change or delete the partition's stored offset for group %s in the sink (sqlsink: its row in the offsets table; without one the partition starts at sink.StartOffset)", e.Group)
+	row := "(sqlsink: the partition's row in the offsets table)"
 	switch {
 	case errors.Is(e.Err, ErrTopicRecreated):
 		return fmt.Sprintf("%s: the sink stores offset %d of topic id %s, but the topic's id is now %s (high watermark %d): "+
 			"the topic was deleted and created again, and the stored offset belongs to the old topic. "+
-			"To write the new topic from its beginning, run with sink.RestartRecreatedTopics(); or %s",
-			where, e.Stored.Offset, e.Stored.TopicID, e.TopicID, e.HighWatermark, fix)
+			"To write the new topic from its beginning, run with sink.RestartRecreatedTopics(); "+
+			"to start it elsewhere, delete the stored offset %s and set sink.StartOffset",
+			where, e.Stored.Offset, e.Stored.TopicID, e.TopicID, e.HighWatermark, row)
 	case e.Stored.TopicID.IsZero():
 		return fmt.Sprintf("%s: the sink stores offset %d, above the partition's high watermark %d, with no topic id (stored before the sink kept ids): "+
 			"most likely the topic was deleted and created again. To write the new topic from its beginning, run with sink.RestartRecreatedTopics(); "+
-			"if the broker lost records instead, %s",
-			where, e.Stored.Offset, e.HighWatermark, fix)
+			"if the broker lost records instead, set the stored offset %s to where the partition should resume (at most %d)",
+			where, e.Stored.Offset, e.HighWatermark, row, e.HighWatermark)
 	default:
 		return fmt.Sprintf("%s: the sink stores offset %d, above the partition's high watermark %d, of the same topic (id %s): "+
 			"the broker lost records the sink had already consumed (an unclean leader election, a cluster restored from a backup), "+
-			"or the offsets come from another cluster; the runner will not guess where to resume: %s, to at most %d",
-			where, e.Stored.Offset, e.HighWatermark, e.Stored.TopicID, fix, e.HighWatermark)
+			"or the offsets come from another cluster. The runner will not guess where to resume: "+
+			"set the stored offset %s to where the partition should resume (at most %d), or delete it to start at sink.StartOffset",
+			where, e.Stored.Offset, e.HighWatermark, e.Stored.TopicID, row, e.HighWatermark)
 	}
 }
 

@@ -327,7 +327,10 @@ func (s *session) adjust(ctx context.Context, offsets map[string]map[int32]kgo.O
 }
 
 // live describes topic as the broker sees it now: its id and, if
-// withOffsets, each partition's log start offset and high watermark.
+// withOffsets, each partition's log start offset and high watermark. A
+// leader whose high watermark may lag (just elected) answers
+// OFFSET_NOT_AVAILABLE (KIP-207) rather than a low one: an error here, and
+// the assignment is retried.
 func (s *session) live(ctx context.Context, topic string, withOffsets bool) (map[int32]live, error) {
 	adm := s.adm
 	tds, err := adm.ListTopics(ctx, topic)
