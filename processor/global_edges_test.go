@@ -1,0 +1,128 @@
+package processor
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/state"
+)
+
+// Issue 13.5, global tables: a compacted topic with delete.retention.ms=0
+// read as "unknown", so a copy that was down while compaction could remove
+// tombstones resumed from its checkpoints. Now it is read again from the
+// topic's start.
+func TestGlobalTableDeleteRetentionZeroRebuilds(t *testing.T) {
+	brokers := testbroker.Brokers(t)
+	app := testbroker.Unique(t, "global-dr0")
+	orders, users, out := app+"-orders", app+"-users", app+"-out"
+	testbroker.CreateTopic(t, brokers, orders, 1, nil)
+	testbroker.CreateTopic(t, brokers, users, 1, map[string]*string{"cleanup.policy": ptr("compact"), "delete.retention.ms": ptr("0")})
+	testbroker.CreateTopic(t, brokers, out, 1, nil)
+	topo := globalOrders(t, orders, users, out)
+	produceGlobal(t, brokers, users, "ann=de", "bob=fr")
+	opts := append(testOpts(t, brokers, app), StateDir(t.TempDir()))
+	p := startProcessor(t, topo, opts...)
+	produceGlobal(t, brokers, orders, "o1=ann")
+	if got := waitRecords(t, brokers, out, 1, time.Minute); got < 1 {
+		t.Fatalf("no output (Run: %v)", p.stop())
+	}
+	if err := p.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	produceGlobal(t, brokers, users, "ann=<nil>")
+	p = startProcessor(t, topo, opts...)
+	produceGlobal(t, brokers, orders, "o2=ann")
+	if got := waitRecords(t, brokers, out, 2, time.Minute); got < 2 {
+		t.Fatalf("output has %d of 2 records (Run: %v)", got, p.stop())
+	}
+	m := p.Metrics().Global["users"]
+	if err := p.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if m.Rebuilds != 1 {
+		t.Errorf("global metrics of the restart: %+v, want 1 rebuild (delete.retention.ms=0 trusts no checkpoint)", m)
+	}
+}
+
+// Issue 14.3, global tables: a following copy stamped each checkpoint with
+// the time of its write, although the records past it may be older (a
+// lagging follower, a bootstrap flush). It now carries the time the copy
+// was last seen caught up with the partition's high watermark.
+func TestGlobalFollowerCheckpointKeepsCaughtUpTime(t *testing.T) {
+	kf := testbroker.NewKfake(t)
+	brokers := kf.ListenAddrs()
+	app := testbroker.Unique(t, "global-since")
+	orders, users, out := app+"-orders", app+"-users", app+"-out"
+	testbroker.CreateTopic(t, brokers, orders, 1, nil)
+	testbroker.CreateTopic(t, brokers, users, 1, map[string]*string{"cleanup.policy": ptr("compact")})
+	testbroker.CreateTopic(t, brokers, out, 1, nil)
+	produceGlobal(t, brokers, users, "ann=de")
+
+	p, err := New(globalOrders(t, orders, users, out), testOpts(t, brokers, app)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	clock := t0
+	p.now = func() time.Time { return clock } // only this goroutine reads it
+	db, err := state.Open(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, st := range p.stages {
+		st.db = db
+	}
+	adm := testbroker.Admin(t, brokers)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.prepareTopics(ctx, adm); err != nil {
+		t.Fatal(err)
+	}
+	g := p.globals[0]
+	if err := g.bootstrap(ctx, adm, db); err != nil {
+		t.Fatal(err)
+	}
+	defer p.closeGlobals()
+	written := func() (int64, time.Time) {
+		t.Helper()
+		cp, found, err := db.Checkpoint(state.GlobalCheckpoint(g.name, 0))
+		if err != nil || !found {
+			t.Fatalf("checkpoint: %v, %v", found, err)
+		}
+		return cp.Stores[g.store].Next, cp.Written
+	}
+	if _, at := written(); !at.Equal(t0) {
+		t.Fatalf("bootstrap checkpoint written at %v, want %v", at, t0)
+	}
+
+	// Three hours later the copy applies records written since.
+	produceGlobal(t, brokers, users, "bob=fr", "ann=<nil>")
+	clock = t0.Add(3 * time.Hour)
+	w := db.NewWriter()
+	defer w.Discard()
+	for next, _ := written(); next < 3; next, _ = written() {
+		if _, err := g.applyFetches(g.cl.PollFetches(ctx), w, restoreFlushBytes); err != nil {
+			t.Fatal(err)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the copy did not read the new records")
+		}
+	}
+	if next, at := written(); !at.Equal(t0) {
+		t.Errorf("checkpoint at offset %d written at %v, want %v (when the copy was last caught up)", next, at, t0)
+	}
+
+	// Caught up at the next refresh: the checkpoint's time moves on.
+	clock = t0.Add(4 * time.Hour)
+	if err := g.refresh(ctx, adm, w); err != nil {
+		t.Fatal(err)
+	}
+	if next, at := written(); !at.Equal(clock) {
+		t.Errorf("checkpoint at offset %d after a refresh that found the copy caught up: written at %v, want %v", next, at, clock)
+	}
+}
