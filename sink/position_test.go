@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/sluicehq/sluice/internal/testbroker"
 	"github.com/sluicehq/sluice/sink"
 )
@@ -335,5 +337,48 @@ func TestTopicRecreatedWhileRunning(t *testing.T) {
 	}
 	if met := r.Metrics(); met.Stale != 0 {
 		t.Errorf("metrics %+v: records dropped as stale", met)
+	}
+}
+
+// A stored offset below the log start offset (retention deleted records
+// the sink never got) goes on at StartOffset: the records still there are
+// written once, and the lost ones are not waited for.
+func TestOffsetBelowLogStart(t *testing.T) {
+	brokers := testbroker.Brokers(t)
+	app := testbroker.Unique(t, "sink")
+	topic := app + "-in"
+	group := app + "-sink"
+	testbroker.CreateTopic(t, brokers, topic, 1, nil)
+	produceN(t, brokers, topic, 0, 10)
+	id := topicID(t, brokers, topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var to kadm.Offsets
+	to.AddOffset(topic, 0, 6, -1)
+	resp, err := testbroker.Admin(t, brokers).DeleteRecords(ctx, to)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("deleting records: %v", err)
+	}
+
+	m := newMemSink()
+	m.setPosition(group, topic, 0, sink.Position{Offset: 2, TopicID: id})
+	r, err := sink.New(m, testOpts(brokers, app, topic)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs, stop := startRunner(t, r)
+	waitPosition(t, m, group, topic, sink.Position{Offset: 10, TopicID: id}, errs)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	m.checkBatches(t, map[int32]int64{0: 2})
+	w := m.written()
+	for o := range int64(10) {
+		if want := map[bool]int{true: 1}[o >= 6]; w[0][o] != want {
+			t.Errorf("offset %d written %d times, want %d", o, w[0][o], want)
+		}
 	}
 }
