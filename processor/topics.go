@@ -383,6 +383,10 @@ func describeConfigsError(topics []string, err error) error {
 	return fmt.Errorf("reading the settings of internal topics %v: %w", topics, err)
 }
 
+// metadataSettle is how long describeChangelogs asks again for a topic the
+// metadata does not show yet.
+const metadataSettle = 5 * time.Second
+
 // logInfo is what a restore needs to know of a changelog topic besides its
 // offsets.
 type logInfo struct {
@@ -403,9 +407,30 @@ type logInfo struct {
 // rebuild costs a replay, a resume past a removed tombstone brings a deleted
 // key back.
 func describeChangelogs(ctx context.Context, adm *kadm.Client, log *slog.Logger, topics []string, created map[string][16]byte) (map[string]logInfo, error) {
-	md, err := adm.Metadata(ctx, topics...)
-	if err != nil {
-		return nil, fmt.Errorf("reading changelog metadata: %w", err)
+	// A topic created a moment ago may be unknown to the broker that
+	// answers for a few moments: ask again, for a bounded time, before
+	// calling it missing.
+	var md kadm.Metadata
+	for deadline := time.Now().Add(metadataSettle); ; {
+		var err error
+		md, err = adm.Metadata(ctx, topics...)
+		if err != nil {
+			return nil, fmt.Errorf("reading changelog metadata: %w", err)
+		}
+		missing := false
+		for _, t := range topics {
+			if d, ok := md.Topics[t]; (!ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition)) && created[t] == [16]byte{} {
+				missing = true
+			}
+		}
+		if !missing || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	logs := make(map[string]logInfo, len(topics))
 	for _, t := range topics {
