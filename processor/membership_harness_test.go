@@ -680,23 +680,35 @@ func (s *sim) producer() *kgo.Client {
 	return testbroker.NewClient(s.t, s.brokers, kgo.DefaultProduceTopic(s.tp.in))
 }
 
-// produceOver writes n ids from `from` spread over d, in a goroutine.
-func (s *sim) produceOver(from, n int, d time.Duration, word func(int) string) {
+// produceOver writes n ids from `from` spread over d, in a goroutine. A
+// bursty producer writes only in the first second of every 2.5 s, so that
+// wall-clock releases also happen in cycles that consumed nothing (the
+// timer-only transactions of a zombie).
+func (s *sim) produceOver(from, n int, d time.Duration, bursty bool, word func(int) string) {
 	cl := s.producer()
+	const step = 100 * time.Millisecond
+	steps := max(1, int(d/step))
+	on := func(i int) bool { return !bursty || i%25 < 10 }
+	active := 0
+	for i := range steps {
+		if on(i) {
+			active++
+		}
+	}
 	s.producing.Add(1)
 	go func() {
 		defer s.producing.Done()
-		const step = 100 * time.Millisecond
-		steps := max(1, int(d/step))
-		done := 0
+		done, seen := 0, 0
 		for i := range steps {
-			k := (n*(i+1))/steps - done
-			if k > 0 {
-				if err := s.produce(cl, from+done, k, word); err != nil {
-					s.t.Errorf("producing input: %v", err)
-					return
+			if on(i) {
+				seen++
+				if k := (n*seen)/active - done; k > 0 {
+					if err := s.produce(cl, from+done, k, word); err != nil {
+						s.t.Errorf("producing input: %v", err)
+						return
+					}
+					done += k
 				}
-				done += k
 			}
 			select {
 			case <-s.stopProd:

@@ -131,12 +131,13 @@ type simSchedule struct {
 	partitions int32
 	ids        int
 	produceFor time.Duration
+	bursty     bool // input in bursts (1 s of every 2.5 s)
 	events     []simEvent
 }
 
 func (sc *simSchedule) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d: %d partitions, %d ids produced over %v\n", sc.seed, sc.partitions, sc.ids, sc.produceFor)
+	fmt.Fprintf(&b, "seed %d: %d partitions, %d ids produced over %v (bursty: %v)\n", sc.seed, sc.partitions, sc.ids, sc.produceFor, sc.bursty)
 	for _, e := range sc.events {
 		fmt.Fprintf(&b, "  %s\n", e)
 	}
@@ -158,6 +159,7 @@ func randomSchedule(seed uint64) *simSchedule {
 	span := ms(10000, 16000)
 	sc := &simSchedule{seed: seed, partitions: []int32{4, 6}[rng.IntN(2)], produceFor: span + 2*time.Second}
 	sc.ids = 60 * int(sc.produceFor/time.Second)
+	sc.bursty = rng.IntN(5) < 3
 
 	type slot struct {
 		state  string // running, paused, left, killed
@@ -198,12 +200,13 @@ func randomSchedule(seed uint64) *simSchedule {
 	// The second first instance starts a little later: instances starting
 	// at the same instant on a fresh application race to create its
 	// topics, which directed/simultaneous-start covers.
+	at := time.Duration(0)
 	start(0)
 	if rng.IntN(2) == 0 {
-		start(ms(500, 1500))
+		at = ms(500, 1500)
+		start(at)
 	}
 	kills, pauses := 0, 0
-	at := time.Duration(0)
 	for {
 		at += ms(700, 2500)
 		if at > span {
@@ -227,8 +230,10 @@ func randomSchedule(seed uint64) *simSchedule {
 			long = long || slots[name].commit >= 3*time.Second
 		}
 		switch r := rng.IntN(100); {
-		case r < 12 && n <= 2 && long && used+2 <= len(simSlots):
-			// Two joins inside one transaction of a long-interval instance.
+		case r < 15 && n <= 2 && long && at >= 5*time.Second && used+2 <= len(simSlots):
+			// Two joins inside one transaction of a long-interval instance
+			// that runs steadily (its first commits take up to two of its
+			// intervals, one per stage).
 			start(at)
 			at += ms(1000, 2000)
 			start(at)
@@ -277,7 +282,7 @@ func randomSchedule(seed uint64) *simSchedule {
 func runSchedule(t *testing.T, sc *simSchedule) {
 	s := newSim(t, sc.seed, sc.partitions)
 	t.Logf("schedule %s", sc)
-	s.produceOver(0, sc.ids, sc.produceFor, simWords(sc.seed, 12))
+	s.produceOver(0, sc.ids, sc.produceFor, sc.bursty, simWords(sc.seed, 12))
 	cur := map[string]*simInstance{}
 	for _, e := range sc.events {
 		time.Sleep(time.Until(s.start.Add(e.at)))
@@ -365,7 +370,7 @@ func simWords(seed uint64, vocab int) func(int) string {
 func simSecondRevoke(t *testing.T) {
 	const seed = 101
 	s := newSim(t, seed, 6)
-	s.produceOver(0, 1500, 24*time.Second, simWords(seed, 12))
+	s.produceOver(0, 1500, 24*time.Second, false, simWords(seed, 12))
 	a := s.startInstance("A", 6*time.Second, nil, false)
 	// Wait for A's first tally commit, then for the next: a transaction
 	// has just begun (records keep arriving).
@@ -426,7 +431,7 @@ func simZombieTimer(t *testing.T) {
 func simJoinsNoRestart(t *testing.T) {
 	const seed = 303
 	s := newSim(t, seed, 6)
-	s.produceOver(0, 1200, 16*time.Second, simWords(seed, 12))
+	s.produceOver(0, 1200, 16*time.Second, false, simWords(seed, 12))
 	a := s.startInstance("A", 100*time.Millisecond, nil, false)
 	s.waitFor(30*time.Second, "A's first commit", func() bool { return a.metrics()[simIngest].Commits >= 1 })
 	b := s.startInstance("B", 300*time.Millisecond, nil, false)
@@ -461,7 +466,7 @@ func (s *sim) waitFor(timeout time.Duration, what string, cond func() bool) {
 func simSimultaneousStart(t *testing.T) {
 	const seed = 404
 	s := newSim(t, seed, 4)
-	s.produceOver(0, 300, 3*time.Second, simWords(seed, 12))
+	s.produceOver(0, 300, 3*time.Second, false, simWords(seed, 12))
 	for _, name := range []string{"A", "B", "C"} {
 		s.startInstance(name, 100*time.Millisecond, nil, false)
 	}
