@@ -111,13 +111,13 @@ func crashRollup(t *testing.T, bin string, instances int, seed uint64) {
 	// A backlog, then a steady stream of events for as long as the kills
 	// go on, so that every kill lands while the instances have work in
 	// flight.
-	produce(gen.next(1500))
+	produce(gen.next(1000))
 	names := make([]string, instances)
 	for i := range names {
 		names[i] = fmt.Sprintf("i%d", i+1)
 		h.Start(names[i])
 	}
-	stopInput := crashtest.SteadyInput(50*time.Millisecond, func() { produce(gen.next(20)) })
+	stopInput := crashtest.SteadyInput(50*time.Millisecond, func() { produce(gen.next(10)) })
 	defer stopInput()
 
 	const kills = 10
