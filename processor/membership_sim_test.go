@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,10 +41,16 @@ import (
 //   - simultaneous-start: three instances of a fresh application start at
 //     once and all of them run.
 //
-// A failure prints its seed and events; replay a random schedule with
-// -sim.seed=N (the schedule is a function of the seed; the timing of the
-// run is not, so a race may need a few replays). -sim.long runs 40
-// schedules, -sim.schedules=N runs N. Skipped under -short.
+// By default 3 random schedules run, with new seeds each time, after the
+// directed scenarios (2 at a time: -parallel defaults to GOMAXPROCS); about
+// 1.5 minutes under -race. A failure prints its seed, the schedule and what
+// happened; replay with
+//
+//	go test ./processor -run TestMembershipSim/random -sim.seed=N[,M...]
+//
+// (the schedule is a function of the seed; the timing of a run is not, so a
+// race may need a few replays). -sim.long runs 40 random schedules,
+// -sim.schedules=N runs N. Skipped under -short.
 func TestMembershipSim(t *testing.T) {
 	if testing.Short() {
 		t.Skip("membership simulation: several minutes of broker time; run without -short")
@@ -66,15 +73,23 @@ func TestMembershipSim(t *testing.T) {
 }
 
 var (
-	simSeed      = flag.Uint64("sim.seed", 0, "membership simulation: replay the random schedule of this seed only")
+	simSeed      = flag.String("sim.seed", "", "membership simulation: replay the random schedules of these seeds only (comma-separated)")
 	simLong      = flag.Bool("sim.long", false, "membership simulation: run 40 random schedules")
 	simSchedules = flag.Int("sim.schedules", 0, "membership simulation: run this many random schedules (default 3, 40 with -sim.long)")
 )
 
 // simSeeds returns the seeds of the random schedules to run.
 func simSeeds() []uint64 {
-	if *simSeed != 0 {
-		return []uint64{*simSeed}
+	if *simSeed != "" {
+		var out []uint64
+		for _, f := range strings.Split(*simSeed, ",") {
+			seed, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+			if err != nil || seed == 0 {
+				panic(fmt.Sprintf("-sim.seed=%q: want positive integers separated by commas", *simSeed))
+			}
+			out = append(out, seed)
+		}
+		return out
 	}
 	n := 3
 	if *simLong {
