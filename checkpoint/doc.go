@@ -26,8 +26,23 @@
 // the changelog topic was recreated (its topic id differs), the checkpoint's
 // offset is below the log start offset (records it has not applied were
 // deleted) or above the high watermark (the topic was truncated, or is not
-// the one the state was built from), or the checkpoint is older than the
-// changelog's delete.retention.ms (compaction may have removed tombstones, so
-// replaying from the checkpoint could bring deleted keys back). Otherwise the
-// restore replays the changelog from the checkpoint's offset.
+// the one the state was built from), or, when there is anything to replay
+// (the offset is below the high watermark), the checkpoint is older than the
+// changelog's delete.retention.ms: compaction may have removed tombstones,
+// so replaying from the checkpoint could bring deleted keys back. Otherwise
+// the restore replays the changelog from the checkpoint's offset.
+//
+// delete.retention.ms=0, and a retention the caller could not read (pass
+// zero for both), fail closed: no checkpoint below the high watermark is
+// trusted, because a tombstone may be gone at any moment. A topic whose
+// tombstones never expire on their own (not compacted) is described with
+// [NoTombstoneExpiry].
+//
+// The age rule is only as sound as [Checkpoint.Written]: it must be a time
+// before which no record at or past the checkpoint's offsets was written.
+// A writer stamps a checkpoint with the moment the transaction it covers
+// began to end; a restore stamps its progress checkpoints with the time of
+// the checkpoint it resumed from (or the start of its rebuild), never with
+// the time of the flush, since the records after a progress offset may be
+// much older than the flush.
 package checkpoint
