@@ -57,8 +57,14 @@ func TestIntegrationDSL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	produce(users, &kgo.Record{Key: []byte("ann"), Value: []byte("de")}, &kgo.Record{Key: []byte("bob"), Value: []byte("fr")},
-		&kgo.Record{Key: []byte("cid"), Value: []byte("de")}, &kgo.Record{Key: []byte("cid")}) // cid deleted
+	// The table's records are a minute older than the views: each task
+	// processes them first, whatever the order of fetches (no wait for
+	// the table to load).
+	past := time.Now().Add(-time.Minute)
+	produce(users, &kgo.Record{Key: []byte("ann"), Value: []byte("de"), Timestamp: past}, &kgo.Record{Key: []byte("bob"), Value: []byte("fr"), Timestamp: past},
+		&kgo.Record{Key: []byte("cid"), Value: []byte("de"), Timestamp: past}, &kgo.Record{Key: []byte("cid"), Timestamp: past}) // cid deleted
+	produce(views, &kgo.Record{Key: []byte("ann"), Value: []byte("/a")}, &kgo.Record{Key: []byte("bob"), Value: []byte("/b")},
+		&kgo.Record{Key: []byte("cid"), Value: []byte("/c")}, &kgo.Record{Key: []byte("ann"), Value: []byte("/d")})
 
 	p, err := New(topo, testOpts(t, brokers, app)...)
 	if err != nil {
@@ -67,9 +73,6 @@ func TestIntegrationDSL(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	time.Sleep(3 * time.Second) // the table first
-	produce(views, &kgo.Record{Key: []byte("ann"), Value: []byte("/a")}, &kgo.Record{Key: []byte("bob"), Value: []byte("/b")},
-		&kgo.Record{Key: []byte("cid"), Value: []byte("/c")}, &kgo.Record{Key: []byte("ann"), Value: []byte("/d")})
 	if got := waitRecords(t, brokers, out, 3, time.Minute); got < 3 {
 		cancel()
 		t.Fatalf("output has %d records (Run: %v)", got, <-done)

@@ -124,9 +124,13 @@ func TestIntegrationNullKeyRecords(t *testing.T) {
 			if keyed != 1 {
 				t.Errorf("%d output records with key \"a\", want 1: the stage stopped at the null-key records", keyed)
 			}
-			var handled int64
+			var handled, nulls int64
 			for _, m := range p.Metrics().Stages {
 				handled += m.Skipped + m.DeadLettered
+				nulls += m.NullKeys
+			}
+			if nulls != 2 {
+				t.Errorf("NullKeys = %d, want 2", nulls)
 			}
 			if handled != 2 {
 				t.Errorf("%d records skipped or dead-lettered, want 2 (the null key and the empty key); metrics: %+v", handled, p.Metrics())

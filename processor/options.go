@@ -159,6 +159,7 @@ type stageCfg struct {
 	policy         Policy
 	commitInterval time.Duration
 	maxRecords     int
+	maxTaskIdle    time.Duration // see MaxTaskIdle (order.go)
 
 	// Producer settings; nil means the guarantee's default.
 	acks        *Acks
@@ -228,6 +229,7 @@ func defaultCfg() cfg {
 			policy:         Fail,
 			commitInterval: 100 * time.Millisecond,
 			maxRecords:     50000,
+			maxTaskIdle:    defaultMaxTaskIdle,
 		},
 		stages: map[string][]StageOpt{},
 	}

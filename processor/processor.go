@@ -222,6 +222,11 @@ type StageMetrics struct {
 	// policy like other bad records, so each is also counted in Skipped,
 	// DeadLettered or Failed.
 	Late int64
+	// NullKeys counts the records that failed because their key was null
+	// where a key is needed (stream.ErrNullKey: a table source, an
+	// aggregation, a grouping, a store write). Like Late, each is also
+	// counted in Skipped, DeadLettered or Failed.
+	NullKeys int64
 	// TimerErrors counts the wall-clock timer calls (stream.Every) that
 	// failed: under the Fail policy the first stops the stage; under Skip
 	// and DeadLetter each is logged and its effects are dropped.
@@ -252,6 +257,7 @@ func (p *Processor) Metrics() Metrics {
 			DeadLettered:    st.metrics.deadLettered.Load(),
 			Failed:          st.metrics.failed.Load(),
 			Late:            st.metrics.late.Load(),
+			NullKeys:        st.metrics.nullKeys.Load(),
 			TimerErrors:     st.metrics.punctFailed.Load(),
 			Restarts:        st.metrics.restarts.Load(),
 			LostCycles:      st.metrics.lostCycles.Load(),

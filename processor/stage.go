@@ -85,6 +85,9 @@ type stage struct {
 
 	// fetchErrs logs each distinct fetch or group error once (loop only).
 	fetchErrs errorLog
+	// order is what a stage with several inputs knows of its partitions'
+	// positions (order.go; loop only).
+	order orderState
 }
 
 type topicRef struct {
@@ -270,15 +273,22 @@ const pollChunk = 1000
 // gather polls until the commit interval passed, the record cap is reached
 // or ctx is done, and hands each poll's records to fn. It stops at fn's
 // first error and returns it with the number of records handed over.
+//
+// A stage with several inputs hands all of the cycle's records to fn at the
+// end instead, each task's in timestamp order, after waiting up to
+// MaxTaskIdle for partitions the broker holds unfetched records for
+// (order.go).
 func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) error) (int, error) {
 	deadline := time.Now().Add(st.cfg.commitInterval)
+	ordered := st.ordered()
+	var buf []*kgo.Record
 	n := 0
-	for n < st.cfg.maxRecords {
-		pctx, cancel := context.WithDeadline(ctx, deadline)
-		fetches := pl.PollRecords(pctx, min(st.cfg.maxRecords-n, pollChunk))
+	poll := func(until time.Time, limit int) error {
+		pctx, cancel := context.WithDeadline(ctx, until)
+		fetches := pl.PollRecords(pctx, min(limit, pollChunk))
 		cancel()
 		if fetches.IsClientClosed() {
-			return n, fmt.Errorf("stage %s: client closed", st.name)
+			return fmt.Errorf("stage %s: client closed", st.name)
 		}
 		var fatal error
 		fetches.EachError(func(topic string, partition int32, err error) {
@@ -297,19 +307,65 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 			}
 		})
 		if fatal != nil {
-			return n, fatal
+			return fatal
 		}
-		if recs := fetches.Records(); len(recs) > 0 {
-			n += len(recs)
-			if err := fn(recs); err != nil {
-				return n, err
-			}
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			return nil
+		}
+		n += len(recs)
+		if ordered {
+			st.noteFetches(fetches)
+			buf = append(buf, recs...)
+			return nil
+		}
+		return fn(recs)
+	}
+	for n < st.cfg.maxRecords {
+		if err := poll(deadline, st.cfg.maxRecords-n); err != nil {
+			return n, err
 		}
 		if ctx.Err() != nil || !time.Now().Before(deadline) {
 			break
 		}
 	}
-	return n, nil
+	if !ordered || len(buf) == 0 {
+		return n, nil
+	}
+	if idle := st.cfg.maxTaskIdle; idle > 0 && ctx.Err() == nil {
+		cl := clientOf(pl)
+		waitUntil := time.Now().Add(idle)
+		for {
+			lag := st.lagging(ctx, cl, buf)
+			if len(lag) == 0 {
+				break
+			}
+			if !time.Now().Before(waitUntil) || ctx.Err() != nil || n >= st.cfg.maxRecords {
+				st.log.Debug("task idle wait ended without records of lagging partitions", "partitions", lag)
+				st.settle(lag)
+				break
+			}
+			until := time.Now().Add(st.cfg.commitInterval)
+			if waitUntil.Before(until) {
+				until = waitUntil
+			}
+			if err := poll(until, max(st.cfg.maxRecords-n, 1)); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, fn(st.orderByTime(buf))
+}
+
+// clientOf returns the client behind a poller.
+func clientOf(pl poller) *kgo.Client {
+	switch c := pl.(type) {
+	case *kgo.GroupTransactSession:
+		return c.Client()
+	case *kgo.Client:
+		return c
+	}
+	return nil
 }
 
 // flush waits for every produced record and returns the first produce error.
@@ -383,6 +439,9 @@ func (st *stage) process(prod producer, r *kgo.Record) error {
 		rerr := &RecordError{Stage: st.name, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Err: err}
 		if errors.Is(err, stream.ErrLateRecord) {
 			st.metrics.late.Add(1)
+		}
+		if errors.Is(err, stream.ErrNullKey) {
+			st.metrics.nullKeys.Add(1)
 		}
 		switch st.cfg.policy {
 		case Skip:
@@ -606,6 +665,7 @@ func (st *stage) dropRevoked() {
 }
 
 func (st *stage) dropAllTasks() {
+	st.order.reset()
 	st.discardDirty()
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -722,6 +782,7 @@ type stageMetrics struct {
 	deadLettered atomic.Int64
 	lostCycles   atomic.Int64
 	late         atomic.Int64
+	nullKeys     atomic.Int64
 	punctFailed  atomic.Int64
 	failed       atomic.Int64
 	restoreNanos atomic.Int64
