@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/internal/testbroker"
 	"github.com/sluicehq/sluice/sink"
@@ -380,5 +383,75 @@ func TestOffsetBelowLogStart(t *testing.T) {
 		if want := map[bool]int{true: 1}[o >= 6]; w[0][o] != want {
 			t.Errorf("offset %d written %d times, want %d", o, w[0][o], want)
 		}
+	}
+}
+
+// A record below the stored offset means franz-go reset the position (an
+// out-of-range fetch after adjust had checked the offset). The runner does
+// not drop it silently: it rejoins, checks the partition again, and resumes
+// at the stored offset, once (no rejoin loop), writing nothing twice.
+// kfake only: its first fetch of the partition is answered with
+// OFFSET_OUT_OF_RANGE, which a real broker cannot be made to send.
+func TestPositionResetRejoins(t *testing.T) {
+	if testbroker.Real() {
+		t.Skip("needs kfake's fetch control")
+	}
+	kf := testbroker.NewKfake(t)
+	brokers := kf.ListenAddrs()
+	app := testbroker.Unique(t, "sink")
+	topic := app + "-in"
+	group := app + "-sink"
+	testbroker.CreateTopic(t, brokers, topic, 1, nil)
+	produceN(t, brokers, topic, 0, 10)
+	id := topicID(t, brokers, topic)
+
+	var fired atomic.Bool
+	kf.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		req := kreq.(*kmsg.FetchRequest)
+		hit := false
+		for _, rt := range req.Topics {
+			for _, rp := range rt.Partitions {
+				hit = hit || rp.FetchOffset == 5
+			}
+		}
+		if !hit || fired.Load() {
+			kf.KeepControl()
+			return nil, nil, false
+		}
+		fired.Store(true)
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewFetchResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewFetchResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.OffsetOutOfRange.Code
+				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+
+	m := newMemSink()
+	m.setPosition(group, topic, 0, sink.Position{Offset: 5, TopicID: id})
+	r, err := sink.New(m, testOpts(brokers, app, topic)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs, stop := startRunner(t, r)
+	waitPosition(t, m, group, topic, sink.Position{Offset: 10, TopicID: id}, errs)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !fired.Load() {
+		t.Fatal("the out-of-range fetch was never injected")
+	}
+	m.checkBatches(t, map[int32]int64{0: 5})
+	checkExactlyOnce(t, m, map[int32]int64{0: 5}, map[int32]int64{0: 10})
+	if met := r.Metrics(); met.Restarts != 1 || met.Stale != 0 || met.Records != 5 {
+		t.Errorf("metrics %+v: want 1 rejoin, nothing stale, 5 records", met)
 	}
 }
