@@ -346,16 +346,29 @@ func (g *globalTable) bootstrap(ctx context.Context, adm *kadm.Client, db *state
 		return false
 	}
 	for behind() {
-		fetches := cl.PollFetches(ctx)
+		// Bounded like a restore's replay (restoreStall): every record
+		// below the targets is committed, so a poll that gets nothing
+		// for that long is stuck, and Run must not hang at start.
+		pctx, cancel := context.WithTimeout(ctx, restoreStall)
+		fetches := cl.PollFetches(pctx)
+		cancel()
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("bootstrap interrupted: %w", err)
 		}
 		var ferr error
+		stalled := false
 		fetches.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) {
+				stalled = true
+				return
+			}
 			ferr = errors.Join(ferr, fmt.Errorf("reading %s/%d: %w", topic, p, err))
 		})
 		if ferr != nil {
 			return ferr
+		}
+		if stalled && fetches.NumRecords() == 0 {
+			return fmt.Errorf("bootstrap received no record for %v while behind the topic's end", restoreStall)
 		}
 		n, err := g.applyFetches(fetches, w, restoreFlushBytes)
 		if err != nil {

@@ -3,8 +3,11 @@ package processor
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/internal/testbroker"
 	"github.com/sluicehq/sluice/state"
@@ -124,5 +127,36 @@ func TestGlobalFollowerCheckpointKeepsCaughtUpTime(t *testing.T) {
 	}
 	if next, at := written(); !at.Equal(clock) {
 		t.Errorf("checkpoint at offset %d after a refresh that found the copy caught up: written at %v, want %v", next, at, clock)
+	}
+}
+
+// A global table's bootstrap never waits forever: fetches that never
+// answer fail it (and Run) after restoreStall.
+func TestGlobalBootstrapFailsWhenStalled(t *testing.T) {
+	kf := testbroker.NewKfake(t)
+	brokers := kf.ListenAddrs()
+	app := testbroker.Unique(t, "global-stall")
+	orders, users, out := app+"-orders", app+"-users", app+"-out"
+	testbroker.CreateTopic(t, brokers, orders, 1, nil)
+	testbroker.CreateTopic(t, brokers, users, 1, map[string]*string{"cleanup.policy": ptr("compact")})
+	testbroker.CreateTopic(t, brokers, out, 1, nil)
+	produceGlobal(t, brokers, users, "ann=de")
+	defer func(d time.Duration) { restoreStall = d }(restoreStall)
+	restoreStall = time.Second
+	kf.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		kf.KeepControl()
+		kf.SleepControl(func() { time.Sleep(3 * time.Second) })
+		return nil, nil, false
+	})
+	p, err := New(globalOrders(t, orders, users, out), testOpts(t, brokers, app)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = p.Run(ctx)
+	if ctx.Err() != nil || err == nil || !strings.Contains(err.Error(), "received no record") {
+		t.Fatalf("Run = %v after %v, want the bootstrap's stall error", err, time.Since(start))
 	}
 }
