@@ -218,11 +218,7 @@ func (st *stage) checkRecreatedChangelogs(ctx context.Context, adm *kadm.Client,
 				continue
 			}
 			st.log.Warn("changelog was recreated: wiping the task's local state (AllowChangelogRecreate)", "topic", s.topic, "partition", p)
-			names := make([]string, len(st.stores))
-			for i, s := range st.stores {
-				names[i] = s.name
-			}
-			if err := st.db.Wipe(id, names); err != nil {
+			if err := st.db.Wipe(id, st.storeNames()); err != nil {
 				return fmt.Errorf("task %s/%d: wiping state: %w", st.name, p, err)
 			}
 			break
@@ -281,52 +277,12 @@ func (st *stage) restoreOnce(ctx context.Context, adm *kadm.Client, parts []int3
 	var offsets kadm.OffsetResponses // the group's committed offsets, read when needed
 	tasks := make([]*task, 0, len(parts))
 	for _, p := range parts {
-		id := state.TaskID{Stage: st.name, Partition: p}
-		cp, found, err := st.db.Checkpoint(id)
-		if errors.Is(err, checkpoint.ErrCorrupt) {
-			// Local state is a cache of the changelog: rebuild it.
-			st.log.Warn("corrupt checkpoint: rebuilding the task from its changelog", "partition", p, "err", err)
-			cp, found, err = checkpoint.Checkpoint{}, false, nil
-		}
+		plan, err := st.planTask(ctx, adm, p, logs, start, end, began, allow, &offsets)
 		if err != nil {
-			return nil, fmt.Errorf("task %s/%d: reading checkpoint: %w", st.name, p, err)
+			return nil, err
 		}
-		if found && !allow {
-			if err := st.refuseRecreated(ctx, adm, p, cp, logs, &offsets); err != nil {
-				return nil, err
-			}
-		}
-		rebuild := false
-		decisions := map[string]checkpoint.Decision{}
-		for _, s := range st.stores {
-			d := checkpoint.Plan(cp, found, s.name, checkpoint.LogState{
-				TopicID:         logs[s.topic].id,
-				LogStart:        start[s.topic][p],
-				HighWatermark:   end[s.topic][p],
-				DeleteRetention: logs[s.topic].deleteRetention,
-			}, began)
-			decisions[s.name] = d
-			if d.Rebuild {
-				rebuild = true
-				st.log.Info("rebuilding task from its changelog", "partition", p, "store", s.name, "reason", d.Reason)
-			}
-		}
-		progressSince[p] = cp.Written
-		if began.Before(cp.Written) {
-			progressSince[p] = began // a clock that went back
-		}
-		if rebuild {
-			names := make([]string, len(st.stores))
-			for i, s := range st.stores {
-				names[i] = s.name
-			}
-			st.metrics.rebuilds.Add(1)
-			if err := st.db.Wipe(id, names); err != nil {
-				return nil, fmt.Errorf("task %s/%d: wiping state: %w", st.name, p, err)
-			}
-			cp = checkpoint.Checkpoint{}
-			progressSince[p] = began
-		}
+		cp := plan.cp
+		progressSince[p] = plan.since
 		t := newTask(st, p, cp)
 		t.cp.Stores = map[string]checkpoint.Store{}
 		for k, v := range cp.Stores {
@@ -335,10 +291,7 @@ func (st *stage) restoreOnce(ctx context.Context, adm *kadm.Client, parts []int3
 		tasks = append(tasks, t)
 		writers[p] = st.db.NewWriter()
 		for _, s := range st.stores {
-			from := decisions[s.name].From
-			if rebuild {
-				from = start[s.topic][p]
-			}
+			from := plan.from[s.name]
 			target := end[s.topic][p]
 			t.cp.Stores[s.name] = checkpoint.Store{TopicID: logs[s.topic].id, Next: target}
 			if from >= target {
@@ -369,6 +322,77 @@ func (st *stage) restoreOnce(ctx context.Context, adm *kadm.Client, parts []int3
 	}
 	st.metrics.restored.Add(replayed)
 	return tasks, nil
+}
+
+// taskPlan is where the restore of one task starts.
+type taskPlan struct {
+	cp    checkpoint.Checkpoint // the task's checkpoint; empty after a wipe
+	from  map[string]int64      // per store, the first offset to replay
+	since time.Time             // the Written of the task's progress checkpoints
+}
+
+// planTask reads the checkpoint of the task of partition p, refuses a
+// recreated changelog under committed input offsets (refuseRecreated)
+// unless allow, and decides with checkpoint.Plan per store, as of began. If
+// any store must be rebuilt, the whole task is wiped and every store replays
+// from its log start offset. since is the checkpoint's time when the task
+// resumes, began when it is rebuilt (see checkpoint.Checkpoint.Written).
+func (st *stage) planTask(ctx context.Context, adm *kadm.Client, p int32, logs map[string]logInfo, start, end map[string]map[int32]int64,
+	began time.Time, allow bool, offsets *kadm.OffsetResponses) (taskPlan, error) {
+	id := state.TaskID{Stage: st.name, Partition: p}
+	cp, found, err := st.db.Checkpoint(id)
+	if errors.Is(err, checkpoint.ErrCorrupt) {
+		// Local state is a cache of the changelog: rebuild it.
+		st.log.Warn("corrupt checkpoint: rebuilding the task from its changelog", "partition", p, "err", err)
+		cp, found, err = checkpoint.Checkpoint{}, false, nil
+	}
+	if err != nil {
+		return taskPlan{}, fmt.Errorf("task %s/%d: reading checkpoint: %w", st.name, p, err)
+	}
+	if found && !allow {
+		if err := st.refuseRecreated(ctx, adm, p, cp, logs, offsets); err != nil {
+			return taskPlan{}, err
+		}
+	}
+	plan := taskPlan{cp: cp, from: map[string]int64{}, since: cp.Written}
+	if began.Before(cp.Written) {
+		plan.since = began // a clock that went back
+	}
+	rebuild := false
+	for _, s := range st.stores {
+		d := checkpoint.Plan(cp, found, s.name, checkpoint.LogState{
+			TopicID:         logs[s.topic].id,
+			LogStart:        start[s.topic][p],
+			HighWatermark:   end[s.topic][p],
+			DeleteRetention: logs[s.topic].deleteRetention,
+		}, began)
+		plan.from[s.name] = d.From
+		if d.Rebuild {
+			rebuild = true
+			st.log.Info("rebuilding task from its changelog", "partition", p, "store", s.name, "reason", d.Reason)
+		}
+	}
+	if !rebuild {
+		return plan, nil
+	}
+	st.metrics.rebuilds.Add(1)
+	if err := st.db.Wipe(id, st.storeNames()); err != nil {
+		return taskPlan{}, fmt.Errorf("task %s/%d: wiping state: %w", st.name, p, err)
+	}
+	plan.cp, plan.since = checkpoint.Checkpoint{}, began
+	for _, s := range st.stores {
+		plan.from[s.name] = start[s.topic][p]
+	}
+	return plan, nil
+}
+
+// storeNames returns the names of the stage's stores.
+func (st *stage) storeNames() []string {
+	names := make([]string, len(st.stores))
+	for i, s := range st.stores {
+		names[i] = s.name
+	}
+	return names
 }
 
 // replay reads the changelog partitions of cursors from their positions
