@@ -158,7 +158,22 @@ func (p *Processor) checkGlobalTopics(md kadm.Metadata) []error {
 func (p *Processor) bootstrapGlobals(ctx context.Context, adm *kadm.Client, db *state.DB) error {
 	for _, g := range p.globals {
 		start := time.Now()
-		err := g.bootstrap(ctx, adm, db)
+		var err error
+		for attempt := 1; ; attempt++ {
+			err = g.bootstrap(ctx, adm, db)
+			var moved *logMovedError
+			if err == nil || !errors.As(err, &moved) || attempt == restoreAttempts {
+				break
+			}
+			// Records the bootstrap had not read were deleted: start
+			// again, and checkpoint.Plan rebuilds from the new log
+			// start.
+			g.log.Warn("records were deleted from the global table's topic during the bootstrap: starting it again", "err", err)
+			if g.cl != nil {
+				g.cl.Close()
+				g.cl = nil
+			}
+		}
 		g.metrics.bootstrapNanos.Add(int64(time.Since(start)))
 		if err != nil {
 			return fmt.Errorf("global table %s (topic %s): %w", g.name, g.topic, err)
@@ -319,16 +334,24 @@ func (g *globalTable) bootstrap(ctx context.Context, adm *kadm.Client, db *state
 		g.next[p] = from
 		consume[p] = kgo.NewOffset().At(from)
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{
 		kgo.SeedBrokers(g.p.cfg.brokers...),
 		kgo.DialTimeout(g.p.cfg.dialTimeout),
 		kgo.WithLogger(kgox.Logger(g.log)),
+	}, g.p.cfg.kgoOpts...),
+		// After the user's options: the copy's correctness rests on them.
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{g.topic: consume}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Commit and abort markers tell the position: the last offset
 		// before the end is often a marker.
 		kgo.KeepControlRecords(),
-	}, g.p.cfg.kgoOpts...)...)
+		// Never a silent jump past records the copy has not read
+		// (deleted by retention or DeleteRecords, possibly with
+		// tombstones of keys the copy holds): out of range is an
+		// error, and the copy is rebuilt (bootstrap) or the processor
+		// stops (follow).
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+	)...)
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
@@ -358,11 +381,14 @@ func (g *globalTable) bootstrap(ctx context.Context, adm *kadm.Client, db *state
 		var ferr error
 		stalled := false
 		fetches.EachError(func(topic string, p int32, err error) {
-			if errors.Is(err, context.DeadlineExceeded) {
+			switch {
+			case errors.Is(err, context.DeadlineExceeded):
 				stalled = true
-				return
+			case errors.Is(err, kerr.OffsetOutOfRange):
+				ferr = errors.Join(ferr, &logMovedError{topic: topic, partition: p, offset: g.next[p], err: err})
+			default:
+				ferr = errors.Join(ferr, fmt.Errorf("reading %s/%d: %w", topic, p, err))
 			}
-			ferr = errors.Join(ferr, fmt.Errorf("reading %s/%d: %w", topic, p, err))
 		})
 		if ferr != nil {
 			return ferr
@@ -452,7 +478,9 @@ func (g *globalTable) checkpoint(w *state.Writer, parts map[int32]bool) error {
 }
 
 // follow applies what the topic receives after the bootstrap, until ctx is
-// done. It returns an error only when the copy cannot be written.
+// done. It returns an error when the copy cannot be written, and when
+// records it had not read yet were deleted (offset out of range): the copy
+// cannot be made whole without a rebuild, which the next start does.
 func (g *globalTable) follow(ctx context.Context) error {
 	w := g.db.NewWriter()
 	defer w.Discard()
@@ -465,12 +493,24 @@ func (g *globalTable) follow(ctx context.Context) error {
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
+		var lost error
 		fetches.EachError(func(topic string, p int32, err error) {
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				return
+			switch {
+			case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+			case errors.Is(err, kerr.OffsetOutOfRange):
+				// Records the copy had not read were deleted. Rebuilding
+				// in place would show lookups a half-read copy: stop,
+				// as Kafka Streams' global thread does; the next start
+				// sees the checkpoint below the log start and rebuilds.
+				lost = fmt.Errorf("records of %s/%d that the copy had not read (from offset %d) were deleted: start the processor again, which reads the global table again from the topic's start: %w",
+					topic, p, g.next[p], err)
+			default:
+				g.log.Warn("fetch error while following the global table", "topic", topic, "partition", p, "err", err)
 			}
-			g.log.Warn("fetch error while following the global table", "topic", topic, "partition", p, "err", err)
 		})
+		if lost != nil {
+			return lost
+		}
 		n, err := g.applyFetches(fetches, w, restoreFlushBytes)
 		g.metrics.updates.Add(n)
 		if err != nil {

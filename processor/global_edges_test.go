@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/internal/testbroker"
@@ -158,5 +159,66 @@ func TestGlobalBootstrapFailsWhenStalled(t *testing.T) {
 	err = p.Run(ctx)
 	if ctx.Err() != nil || err == nil || !strings.Contains(err.Error(), "received no record") {
 		t.Fatalf("Run = %v after %v, want the bootstrap's stall error", err, time.Since(start))
+	}
+}
+
+// A following copy whose unread records are deleted (retention,
+// DeleteRecords) used to jump to the new log start silently, keeping keys
+// whose tombstones were among the deleted records. It now stops with an
+// error saying to start again (the next bootstrap rebuilds).
+func TestGlobalFollowerStopsWhenUnreadRecordsAreDeleted(t *testing.T) {
+	kf := testbroker.NewKfake(t)
+	brokers := kf.ListenAddrs()
+	app := testbroker.Unique(t, "global-lost")
+	orders, users, out := app+"-orders", app+"-users", app+"-out"
+	testbroker.CreateTopic(t, brokers, orders, 1, nil)
+	testbroker.CreateTopic(t, brokers, users, 1, map[string]*string{"cleanup.policy": ptr("compact")})
+	testbroker.CreateTopic(t, brokers, out, 1, nil)
+	produceGlobal(t, brokers, users, "ann=de")
+
+	p, err := New(globalOrders(t, orders, users, out), testOpts(t, brokers, app)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := state.Open(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, st := range p.stages {
+		st.db = db
+	}
+	adm := testbroker.Admin(t, brokers)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.prepareTopics(ctx, adm); err != nil {
+		t.Fatal(err)
+	}
+	g := p.globals[0]
+	if err := g.bootstrap(ctx, adm, db); err != nil {
+		t.Fatal(err)
+	}
+	defer p.closeGlobals()
+
+	// While the copy does not fetch, ann is deleted and the records
+	// up to the tombstone are deleted too.
+	g.cl.PauseFetchPartitions(map[string][]int32{users: {0}})
+	produceGlobal(t, brokers, users, "ann=<nil>", "bob=fr")
+	os := kadm.Offsets{}
+	os.Add(kadm.Offset{Topic: users, Partition: 0, At: 2})
+	dr, err := adm.DeleteRecords(ctx, os)
+	if err == nil {
+		err = dr.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.cl.ResumeFetchPartitions(map[string][]int32{users: {0}})
+
+	fctx, fcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer fcancel()
+	err = g.follow(fctx)
+	if err == nil || !strings.Contains(err.Error(), "start the processor again") {
+		t.Fatalf("follow = %v, want an error saying records it had not read were deleted", err)
 	}
 }
