@@ -44,7 +44,14 @@ import (
 //     batch every few MiB.
 //  3. follow, in a background goroutine until Run ends: the same consumer
 //     goes on reading; each poll is applied with the new checkpoints in one
-//     Pebble batch. A failure to apply stops the processor.
+//     Pebble batch. A failure to apply stops the processor, and so do
+//     records deleted before the copy read them (the consumer never resets
+//     its position; the next start rebuilds).
+//
+// A checkpoint's Written is the time the copy was last seen caught up with
+// the partition's high watermark (globalTable.since), so that
+// checkpoint.Plan's tombstone-age rule never trusts a lagging copy's
+// checkpoint longer than the records after it allow.
 //
 // # Consistency
 //
