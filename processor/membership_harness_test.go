@@ -243,6 +243,12 @@ func (g *netGate) loseNextEndTxnResponse() {
 	g.mu.Unlock()
 }
 
+// simFault is a broker fault armed by a schedule.
+type simFault struct {
+	what string
+	h    *kfake.FaultHandle
+}
+
 // simInstance is one incarnation of a processor.
 type simInstance struct {
 	s      *sim
@@ -284,7 +290,7 @@ type sim struct {
 		insts  []*simInstance
 		events []string
 		words  []string // word of id i
-		faults []*kfake.FaultHandle
+		faults []simFault
 	}
 	producing sync.WaitGroup
 	stopProd  chan struct{}
@@ -646,7 +652,7 @@ func (in *simInstance) brokerFault(kind, stage string) {
 	}
 	h := in.s.c.Fault(f)
 	in.s.mu.Lock()
-	in.s.mu.faults = append(in.s.mu.faults, h)
+	in.s.mu.faults = append(in.s.mu.faults, simFault{in.name + " " + kind + " on " + stage, h})
 	in.s.mu.Unlock()
 	in.s.note("%s: broker fault %s armed on %s", in.name, kind, id)
 }
@@ -1024,6 +1030,11 @@ func (s *sim) check() {
 	for _, in := range s.instances() {
 		s.t.Logf("%s: faulted=%v killed=%v metrics %v", in.name, in.faulted.Load(), in.killed.Load(), in.metrics())
 	}
+	s.mu.Lock()
+	for _, f := range s.mu.faults {
+		s.t.Logf("broker fault %s: hit %d times", f.what, f.h.Hits())
+	}
+	s.mu.Unlock()
 	if total > 0 {
 		var more []string
 		for kind, n := range kinds {
