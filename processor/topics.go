@@ -17,15 +17,6 @@ import (
 	"github.com/sluicehq/sluice/checkpoint"
 )
 
-// topicPlan is what the processor knows of one topic after startup checks.
-type topicPlan struct {
-	name       string
-	partitions int32
-	id         [16]byte
-	// deleteRetention is the changelog's delete.retention.ms (0: unknown).
-	deleteRetention time.Duration
-}
-
 // prepareTopics checks the topology's topics against the cluster: input and
 // sink topics must exist, co-partitioned inputs must agree on their partition
 // counts, and internal topics (repartition, changelog) are created with the
