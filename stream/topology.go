@@ -164,7 +164,13 @@ func sortedKeys[V any](m map[string]V) []string {
 // It returns a *CodecError (matching codec.ErrDecode for decode failures) for
 // a key or value that does not decode or encode, the error of a Process
 // function wrapped with the processor's name, and the runtime's own errors
-// from t unchanged. A panic in a user function is not recovered. Either way
+// from t unchanged. The outputs of the stream-time hooks the record runs (a
+// released window, an unpaired join result, a stream-time timer's call) are
+// judged on their own when t implements exec.Drops and exec.Savepoints (an
+// exec.Scope does): one found late downstream is dropped and reported with
+// DropLate once the call succeeded; one that fails is discarded and handed
+// to DropFailed as a *HookError, and fails the record only if DropFailed
+// returns an error. A panic in a user function is not recovered. Either way
 // the record's effects may be partly made: the runtime must discard every
 // store write and emit of a record whose call did not return nil (see the
 // exactly-once contract in the package documentation).
