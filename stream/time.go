@@ -308,8 +308,8 @@ func (h *Handle) hookOutput(n *node, ts time.Time, emit func() error) error {
 	}
 	sp.RollbackTo(mark)
 	h.tm.late = h.tm.late[:nlate]
-	st, _ := h.streamTime()
-	herr := &HookError{Operator: n.label(), Timestamp: ts.UTC(), StreamTime: fromMillis(st), Err: err}
+	// The hooks run after loadTime: the stream time is at hand.
+	herr := &HookError{Operator: n.label(), Timestamp: ts.UTC(), StreamTime: fromMillis(max(h.tm.stored, h.tm.input)), Err: err}
 	if d, ok := h.task.(exec.Drops); ok {
 		return d.DropFailed(herr)
 	}
