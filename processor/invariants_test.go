@@ -614,7 +614,9 @@ func TestIntegrationRebuild(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.break_(f)
-			p2, err := New(topo, f.opts()...)
+			// A recreated changelog under committed input offsets is
+			// refused unless the user accepts the loss of its state.
+			p2, err := New(topo, f.opts(AllowChangelogRecreate())...)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -206,8 +206,10 @@ type cfg struct {
 	rollingRestart bool
 	purgeInterval  time.Duration
 	dlq            string
-	logger         *slog.Logger
-	kgoOpts        []kgo.Opt
+	// allowChangelogRecreate: see AllowChangelogRecreate.
+	allowChangelogRecreate bool
+	logger                 *slog.Logger
+	kgoOpts                []kgo.Opt
 
 	stageDefaults stageCfg
 	stages        map[string][]StageOpt

@@ -86,7 +86,7 @@ func (st *stage) restore(ctx context.Context, parts []int32) ([]*task, error) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	allow := allowsChangelogRecreate(cl)
+	allow := st.p.cfg.allowChangelogRecreate
 	for attempt := 1; ; attempt++ {
 		tasks, err := st.restoreOnce(ctx, adm, parts, allow)
 		var moved *logMovedError

@@ -213,8 +213,11 @@ func (t *task) apply() error {
 	t.clMu.Lock()
 	for store, next := range t.clNext {
 		s := cp.Stores[store]
+		// The topic id stays the one the task's restore read: the
+		// stage's start-time id may be older (a changelog recreated
+		// since), and writing it back would make the next restore
+		// refuse, or rebuild, again.
 		s.Next = next
-		s.TopicID = t.st.storeByName[store].topicID
 		cp.Stores[store] = s
 	}
 	t.clMu.Unlock()

@@ -199,7 +199,7 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 			s.deleteRetention = logs[s.topic].deleteRetention
 		}
 	}
-	allow := allowsChangelogRecreateCfg(&p.cfg)
+	allow := p.cfg.allowChangelogRecreate
 	for _, st := range p.stages {
 		if err := st.checkRecreatedChangelogs(ctx, adm, logs, allow); err != nil {
 			return err
