@@ -217,10 +217,13 @@ type StageMetrics struct {
 	// checkpoint), summed over assignments; it grows when a restore ends,
 	// successful or not.
 	RestoreTime time.Duration
-	// Late counts the records that arrived after every window they belong
-	// to had closed (stream.ErrLateRecord). They are handed to the error
-	// policy like other bad records, so each is also counted in Skipped,
-	// DeadLettered or Failed.
+	// Late counts the records dropped as late: input records that arrived
+	// after every window that could take them had closed
+	// (stream.ErrLateRecord), which also go to the error policy (so each is
+	// also counted in Skipped, DeadLettered or Failed); and records emitted
+	// by a stream-time hook (a window released by suppression, an unpaired
+	// join result) that a windowed operator or join downstream in the same
+	// stage found late, which are dropped without failing anything.
 	Late int64
 	// NullKeys counts the records that failed because their key was null
 	// where a key is needed (stream.ErrNullKey: a table source, an

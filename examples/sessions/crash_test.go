@@ -197,9 +197,10 @@ var sessionBase = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 // the event that ends the hole: no more than 0.8 gap (less than the grace)
 // behind stream time, it merges the two sessions, neither closed yet (the
 // first closes at its end + gap + grace). About one record in 60 is
-// preceded by an event of a random user of the partition, at least 1 s
-// later than the grace (behind the partition's stream time): late, it is
-// dropped. About one in 15 is preceded by a clock tick halfway between the
+// preceded by an event of a random user of the partition without a session
+// within a gap of it, at least 1 s more than gap + grace behind the
+// partition's stream time: the session it would start is closed already,
+// so it is late and dropped. About one in 15 is preceded by a clock tick halfway between the
 // previous record and it. finish completes the open sessions and ends each
 // partition with a tick an hour after its last event.
 type sessionGen struct {
@@ -314,11 +315,21 @@ func (g *sessionGen) step(pg *partGen, recs []*kgo.Record, finishing bool) []*kg
 		recs = g.tick(pg, recs, pg.st)
 	}
 	if !finishing && pg.st-sessionBase.UnixMilli() > time.Minute.Milliseconds() && g.rng.IntN(60) == 0 {
-		// Late: more than the grace behind stream time, by 1 s to 21 s.
+		// Late: more than gap + grace behind stream time, by 1 s to 21 s,
+		// for a user with no session within a gap of it, so that the
+		// session it would start would be closed already (a record
+		// merging into an open session is never late, as in Kafka
+		// Streams). The user's earlier sessions have closed: they ended
+		// more than gap + grace before the latest one began.
+		ts := pg.st - (crashGap + crashGrace).Milliseconds() - 1000 - g.rng.Int64N(20_000)
 		lu := pg.users[g.rng.IntN(len(pg.users))]
-		ts := pg.st - crashGrace.Milliseconds() - 1000 - g.rng.Int64N(20_000)
-		recs = g.event(pg, recs, lu.name, "late", ts)
-		g.late++
+		if lu.last >= ts-crashGap.Milliseconds() && lu.start <= ts+crashGap.Milliseconds() {
+			lu = nil
+		}
+		if lu != nil {
+			recs = g.event(pg, recs, lu.name, "late", ts)
+			g.late++
+		}
 	}
 	recs = g.event(pg, recs, u.name, "event", t)
 	g.events++

@@ -1,16 +1,17 @@
 // Command sessions groups each user's activity into sessions, exactly-once:
 // events (key = user, value = event) are grouped by user, without a
 // repartition, into session windows of event time (the records' timestamps)
-// that end after -gap without an event of the user; an event up to -grace
-// late still extends or merges sessions. Each session's count of events is
+// that end after -gap without an event of the user; an out-of-order event
+// still extends or merges its user's sessions unless the session it would
+// make has closed (its last event + gap + grace before stream time). Each session's count of events is
 // emitted once, when the session closes (SuppressUntilWindowCloses: stream
 // time past its last event + gap + grace), so a reader sees final sessions
 // only, never an update of one: key = user, value = "start end count"
 // (times in RFC 3339 with milliseconds, UTC; end is the last event's time).
 // Records with an empty key are clock ticks: they advance stream time, so
 // that sessions close when their users fall silent, and count nothing. An
-// event later than the grace is dropped under -on-error skip (the default
-// here) and counted as late.
+// event whose session would be closed already is late: dropped under
+// -on-error skip (the default here) and counted as late.
 //
 // Without -brokers it starts an embedded Kafka (franz-go's kfake) in the
 // process, creates the topics, loads sample events with timestamps spanning
@@ -59,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.events, "events", "user-events", "input `topic` of user activity: key = user, value = event; an empty key is a clock tick")
 	fs.StringVar(&c.output, "output", "user-sessions", "output `topic`: key = user, value = a closed session as \"start end count\"")
 	fs.DurationVar(&c.gap, "gap", 5*time.Minute, "a session ends after this long without an event of its user")
-	fs.DurationVar(&c.grace, "grace", 5*time.Minute, "how long behind stream time an event may be and still extend or merge sessions")
+	fs.DurationVar(&c.grace, "grace", 5*time.Minute, "how long after stream time passes a session's last event + gap the session stays open to out-of-order events")
 	if help, err := c.Parse(fs, args); help || err != nil {
 		return err
 	}

@@ -23,20 +23,25 @@ carol	2024-05-01T12:00:00.000Z	2024-05-01T12:08:00.000Z	3
 	}
 }
 
-// TestEmbeddedLateEvent: with a grace too short for carol's out-of-order
-// event, it is late: skipped by default (her sessions stay apart), and it
-// stops the processor under -on-error fail.
+// TestEmbeddedLateEvent: with a gap and a grace too short for carol's
+// out-of-order event (12:04, produced after her 12:08 one: more than gap +
+// grace behind stream time, and more than a gap from both her sessions, so
+// the session it would start has closed already), it is late: skipped by
+// default (her sessions stay apart), and it stops the processor under
+// -on-error fail. With the default gap it would merge her sessions, however
+// far behind stream time: a record is late only when its session has
+// closed.
 func TestEmbeddedLateEvent(t *testing.T) {
 	t.Setenv("KAFKA_BROKERS", "")
 	var out, errb bytes.Buffer
-	if err := run([]string{"-grace", "1m"}, &out, &errb); err != nil {
+	if err := run([]string{"-gap", "1m", "-grace", "1m"}, &out, &errb); err != nil {
 		t.Fatalf("run: %v\n%s", err, errb.String())
 	}
 	if got := out.String(); !strings.Contains(got, "carol\t2024-05-01T12:00:00.000Z\t2024-05-01T12:00:00.000Z\t1\ncarol\t2024-05-01T12:08:00.000Z\t2024-05-01T12:08:00.000Z\t1\n") {
 		t.Fatalf("output:\n%s\nwant carol's sessions apart", got)
 	}
 	out.Reset()
-	if err := run([]string{"-grace", "1m", "-on-error", "fail"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "late") {
+	if err := run([]string{"-gap", "1m", "-grace", "1m", "-on-error", "fail"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "late") {
 		t.Fatalf("run -on-error fail: %v, want an error about a late record", err)
 	}
 }

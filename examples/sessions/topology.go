@@ -15,7 +15,9 @@ type topology = *stream.Topology
 // Topology builds the sessions: each user's events (key = user, value =
 // event) are grouped into sessions of activity, a session ending after gap
 // without events of its user (event time: the records' timestamps); an
-// event up to grace late still extends or merges its user's sessions. Each
+// out-of-order event still extends or merges its user's sessions unless the
+// session it would make has closed (last event + gap + grace before stream
+// time). Each
 // session's count of events is held back until the session closes (stream
 // time past its last event + gap + grace) and then written once to output:
 // key = user, value = Session.String ("start end count"). Records with an
