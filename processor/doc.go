@@ -62,12 +62,18 @@
 // checkpoint, and rebuilds the store from the changelog's start when there is
 // none, when the changelog topic was recreated (its topic id differs), when the
 // checkpoint lies below the log start offset or above the high watermark, or
-// when it is older than the changelog's delete.retention.ms (compaction may
-// have removed tombstones since). Otherwise it replays only the changelog tail
-// after the checkpoint. It first waits until no open transaction holds the
-// changelog partition (last stable offset == high watermark): finishing at an
-// offset an open transaction holds back could lose that transaction's state
-// changes if it then commits.
+// when it lies below the high watermark and is older than the changelog's
+// delete.retention.ms (compaction may have removed tombstones since; 0 or an
+// unreadable setting counts as always too old). Otherwise it replays only the
+// changelog tail after the checkpoint. It first waits until no open
+// transaction holds the changelog partition (last stable offset == high
+// watermark): finishing at an offset an open transaction holds back could
+// lose that transaction's state changes if it then commits. It never resets
+// its position: records deleted under it (offset out of range) start it over
+// from the new log start, and a restore that sees no record for a minute
+// fails and is retried by the group. A changelog recreated while the group
+// has committed input offsets is refused (*ChangelogRecreatedError) unless
+// AllowChangelogRecreate.
 //
 // Unlike Kafka Streams under exactly-once, which wipes local RocksDB state
 // after an unclean shutdown, a crash here costs only the replay of the

@@ -56,8 +56,10 @@
 // inside the record that moved it. A stage that needs it keeps it in a
 // store of its own (Stage.TimeStore), written in the record's transaction
 // and restored with the task's state, so a restarted task decides as the
-// crashed one would have. A record too late for its windows fails with
-// ErrLateRecord, for the runtime's error policy. See Clock.
+// crashed one would have. An input record too late for its windows fails
+// with ErrLateRecord, for the runtime's error policy; a record a stream-time
+// hook emits that a downstream window or join finds late is dropped and
+// counted instead. See Clock.
 //
 // # Tables
 //
