@@ -23,12 +23,14 @@ import (
 // read_committed reader checks that every effect happened exactly once:
 // each word's running count reads 1..n, each id is released once, batch
 // numbers run 1..n per partition, the stream-time ticks are exactly those
-// of the committed repartition topic; that the run made progress (it drains
+// of the committed repartition topic, and every instance's Pebble state is
+// its committed changelog replayed to its checkpoints; that the run made
+// progress (it drains
 // within a bound; otherwise goroutine stacks and state are dumped); and that
 // a stage restarted only on an instance a fault was aimed at (a join or a
 // leave of another instance must cost no restart).
 //
-// Three directed scenarios reproduce known shapes deterministically:
+// Four directed scenarios reproduce known shapes deterministically:
 //   - second-revoke: a task revoked in the second rebalance inside one
 //     transaction (franz-go's GroupTransactSession calls the revoke callback
 //     once between two Ends) must not be kept when its partition returns;
@@ -43,7 +45,7 @@ import (
 //
 // By default 3 random schedules run, with new seeds each time, after the
 // directed scenarios (2 at a time: -parallel defaults to GOMAXPROCS); about
-// 1.5 minutes under -race. A failure prints its seed, the schedule and what
+// 2 minutes under -race on 2 cores. A failure prints its seed, the schedule and what
 // happened; replay with
 //
 //	go test ./processor -run TestMembershipSim/random -sim.seed=N[,M...]
