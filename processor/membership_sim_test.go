@@ -25,10 +25,9 @@ import (
 // numbers run 1..n per partition, the stream-time ticks are exactly those
 // of the committed repartition topic, and every instance's Pebble state is
 // its committed changelog replayed to its checkpoints; that the run made
-// progress (it drains
-// within a bound; otherwise goroutine stacks and state are dumped); and that
-// a stage restarted only on an instance a fault was aimed at (a join or a
-// leave of another instance must cost no restart).
+// progress (it drains within a bound; otherwise goroutine stacks and state
+// are dumped); and that a stage restarted only on an instance a fault was
+// aimed at (a join or a leave of another instance must cost no restart).
 //
 // Four directed scenarios reproduce known shapes deterministically:
 //   - second-revoke: a task revoked in the second rebalance inside one
