@@ -113,6 +113,13 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	moved := errors.Is(recErr, errPartitionMoved)
 	if moved {
 		recErr = nil
+		st.movedStreak++
+		if st.movedStreak > maxMovedStreak {
+			// kgo keeps handing over records of a partition the
+			// stage holds no task for: the two disagree. Rebuild.
+			recErr = fmt.Errorf("stage %s: %w: %d cycles in a row polled records of partitions that moved", st.name, errUnknownOutcome, st.movedStreak)
+			st.movedStreak = 0
+		}
 	}
 	ending := time.Now()
 	st.produceChangelogs(sess)
@@ -132,19 +139,28 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 		}
 	}
 
+	// Every record of the cycle is processed: let a waiting rebalance go
+	// on while the transaction ends. franz-go's End is built for a revoke
+	// or loss arriving meanwhile (it aborts), and the callbacks only mark
+	// tasks. Ending with rebalances still blocked could hang: a member
+	// that lost its membership (a zombie resumed) runs its lost callback
+	// only once rebalances are allowed, and End's forced heartbeat would
+	// wait for a heartbeat loop that has stopped.
+	sess.AllowRebalance()
 	ectx, cancel := context.WithTimeout(context.Background(), 2*st.p.cfg.txnTimeout)
 	st.unconfirmed.Store(false)
 	committed, endErr := sess.End(st.fenceContext(ectx), kgo.TransactionEndTry(commit))
 	cancel()
-	// franz-go forgets its revoke flag in End; so do we. No revoke
-	// callback runs until this cycle allows rebalances again.
-	revoked := st.sawRevoke.Swap(false)
+	// franz-go forgets its revoke flag in End; so do we (the flag only
+	// decides whether an idle cycle ends an empty round, above).
+	st.sawRevoke.Store(false)
 	st.metrics.commitNanos.Add(int64(time.Since(ending)))
 	switch {
 	case endErr != nil:
 		st.discardDirty()
 		return fmt.Errorf("stage %s: %w: %w", st.name, errUnknownOutcome, endErr)
 	case committed:
+		st.movedStreak = 0
 		if h := st.p.hooks.afterCommit; h != nil {
 			if err := h(st); err != nil {
 				st.discardDirty()
@@ -162,7 +178,7 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 		err := st.applyDirty()
 		st.metrics.applyNanos.Add(int64(time.Since(applying)))
 		return err
-	case commit && !revoked && st.unconfirmed.Load():
+	case commit && st.unconfirmed.Load():
 		// franz-go could not confirm how its EndTxn ended (an
 		// UNKNOWN_SERVER_ERROR) and reports the transaction as not
 		// committed, though the broker may have committed it.
@@ -180,6 +196,10 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 		return recErr // nil after an abort caused by a rebalance
 	}
 }
+
+// maxMovedStreak bounds the cycles aborted in a row because kgo handed over
+// records of a partition that moved (see movedStreak).
+const maxMovedStreak = 3
 
 // rejectedRecords reports whether a produce error says that the records
 // themselves were refused: a Kafka error that is not retriable, such as

@@ -1,12 +1,15 @@
 package processor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Three kinds of failure, three answers (docs/exactly-once.md, "Failures").
@@ -83,6 +86,40 @@ func (st *stage) fatal(err error) *FatalError {
 		return nil
 	}
 	return &FatalError{Stage: st.name, Err: err, Fix: fix}
+}
+
+// inputGone checks, after a fetch error that says a topic is unknown, whether
+// one of the stage's input topics was deleted (or deleted and recreated)
+// while the stage ran, and returns the *FatalError saying so. franz-go keeps
+// retrying such a topic forever; a topic created again under the same name
+// is another topic, whose offsets the group's commits do not describe.
+func (st *stage) inputGone(ctx context.Context, cl *kgo.Client, topic string, err error) *FatalError {
+	if cl == nil || !(errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID)) {
+		return nil
+	}
+	input := false
+	for _, in := range st.inputs {
+		input = input || in.name == topic
+	}
+	if !input {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	td, lerr := kadm.NewClient(cl).ListTopics(lctx, topic)
+	if lerr != nil {
+		return nil // cannot tell now; franz-go retries
+	}
+	d, ok := td[topic]
+	switch {
+	case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+		return &FatalError{Stage: st.name, Err: fmt.Errorf("input topic %s was deleted while the stage ran: %w", topic, err),
+			Fix: "create the topic again and reset the application's offsets for it (or remove it from the topology), then start again"}
+	case d.Err == nil && st.inputIDs != nil && st.inputIDs[topic] != ([16]byte{}) && d.ID != st.inputIDs[topic]:
+		return &FatalError{Stage: st.name, Err: fmt.Errorf("input topic %s was deleted and created again while the stage ran: %w", topic, err),
+			Fix: "the group's committed offsets describe the old topic: reset the application's offsets for the new one, then start again"}
+	}
+	return nil
 }
 
 const (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,66 +24,64 @@ import (
 // check at all: a zombie could commit its timers' effects for tasks another
 // member owns by then.
 //
-// So every transaction commits the offsets of all the tasks the stage holds:
-// the positions of the records it processed, and the group's committed
-// offset, unchanged, for the inputs it did not read. fence adds the latter to
-// the request franz-go built (kgo.PreTxnCommitFnContext). The broker then
-// checks the generation of every committing transaction, and a new owner's
-// stable offset fetch (KIP-447) waits for it, as for any other commit.
+// So a transaction that consumed nothing commits the group's committed offset
+// of one partition of a task the stage holds, unchanged: fence adds it to the
+// request franz-go built (kgo.PreTxnCommitFnContext). The broker then checks
+// the generation of every committing transaction, and a new owner's stable
+// offset fetch (KIP-447) waits for it, as for any other commit.
 
 // fenceContext returns ctx with the fence hook attached for End.
 func (st *stage) fenceContext(ctx context.Context) context.Context {
 	return kgo.PreTxnCommitFnContext(ctx, st.fence)
 }
 
-// fence adds to req the committed offsets of every input partition of every
-// task the stage holds that req does not carry yet. It runs inside End, on the loop's goroutine.
+// fence makes sure req, the transaction's TxnOffsetCommit, is sent: when
+// franz-go built it empty (the transaction consumed nothing), it adds the
+// committed offset of one input partition of a task the stage holds,
+// unchanged. The broker checks the generation once per request, so one
+// partition fences the whole transaction. It runs inside End, on the loop's
+// goroutine.
 func (st *stage) fence(req *kmsg.TxnOffsetCommitRequest) error {
-	committed := st.cl.Load().CommittedOffsets()
-	have := map[string]map[int32]bool{}
-	topicIdx := map[string]int{}
-	for i, t := range req.Topics {
-		topicIdx[t.Topic] = i
-		m := map[int32]bool{}
-		for _, p := range t.Partitions {
-			m[p.Partition] = true
-		}
-		have[t.Topic] = m
+	if len(req.Topics) > 0 {
+		return nil
 	}
+	committed := st.cl.Load().CommittedOffsets()
 	st.mu.Lock()
-	for p, t := range st.mu.tasks {
+	defer st.mu.Unlock()
+	parts := make([]int32, 0, len(st.mu.tasks))
+	for p := range st.mu.tasks {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	for _, p := range parts {
+		t := st.mu.tasks[p]
 		if st.mu.revoked[p] || t.isClosed() {
 			continue // not ours to commit for any more
 		}
-		for topic := range t.topics {
-			if have[topic][p] {
+		for _, in := range st.inputs {
+			if !t.topics[in.name] {
 				continue
 			}
-			eo, ok := committed[topic][p]
+			eo, ok := committed[in.name][p]
 			if !ok || eo.Offset < 0 {
-				eo, ok = t.start[topic]
+				eo, ok = t.start[in.name]
 			}
 			if !ok || eo.Offset < 0 {
 				continue
 			}
-			i, ok := topicIdx[topic]
-			if !ok {
-				rt := kmsg.NewTxnOffsetCommitRequestTopic()
-				rt.Topic = topic
-				rt.TopicID = st.inputIDs[topic]
-				req.Topics = append(req.Topics, rt)
-				i = len(req.Topics) - 1
-				topicIdx[topic] = i
-			}
+			rt := kmsg.NewTxnOffsetCommitRequestTopic()
+			rt.Topic = in.name
+			rt.TopicID = st.inputIDs[in.name]
 			rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
 			rp.Partition = p
 			rp.Offset = eo.Offset
 			rp.LeaderEpoch = eo.Epoch
 			rp.Metadata = &req.MemberID
-			req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+			return nil
 		}
 	}
-	st.mu.Unlock()
 	return nil
 }
 
@@ -187,4 +186,20 @@ func (w watchLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	if level <= w.inner.Level() {
 		w.inner.Log(level, msg, keyvals...)
 	}
+}
+
+// userKgoLogger returns the franz-go logger among opts (given with
+// KafkaOptions), or nil. It reads it from a client that is made and closed
+// without connecting.
+func userKgoLogger(opts []kgo.Opt) kgo.Logger {
+	if len(opts) == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, opts...)...)
+	if err != nil {
+		return nil
+	}
+	defer cl.Close()
+	l, _ := cl.OptValue(kgo.WithLogger).(kgo.Logger) // nil unless given
+	return l
 }

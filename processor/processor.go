@@ -29,6 +29,9 @@ type Processor struct {
 
 	// globals are the instance's copies of the global tables (global.go).
 	globals []*globalTable
+
+	// userLogger is the franz-go logger given with KafkaOptions, if any.
+	userLogger kgo.Logger
 }
 
 // hooks let tests stop a stage at the moments that matter.
@@ -64,7 +67,7 @@ func New(t *stream.Topology, opts ...Opt) (*Processor, error) {
 	if err := t.Validate(c.app); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	p := &Processor{topo: t, cfg: c, now: time.Now}
+	p := &Processor{topo: t, cfg: c, now: time.Now, userLogger: userKgoLogger(c.kgoOpts)}
 	for _, spec := range t.Stages() {
 		p.stages = append(p.stages, newStage(p, spec))
 	}

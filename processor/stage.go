@@ -50,7 +50,16 @@ type stage struct {
 		// without interruption since the task was restored is in
 		// revoked (or already dropped): it is never used again.
 		revoked map[int32]bool
+		// dropped holds the partitions whose tasks the loop dropped
+		// after a revoke and that were not assigned again since: kgo
+		// may still hand over a few of their buffered records before
+		// its own revoke runs.
+		dropped map[int32]bool
 	}
+	// movedStreak counts the cycles aborted in a row for a partition that
+	// moved (errPartitionMoved); past maxMovedStreak the stage restarts
+	// rather than abort forever (loop only).
+	movedStreak int
 	// sawRevoke is set by the revoke and lost callbacks and cleared when a
 	// transaction ends: franz-go's GroupTransactSession aborts the open
 	// transaction (or the next one) after such a callback, on purpose.
@@ -131,6 +140,7 @@ func newStage(p *Processor, spec *stream.Stage) *stage {
 	}
 	st.mu.tasks = map[int32]*task{}
 	st.mu.revoked = map[int32]bool{}
+	st.mu.dropped = map[int32]bool{}
 	st.onProduced = func(r *kgo.Record, err error) {
 		if err != nil {
 			st.failProduce(fmt.Errorf("producing to %s: %w", r.Topic, err))
@@ -197,7 +207,7 @@ func (st *stage) clientOpts() []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
 		kgo.DialTimeout(c.dialTimeout),
-		kgo.WithLogger(watchLogger{kgox.Logger(st.log), &st.unconfirmed}),
+		kgo.WithLogger(kgox.Logger(st.log)),
 		kgo.ConsumerGroup(st.group),
 		kgo.ConsumeTopics(topics...),
 		kgo.InstanceID(c.instanceID),
@@ -237,6 +247,13 @@ func (st *stage) clientOpts() []kgo.Opt {
 		opts = append(opts, kgo.TransactionalID(st.txnID), kgo.TransactionTimeout(c.txnTimeout))
 	}
 	opts = append(opts, c.kgoOpts...)
+	// After the user's options, so that a logger among them cannot replace
+	// the watch for unconfirmed EndTxn outcomes: it wraps that logger.
+	inner := st.p.userLogger
+	if inner == nil {
+		inner = kgox.Logger(st.log)
+	}
+	opts = append(opts, kgo.WithLogger(watchLogger{inner, &st.unconfirmed}))
 	// After the user's options: a stage's unit of work is a task (one
 	// partition number across all its inputs), so the group must assign
 	// whole tasks, cooperatively; no other balancer may replace it. The
@@ -302,6 +319,10 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 				fatal = fe
 				return
 			}
+			if fe := st.inputGone(ctx, clientOf(pl), topic, err); fe != nil && fatal == nil {
+				fatal = fe
+				return
+			}
 			if st.fetchErrs.changed(err) {
 				st.log.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 			}
@@ -340,7 +361,10 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 			if len(lag) == 0 {
 				break
 			}
-			if !time.Now().Before(waitUntil) || ctx.Err() != nil || n >= st.cfg.maxRecords {
+			if n >= st.cfg.maxRecords || ctx.Err() != nil {
+				break // no wait happened: the lag stays known
+			}
+			if !time.Now().Before(waitUntil) {
 				st.log.Debug("task idle wait ended without records of lagging partitions", "partitions", lag)
 				st.settle(lag)
 				break
@@ -385,7 +409,7 @@ func (st *stage) flush(cl *kgo.Client) error {
 // process runs the stage's program on one record.
 func (st *stage) process(prod producer, r *kgo.Record) error {
 	t, revoked := st.taskOf(r.Partition)
-	if t == nil {
+	if t == nil && !(revoked && st.cfg.guarantee == ExactlyOnce) {
 		// franz-go fetches a partition only after its restore finished
 		// and stops before its revoke returns (rebalances wait for the
 		// cycle), so this is a bug: abort and rebuild rather than commit
@@ -583,6 +607,9 @@ func (st *stage) applyDirty() error {
 }
 
 func (st *stage) discardDirty() {
+	// franz-go rewinds to the committed offsets after an abort: what the
+	// time order knew of positions past them is stale.
+	st.order.reset()
 	for _, t := range st.dirty {
 		t.reset()
 	}
@@ -590,13 +617,14 @@ func (st *stage) discardDirty() {
 }
 
 // taskOf returns the task of partition (nil: none, or closed) and whether it
-// was revoked since the cycle began.
+// was revoked since the cycle began, or, with no task, dropped after a
+// revoke and not assigned again.
 func (st *stage) taskOf(partition int32) (t *task, revoked bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	t = st.mu.tasks[partition]
 	if t == nil || t.isClosed() {
-		return nil, true
+		return nil, st.mu.dropped[partition]
 	}
 	return t, st.mu.revoked[partition]
 }
@@ -608,6 +636,11 @@ func (st *stage) taskOf(partition int32) (t *task, revoked bool) {
 // (its wrapper returns early while its own revoked flag is set), so it is not
 // the only way the stage learns of a revoke: see onSync and onAssigned.
 func (st *stage) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if len(revoked) == 0 {
+		// kgo's cooperative rebalance ends with an empty revoke; the
+		// session does not abort for it, and nothing is revoked.
+		return
+	}
 	st.sawRevoke.Store(true)
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -658,6 +691,7 @@ func (st *stage) dropRevoked() {
 		if t := st.mu.tasks[p]; t != nil {
 			t.close()
 			delete(st.mu.tasks, p)
+			st.mu.dropped[p] = true
 			st.log.Info("task revoked", "partition", p)
 		}
 		delete(st.mu.revoked, p)
@@ -674,6 +708,7 @@ func (st *stage) dropAllTasks() {
 		delete(st.mu.tasks, p)
 	}
 	clear(st.mu.revoked)
+	clear(st.mu.dropped)
 }
 
 // onAssigned runs after the group fetched the committed offsets of newly
@@ -723,6 +758,7 @@ func (st *stage) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 			delete(st.mu.tasks, p)
 		}
 		delete(st.mu.revoked, p)
+		delete(st.mu.dropped, p)
 		fresh = append(fresh, p)
 	}
 	parts = fresh
