@@ -211,3 +211,29 @@ func TestLoopEmitNullKeyHashed(t *testing.T) {
 		t.Errorf("loop holds %+v, want one record with an empty, non-nil key in partition %d", msgs, want)
 	}
 }
+
+// TestLoopToNullKeyHashed: LoopTo writes a key of no bytes as an empty key,
+// hashed like any other, as Emit to a loop does (a nil key would be spread
+// over the loop's partitions by the runtime's producer).
+func TestLoopToNullKeyHashed(t *testing.T) {
+	b := stream.NewBuilder()
+	in := stream.Source(b, "in", codec.Bytes{}, codec.String{}, stream.Named("in"))
+	loop := stream.DeclareLoop(b, codec.Bytes{}, codec.String{}, stream.Named("again"))
+	all := stream.Merge([]stream.Stream[[]byte, string]{in, loop.Stream()}, stream.Named("merge"))
+	back := stream.Map(stream.Filter(all, func(_ []byte, v string) bool { return v == "once" }),
+		func(_ []byte, v string) ([]byte, string) { return nil, "looped" }, stream.Named("nil-key"))
+	stream.LoopTo(back, loop, stream.Named("back"))
+	topo, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := streamtest.New(t, topo, streamtest.Partitions(2))
+	if err := d.PipeMessage("in", streamtest.Message{Key: []byte("k"), Value: []byte("once")}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := d.Messages("streamtest-again-loop")
+	want := streamtest.Partition([]byte{}, 2)
+	if len(msgs) != 1 || msgs[0].Key == nil || msgs[0].Partition != want {
+		t.Errorf("loop holds %+v, want one record with an empty, non-nil key in partition %d", msgs, want)
+	}
+}
