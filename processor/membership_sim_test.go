@@ -42,16 +42,18 @@ import (
 //   - simultaneous-start: three instances of a fresh application start at
 //     once and all of them run.
 //
-// By default 3 random schedules run, with new seeds each time, after the
-// directed scenarios (2 at a time: -parallel defaults to GOMAXPROCS); about
-// 2 minutes under -race on 2 cores. A failure prints its seed, the schedule and what
+// By default 3 random schedules of fixed seeds (simDefaultSeeds) run after
+// the directed scenarios (2 at a time: -parallel defaults to GOMAXPROCS);
+// about 2 minutes under -race on 2 cores. The schedules are fixed so that
+// `make test` does not fail on a seed nobody has seen before; the search for
+// new ones is a flag away: -sim.random runs 3 schedules of new seeds,
+// -sim.long 40, -sim.schedules=N N. A failure prints its seed, the schedule and what
 // happened; replay with
 //
 //	go test ./processor -run TestMembershipSim/random -sim.seed=N[,M...]
 //
 // (the schedule is a function of the seed; the timing of a run is not, so a
-// race may need a few replays). -sim.long runs 40 random schedules,
-// -sim.schedules=N runs N. Skipped under -short.
+// race may need a few replays). Skipped under -short.
 func TestMembershipSim(t *testing.T) {
 	if testing.Short() {
 		t.Skip("membership simulation: several minutes of broker time; run without -short")
@@ -76,8 +78,15 @@ func TestMembershipSim(t *testing.T) {
 var (
 	simSeed      = flag.String("sim.seed", "", "membership simulation: replay the random schedules of these seeds only (comma-separated)")
 	simLong      = flag.Bool("sim.long", false, "membership simulation: run 40 random schedules")
-	simSchedules = flag.Int("sim.schedules", 0, "membership simulation: run this many random schedules (default 3, 40 with -sim.long)")
+	simSchedules = flag.Int("sim.schedules", 0, "membership simulation: run this many random schedules of new seeds (default: the fixed ones; 40 with -sim.long)")
+	simRandom    = flag.Bool("sim.random", false, "membership simulation: run 3 random schedules of new seeds instead of the fixed ones")
 )
+
+// simDefaultSeeds are the schedules `go test` runs without flags: seeds
+// that the searches of 2026-12-07 ran (5 and 14 restarted unfaulted
+// instances and 25 released ids twice on the code before the membership
+// fixes; all three pass since).
+var simDefaultSeeds = []uint64{5, 14, 25}
 
 // simSeeds returns the seeds of the random schedules to run.
 func simSeeds() []uint64 {
@@ -91,6 +100,9 @@ func simSeeds() []uint64 {
 			out = append(out, seed)
 		}
 		return out
+	}
+	if !*simRandom && !*simLong && *simSchedules == 0 {
+		return simDefaultSeeds
 	}
 	n := 3
 	if *simLong {
