@@ -156,3 +156,17 @@ func (l *errorLog) changed(err error) bool {
 	l.last, l.count = s, 1
 	return true
 }
+
+// startupFatal reports whether an error of Run's start (checking and creating
+// topics) is one that retrying cannot fix: an authorization refused, a
+// policy or a setting the broker rejects.
+func startupFatal(err error) bool {
+	for _, e := range []error{kerr.TopicAuthorizationFailed, kerr.ClusterAuthorizationFailed, kerr.GroupAuthorizationFailed,
+		kerr.SaslAuthenticationFailed, kerr.PolicyViolation, kerr.InvalidConfig, kerr.InvalidReplicationFactor,
+		kerr.InvalidPartitions, kerr.InvalidTopicException, kerr.UnsupportedVersion} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}

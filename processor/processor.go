@@ -127,14 +127,28 @@ func (p *Processor) run(ctx context.Context) (err error) {
 	for _, st := range p.stages {
 		st.db = db
 	}
-	if err := p.prepareTopics(sctx, adm); err != nil {
+	// Preparing the topics is idempotent: a failure that is not the
+	// configuration's (a broker restarting, a connection refused) is
+	// retried until the startup timeout.
+	for {
+		err := p.prepareTopics(sctx, adm)
+		if err == nil {
+			break
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		if sctx.Err() != nil {
 			return fmt.Errorf("%w: preparing topics took longer than %v: %w", ErrUnreachable, p.cfg.startupTimeout, err)
 		}
-		return err
+		if errors.Is(err, ErrConfig) || startupFatal(err) {
+			return err
+		}
+		p.cfg.logger.Warn("preparing topics failed; retrying", "err", err)
+		select {
+		case <-sctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	cancel()
 	// Global tables catch up before any stage starts (global.go).
