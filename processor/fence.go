@@ -55,7 +55,7 @@ func (st *stage) fence(req *kmsg.TxnOffsetCommitRequest) error {
 	slices.Sort(parts)
 	for _, p := range parts {
 		t := st.mu.tasks[p]
-		if st.mu.revoked[p] || t.isClosed() {
+		if st.mu.revoked[p] {
 			continue // not ours to commit for any more
 		}
 		for _, in := range st.inputs {

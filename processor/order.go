@@ -241,8 +241,7 @@ func (st *stage) orderByTime(recs []*kgo.Record) []*kgo.Record {
 		parts = append(parts, p)
 	}
 	slices.Sort(parts)
-	out := recs[:0:0]
-	out = make([]*kgo.Record, 0, len(recs))
+	out := make([]*kgo.Record, 0, len(recs))
 	for _, p := range parts {
 		qs := byTask[p]
 		slices.SortFunc(qs, func(a, b *queue) int { return cmp.Compare(a.rank, b.rank) })

@@ -50,6 +50,8 @@ type stage struct {
 		// without interruption since the task was restored is in
 		// revoked (or already dropped): it is never used again.
 		revoked map[int32]bool
+		// INVARIANT: tasks holds no closed task: every close happens
+		// under mu together with the task's removal from tasks.
 		// dropped holds the partitions whose tasks the loop dropped
 		// after a revoke and that were not assigned again since: kgo
 		// may still hand over a few of their buffered records before
@@ -616,14 +618,14 @@ func (st *stage) discardDirty() {
 	st.dirty = st.dirty[:0]
 }
 
-// taskOf returns the task of partition (nil: none, or closed) and whether it
+// taskOf returns the task of partition (nil: none) and whether it
 // was revoked since the cycle began, or, with no task, dropped after a
 // revoke and not assigned again.
 func (st *stage) taskOf(partition int32) (t *task, revoked bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	t = st.mu.tasks[partition]
-	if t == nil || t.isClosed() {
+	if t == nil {
 		return nil, st.mu.dropped[partition]
 	}
 	return t, st.mu.revoked[partition]
@@ -730,7 +732,7 @@ func (st *stage) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 	fresh := parts[:0]
 	for _, p := range parts {
 		old := st.mu.tasks[p]
-		if old != nil && !st.mu.revoked[p] && !old.isClosed() {
+		if old != nil && !st.mu.revoked[p] {
 			// kgo hands over only partitions it did not consume a
 			// moment ago. An input this task already consumes came
 			// back after a revoke or loss that no callback reported
