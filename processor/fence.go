@@ -177,7 +177,12 @@ type watchLogger struct {
 	unconfirmed *atomic.Bool
 }
 
-func (w watchLogger) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+func (w watchLogger) Level() kgo.LogLevel {
+	if l := w.inner.Level(); l > kgo.LogLevelInfo {
+		return l // a user's debug logger still gets franz-go's debug lines
+	}
+	return kgo.LogLevelInfo
+}
 
 func (w watchLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	if strings.Contains(msg, "unconfirmed") {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,3 +279,40 @@ func TestCheckpointTimeIsBeforeTheCommit(t *testing.T) {
 type nopProducer struct{}
 
 func (nopProducer) Produce(context.Context, *kgo.Record, func(*kgo.Record, error)) {}
+
+// TestWatchLogger: the watch sees franz-go's info lines whatever the inner
+// logger's level, forwards only what the inner logger wants, and lets a
+// debug logger have franz-go's debug lines.
+func TestWatchLogger(t *testing.T) {
+	var got []string
+	for _, inner := range []kgo.LogLevel{kgo.LogLevelWarn, kgo.LogLevelDebug} {
+		got = got[:0]
+		var flag atomic.Bool
+		w := watchLogger{levelLogger{inner, &got}, &flag}
+		if w.Level() < kgo.LogLevelInfo || w.Level() < inner {
+			t.Errorf("inner %v: watch asks franz-go for %v", inner, w.Level())
+		}
+		w.Log(kgo.LogLevelInfo, "end transaction returned an unknown server error; the commit is unconfirmed, retrying as abort")
+		w.Log(kgo.LogLevelDebug, "debug line")
+		if !flag.Load() {
+			t.Errorf("inner %v: the unconfirmed line was not seen", inner)
+		}
+		want := 0
+		if inner == kgo.LogLevelDebug {
+			want = 2
+		}
+		if len(got) != want {
+			t.Errorf("inner %v: forwarded %v, want %d lines", inner, got, want)
+		}
+	}
+}
+
+type levelLogger struct {
+	level kgo.LogLevel
+	lines *[]string
+}
+
+func (l levelLogger) Level() kgo.LogLevel { return l.level }
+func (l levelLogger) Log(_ kgo.LogLevel, msg string, _ ...any) {
+	*l.lines = append(*l.lines, msg)
+}
