@@ -2,7 +2,7 @@
 #
 # How the tests are split
 # -----------------------
-# Every test gets its Kafka from internal/testbroker: testbroker.Brokers(t) returns
+# Every test gets its Kafka from internal/testkit/testbroker: testbroker.Brokers(t) returns
 # $KAFKA_BROKERS when set, otherwise a fresh in-process kfake cluster. So:
 #
 #   make test        the whole suite, two passes (scripts/test-all):

@@ -21,8 +21,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/codec"
-	"github.com/sluicehq/sluice/internal/kafkaproxy"
-	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/internal/testkit/kafkaproxy"
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -34,8 +34,8 @@ import (
 // offsets (an aborted write in Pebble would make them larger).
 //
 // The proxy tests (lost EndTxn responses, random connection drops) put
-// internal/kafkaproxy between the processor and the broker and run on kfake
-// and on the real broker. The interceptor tests (TxnOffsetCommit rejected, a
+// internal/testkit/kafkaproxy between the processor and the broker and run
+// on kfake and on the real broker. The interceptor tests (TxnOffsetCommit rejected, a
 // changelog produce failing) need kfake's ControlKey and run on kfake only.
 
 // faultSeed returns the seed of a randomized fault test: SLUICE_FAULT_SEED,

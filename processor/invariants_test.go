@@ -17,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/codec"
-	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
 )

@@ -20,8 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/codec"
-	"github.com/sluicehq/sluice/internal/kafkaproxy"
-	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/internal/testkit/kafkaproxy"
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 	"github.com/sluicehq/sluice/stream"
 )
 

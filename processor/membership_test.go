@@ -15,7 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 )
 
 // Membership and failure classification (issue 9). The randomized

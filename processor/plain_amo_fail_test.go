@@ -9,7 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 )
 
 // TestIntegrationAtMostOnceFailCommitsNothingPastTheRecord: at-most-once commits a

@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/checkpoint"
-	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 	"github.com/sluicehq/sluice/state"
 )
 

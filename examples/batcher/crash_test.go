@@ -13,8 +13,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/internal/crashtest"
-	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/internal/testkit/crashtest"
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 )
 
 // The crash test's timer and input: the timer releases every 150 ms, three

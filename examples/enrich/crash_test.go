@@ -11,8 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/internal/crashtest"
-	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/internal/testkit/crashtest"
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 )
 
 // TestCrashEnrich runs the enrich binary (a join with a table in one stage,

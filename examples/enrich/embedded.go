@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/cli"
+	"github.com/sluicehq/sluice/examples/internal/cli"
 	"io"
 	"log/slog"
 	"slices"

@@ -30,7 +30,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/cli"
+	"github.com/sluicehq/sluice/examples/internal/cli"
 	"io"
 	"os"
 	"os/signal"

@@ -5,7 +5,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/cli"
+	"github.com/sluicehq/sluice/examples/internal/cli"
 	"io"
 	"log/slog"
 	"os"

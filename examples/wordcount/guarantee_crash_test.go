@@ -11,8 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/sluicehq/sluice/internal/crashtest"
-	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/internal/testkit/crashtest"
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 )
 
 // TestCrashWordcountGuarantees runs the crash test of the wordcount under

@@ -13,8 +13,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/sluicehq/sluice/internal/crashtest"
-	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/internal/testkit/crashtest"
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 )
 
 // TestCrashZombie: of two instances, one is paused with SIGSTOP (aimed at a

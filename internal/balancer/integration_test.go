@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/balancer"
-	"github.com/sluicehq/sluice/internal/testbroker"
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 )
 
 // tracker follows what each member runs, from its OnPartitions callbacks,

@@ -1,4 +1,5 @@
-// Package cli holds what the example processor binaries share: the flags
+// Package cli holds what the example processor binaries share, and only
+// they may import (it sits under examples/internal): the flags
 // every processor binary takes (their names are a public interface), the
 // checks made before anything starts, the logger, the -describe flag, and
 // the long-running mode with -brokers.

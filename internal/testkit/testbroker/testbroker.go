@@ -8,6 +8,10 @@
 //
 // All tests of a run share one real broker, so name every topic, group,
 // transactional id and application id with Unique.
+//
+// It is part of the test kit (internal/testkit): only _test.go files and
+// the kit's other packages import it (crashtest's TestNotImportedByCode
+// checks).
 package testbroker
 
 import (

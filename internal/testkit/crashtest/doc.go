@@ -9,8 +9,9 @@
 // the test's own package; this package only drives the processes and
 // reports how they ended.
 //
-// It is test support: only _test.go files import it (TestNotImportedByCode
-// checks). Helpers fail the test through testing.TB and never panic.
+// It is part of the test kit (internal/testkit): only _test.go files import
+// it (TestNotImportedByCode checks). Helpers fail the test through
+// testing.TB and never panic.
 //
 // # Recovery
 //

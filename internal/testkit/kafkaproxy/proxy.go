@@ -33,6 +33,9 @@
 //
 // Requests whose api key kmsg does not know are forwarded like any other;
 // only Request.Decode fails for them.
+//
+// It is part of the test kit (internal/testkit): only _test.go files import
+// it (crashtest's TestNotImportedByCode checks).
 package kafkaproxy
 
 import (
