@@ -104,9 +104,6 @@ type stage struct {
 type topicRef struct {
 	name     string
 	internal bool
-	// partitions is an internal topic's partition count from
-	// stream.Partitions; 0: the writing stage's count.
-	partitions int32
 }
 
 type storeInfo struct {
@@ -130,10 +127,10 @@ func newStage(p *Processor, spec *stream.Stage) *stage {
 		storeByName: map[string]*storeInfo{},
 	}
 	for _, in := range spec.Inputs {
-		st.inputs = append(st.inputs, topicRef{in.TopicName(app), in.Internal, int32(in.Partitions)})
+		st.inputs = append(st.inputs, topicRef{in.TopicName(app), in.Internal})
 	}
 	for _, out := range spec.Outputs {
-		st.outputs = append(st.outputs, topicRef{out.TopicName(app), out.Internal, int32(out.Partitions)})
+		st.outputs = append(st.outputs, topicRef{out.TopicName(app), out.Internal})
 	}
 	for _, s := range spec.Stores {
 		si := &storeInfo{name: s.Name, topic: stream.ChangelogTopic(app, s.Name)}

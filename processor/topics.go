@@ -17,11 +17,14 @@ import (
 	"github.com/sluicehq/sluice/checkpoint"
 )
 
-// prepareTopics checks the topology's topics against the cluster: input and
-// sink topics must exist, co-partitioned inputs must agree on their partition
-// counts, and internal topics (repartition, changelog) are created with the
-// partition count of the stage that writes them, or checked when they exist.
-// Every problem is reported at once, with what to change.
+// prepareTopics checks the topology's topics against the cluster and creates
+// the internal ones. It reads the metadata of every topic; the topology's
+// partition plan (stream.Topology.PlanPartitions) checks that input and sink
+// topics exist and that co-partitioned inputs agree, and gives every stage
+// and internal topic its partition count; prepareTopics then creates the
+// internal topics (repartition, changelog, dead-letter) with those counts,
+// or checks the existing ones. Every problem is reported at once, with what
+// to change.
 func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 	names := map[string]bool{}
 	for _, st := range p.stages {
@@ -60,88 +63,38 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 		}
 	}
 
+	// The partition counts are the topology's rules (stream's partition
+	// plan); what is left here is to create or check the internal topics.
+	plan, err := p.topo.PlanPartitions(p.cfg.app, func(topic string) (int, bool) {
+		d, ok := exists(topic)
+		return len(d.Partitions), ok
+	})
 	var errs []error
-	partitions := map[string]int32{}
+	if err != nil {
+		errs = append(errs, err)
+	}
 	// existing are the internal topics that existed before this start:
 	// their settings are checked below (checkInternalConfigs).
 	existing := map[string]internalKind{}
 	// created are the ids of the internal topics this start created.
 	created := map[string][16]byte{}
-	for _, st := range p.stages {
-		// The stage's inputs: external ones must exist; internal ones
-		// were created by the upstream stage below.
-		var n int32
-		var first string
-		var loops []topicRef
-		for _, in := range st.inputs {
-			var pc int32
-			if in.internal {
-				pc = partitions[in.name]
-				if pc == 0 && st.writes(in.name) {
-					// A declared loop (stream.DeclareLoop): the stage
-					// creates it below, with its Partitions or the
-					// count of the stage's other inputs.
-					if in.partitions == 0 {
-						loops = append(loops, in)
-						continue
-					}
-					pc = in.partitions
-				}
-				if pc == 0 {
-					if len(errs) == 0 { // otherwise the upstream stage's error says why
-						errs = append(errs, fmt.Errorf("internal topic %s of stage %s has no upstream stage writing it", in.name, st.name))
-					}
-					continue
-				}
-			} else {
-				d, ok := exists(in.name)
-				if !ok {
-					errs = append(errs, fmt.Errorf("input topic %s of stage %s does not exist: create it first (for example: kafka-topics.sh --create --topic %s --partitions N)", in.name, st.name, in.name))
-					continue
-				}
-				pc = int32(len(d.Partitions))
-			}
-			partitions[in.name] = pc
-			if n == 0 {
-				n, first = pc, in.name
-			} else if pc != n {
-				errs = append(errs, fmt.Errorf("stage %s reads topics that are not co-partitioned: %s has %d partitions, %s has %d; give them the same partition count", st.name, first, n, in.name, pc))
-			}
-		}
-		if n == 0 && len(loops) > 0 {
-			errs = append(errs, fmt.Errorf("stage %s reads only its loop %s, whose partition count comes from the stage's other inputs: give the loop stream.Partitions", st.name, loops[0].name))
-			continue
-		}
+	for i, st := range p.stages {
+		n := int32(plan.Stages[i])
 		if n == 0 {
-			continue
+			continue // the plan's errors say why
 		}
 		st.partitions = n
-		for _, l := range loops {
-			partitions[l.name] = n
-		}
-
 		for _, out := range st.outputs {
 			if !out.internal {
-				if _, ok := exists(out.name); !ok {
-					errs = append(errs, fmt.Errorf("output topic %s of stage %s does not exist: create it first", out.name, st.name))
-				}
 				continue
-			}
-			// A repartition (or loop) topic: Kafka Streams gives it
-			// the partition count of the writing stage's input, unless
-			// stream.Partitions set one.
-			want := n
-			if out.partitions > 0 {
-				want = out.partitions
 			}
 			if _, ok := exists(out.name); ok {
 				existing[out.name] = repartitionTopic
 			}
+			want := int32(plan.Internal[out.name])
 			if err := p.ensureTopic(ctx, adm, md, created, out.name, repartitionTopic, st, want, repartitionConfigs()); err != nil {
 				errs = append(errs, err)
-				continue
 			}
-			partitions[out.name] = want
 		}
 		for _, s := range st.stores {
 			if _, ok := exists(s.topic); ok {
@@ -206,17 +159,6 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 		}
 	}
 	return nil
-}
-
-// writes reports whether the stage writes topic (a loop when it also reads
-// it).
-func (st *stage) writes(topic string) bool {
-	for _, out := range st.outputs {
-		if out.name == topic {
-			return true
-		}
-	}
-	return false
 }
 
 // internalKind is the role of an internal topic, for its checks and

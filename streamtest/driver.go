@@ -243,85 +243,43 @@ func open(topo *stream.Topology, opts []Option) (*Driver, error) {
 		}
 		return cfg.partitions
 	}
+	// Partition counts as the runtime gives them: the topology's partition
+	// plan, with every user topic existing.
+	plan, err := topo.PlanPartitions(cfg.app, func(topic string) (int, bool) { return userCount(topic), true })
+	if err != nil {
+		return nil, err
+	}
 	get := func(r stream.TopicRef) *topic {
 		name := r.TopicName(cfg.app)
 		t := d.topics[name]
 		if t == nil {
-			t = &topic{name: name, internal: r.Internal}
-			if !r.Internal {
-				t.partitions = userCount(name)
+			t = &topic{name: name, internal: r.Internal, partitions: userCount(name)}
+			if r.Internal {
+				t.partitions = plan.Internal[name]
 			}
 			d.topics[name] = t
 		}
 		return t
 	}
 
-	// Partition counts as the runtime resolves them (processor/topics.go):
-	// a stage's partition count is that of its inputs, which must agree;
-	// an internal topic gets its own Partitions or the count of the stage
-	// that writes it. Stages come upstream first.
-	var errs []error
-	for _, spec := range topo.Stages() {
+	for i, spec := range topo.Stages() {
 		st := &stage{spec: spec, prog: spec.Program(cfg.app), stores: map[string]bool{}, tasks: map[int32]*task{}, d: d,
-			punct: spec.Punctuator(cfg.app)}
+			punct: spec.Punctuator(cfg.app), partitions: plan.Stages[i]}
 		for _, s := range spec.Stores {
 			st.stores[s.Name] = true
 		}
 		d.stages = append(d.stages, st)
-		writes := map[stream.TopicRef]bool{}
-		for _, r := range spec.Outputs {
-			writes[r] = true
-		}
-		n, first := 0, ""
-		agree := func(t *topic) {
-			if n == 0 {
-				n, first = t.partitions, t.name
-			} else if t.partitions != n {
-				errs = append(errs, fmt.Errorf("stage %s reads topics that are not co-partitioned: %s has %d partitions, %s has %d; give them the same partition count",
-					spec.Name, first, n, t.name, t.partitions))
-			}
-		}
-		var loops []*topic
 		for _, r := range spec.Inputs {
 			t := get(r)
 			t.readers = append(t.readers, st)
 			st.inputs = append(st.inputs, t)
-			switch {
-			case !r.Internal:
-			case r.Partitions > 0:
-				t.partitions = r.Partitions
-			case writes[r]: // a loop: it takes the stage's count
-				loops = append(loops, t)
-				continue
-			case t.partitions == 0:
-				errs = append(errs, fmt.Errorf("internal topic %s of stage %s has no upstream stage writing it", t.name, spec.Name))
-				continue
-			}
-			agree(t)
 		}
-		if n == 0 && len(loops) > 0 {
-			errs = append(errs, fmt.Errorf("stage %s reads only its loop %s, whose partition count comes from the stage's other inputs; give the loop stream.Partitions", spec.Name, loops[0].name))
-			continue
-		}
-		for _, t := range loops {
-			t.partitions = n
-		}
-		st.partitions = n
 		for _, r := range spec.Outputs {
 			t := get(r)
 			t.writers = append(t.writers, st)
-			if r.Internal && t.partitions == 0 {
-				t.partitions = n
-				if r.Partitions > 0 {
-					t.partitions = r.Partitions
-				}
-			}
 		}
 	}
 	d.openGlobals(topo, get)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
 	for _, t := range d.topics {
 		t.next = make([]int64, t.partitions)
 		t.parts = make([][]int, t.partitions)
