@@ -18,14 +18,27 @@ import (
 )
 
 // prepareTopics checks the topology's topics against the cluster and creates
-// the internal ones. It reads the metadata of every topic; the topology's
-// partition plan (stream.Topology.PlanPartitions) checks that input and sink
-// topics exist and that co-partitioned inputs agree, and gives every stage
-// and internal topic its partition count; prepareTopics then creates the
-// internal topics (repartition, changelog, dead-letter) with those counts,
-// or checks the existing ones. Every problem is reported at once, with what
-// to change.
+// the internal ones: it reads the metadata of every topic (topicMetadata),
+// creates or checks the internal topics with the counts of the topology's
+// partition plan (ensureTopics), and then reads what restores need to know
+// of the changelogs (learnChangelogs). Every configuration problem is
+// reported at once, wrapping ErrConfig, with what to change.
 func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
+	md, err := p.topicMetadata(ctx, adm)
+	if err != nil {
+		return err
+	}
+	created, err := p.ensureTopics(ctx, adm, md)
+	if err != nil {
+		return err
+	}
+	return p.learnChangelogs(ctx, adm, created)
+}
+
+// topicMetadata reads the metadata of every topic the processor uses. A
+// topic that does not exist is in it with kerr.UnknownTopicOrPartition; any
+// other error of a topic fails the call.
+func (p *Processor) topicMetadata(ctx context.Context, adm *kadm.Client) (kadm.Metadata, error) {
 	names := map[string]bool{}
 	for _, st := range p.stages {
 		for _, t := range st.inputs {
@@ -48,8 +61,22 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 	}
 	md, err := adm.Metadata(ctx, list...)
 	if err != nil {
-		return fmt.Errorf("reading topic metadata: %w", err)
+		return kadm.Metadata{}, fmt.Errorf("reading topic metadata: %w", err)
 	}
+	for t, d := range md.Topics {
+		if d.Err != nil && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			return kadm.Metadata{}, fmt.Errorf("reading metadata of topic %s: %w", t, d.Err)
+		}
+	}
+	return md, nil
+}
+
+// ensureTopics checks the topology's partition plan against md, sets every
+// stage's partition count, and creates the internal topics (repartition,
+// changelog, dead-letter) with the plan's counts, or checks the partition
+// counts and settings of the existing ones. It returns the ids of the
+// topics it created, or every problem at once, wrapping ErrConfig.
+func (p *Processor) ensureTopics(ctx context.Context, adm *kadm.Client, md kadm.Metadata) (map[string][16]byte, error) {
 	exists := func(t string) (kadm.TopicDetail, bool) {
 		d, ok := md.Topics[t]
 		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
@@ -57,14 +84,8 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 		}
 		return d, d.Err == nil
 	}
-	for t, d := range md.Topics {
-		if d.Err != nil && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-			return fmt.Errorf("reading metadata of topic %s: %w", t, d.Err)
-		}
-	}
-
-	// The partition counts are the topology's rules (stream's partition
-	// plan); what is left here is to create or check the internal topics.
+	// The partition counts are the topology's rules; what is left here is
+	// to create or check the internal topics.
 	plan, err := p.topo.PlanPartitions(p.cfg.app, func(topic string) (int, bool) {
 		d, ok := exists(topic)
 		return len(d.Partitions), ok
@@ -78,6 +99,14 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 	existing := map[string]internalKind{}
 	// created are the ids of the internal topics this start created.
 	created := map[string][16]byte{}
+	ensure := func(topic string, kind internalKind, st *stage, partitions int32, configs map[string]*string) {
+		if _, ok := exists(topic); ok {
+			existing[topic] = kind
+		}
+		if err := p.ensureTopic(ctx, adm, md, created, topic, kind, st, partitions, configs); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for i, st := range p.stages {
 		n := int32(plan.Stages[i])
 		if n == 0 {
@@ -85,52 +114,41 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 		}
 		st.partitions = n
 		for _, out := range st.outputs {
-			if !out.internal {
-				continue
-			}
-			if _, ok := exists(out.name); ok {
-				existing[out.name] = repartitionTopic
-			}
-			want := int32(plan.Internal[out.name])
-			if err := p.ensureTopic(ctx, adm, md, created, out.name, repartitionTopic, st, want, repartitionConfigs()); err != nil {
-				errs = append(errs, err)
+			if out.internal {
+				ensure(out.name, repartitionTopic, st, int32(plan.Internal[out.name]), repartitionConfigs())
 			}
 		}
 		for _, s := range st.stores {
-			if _, ok := exists(s.topic); ok {
-				existing[s.topic] = changelogTopic
-			}
-			if err := p.ensureTopic(ctx, adm, md, created, s.topic, changelogTopic, st, n, changelogConfigs()); err != nil {
-				errs = append(errs, err)
-			}
+			ensure(s.topic, changelogTopic, st, n, changelogConfigs())
 		}
 	}
-	for _, st := range p.stages {
-		if st.cfg.policy == DeadLetter {
-			if _, ok := exists(p.cfg.dlq); !ok {
-				if err := p.ensureTopic(ctx, adm, md, created, p.cfg.dlq, deadLetterTopic, nil, 1, nil); err != nil {
-					errs = append(errs, err)
-				}
-			}
-			break
+	if slices.ContainsFunc(p.stages, func(st *stage) bool { return st.cfg.policy == DeadLetter }) {
+		if _, ok := exists(p.cfg.dlq); !ok {
+			ensure(p.cfg.dlq, deadLetterTopic, nil, 1, nil)
 		}
 	}
 	errs = append(errs, p.checkGlobalTopics(md)...)
 	if len(errs) == 0 {
 		cerrs, err := checkInternalConfigs(ctx, adm, p.cfg.logger, existing)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		errs = append(errs, cerrs...)
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+		return nil, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
+	return created, nil
+}
 
-	// Topic ids and delete.retention.ms of the changelogs. Each restore
-	// reads them again (a changelog may be recreated while the
-	// application runs); these are for the checkpoints of the first
-	// cycles and for the check of recreated changelogs below.
+// learnChangelogs reads the topic ids and delete.retention.ms of the
+// changelogs into the stages' stores, and refuses changelogs recreated
+// since the local state was built (unless AllowChangelogRecreate). Each
+// restore reads them again (a changelog may be recreated while the
+// application runs); these are for the checkpoints of the first cycles and
+// for the check of recreated changelogs. created holds the ids of the topics
+// created a moment ago, which the client's cached metadata may miss.
+func (p *Processor) learnChangelogs(ctx context.Context, adm *kadm.Client, created map[string][16]byte) error {
 	var changelogs []string
 	for _, st := range p.stages {
 		for _, s := range st.stores {
@@ -140,8 +158,6 @@ func (p *Processor) prepareTopics(ctx context.Context, adm *kadm.Client) error {
 	if len(changelogs) == 0 {
 		return nil
 	}
-	// A topic created a moment ago may be missing from the client's
-	// cached metadata: its id comes from the creation's response.
 	logs, err := describeChangelogs(ctx, adm, p.cfg.logger, changelogs, created)
 	if err != nil {
 		return err
