@@ -9,11 +9,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/examples/internal/cli"
+	"github.com/sluicehq/sluice/stream"
 )
 
 // sampleOrders are the demo's input: order id and payload.
@@ -34,25 +33,20 @@ var sampleOrders = [][2]string{
 // orders, runs the processor until a read_committed reader has seen every
 // order released, reads the batch summaries, and prints the items sorted by
 // id and how many batches released them.
-func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer, logger *slog.Logger) error {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, t topics, stdout io.Writer, logger *slog.Logger) error {
+	demo, err := cli.StartDemo("batcher", f.StateDir)
 	if err != nil {
-		return fmt.Errorf("starting the embedded broker: %w", err)
+		return err
 	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(c.input))
+	defer demo.Close()
+	if err := demo.CreateTopics(ctx, f.Partitions, nil, t.input, t.output, t.batches); err != nil {
+		return err
+	}
+	cl, err := demo.Client(kgo.DefaultProduceTopic(t.input))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	for _, t := range []string{c.input, c.output, c.batches} {
-		if _, err := adm.CreateTopic(ctx, int32(c.Partitions), 1, nil, t); err != nil {
-			return fmt.Errorf("creating topic %s: %w", t, err)
-		}
-	}
 	var recs []*kgo.Record
 	for _, o := range sampleOrders {
 		recs = append(recs, &kgo.Record{Key: []byte(o[0]), Value: []byte(o[1])})
@@ -60,10 +54,8 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return fmt.Errorf("loading orders: %w", err)
 	}
-
-	reader, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
-		kgo.ConsumeTopics(c.output),
+	reader, err := demo.Client(
+		kgo.ConsumeTopics(t.output),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
@@ -72,11 +64,12 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 	}
 	defer reader.Close()
 
-	d, err := c.StartDemo(ctx, "batcher", topo, brokers, logger)
+	f.Brokers, f.StateDir = demo.Brokers, demo.StateDir
+	p, err := newProcessor(topo, f, logger)
 	if err != nil {
 		return err
 	}
-	defer d.Stop()
+	demo.Run(ctx, p.Run)
 	items := map[string]Item{}
 	var badItem error
 	released := func() bool {
@@ -91,8 +84,8 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		})
 		return len(items) >= len(sampleOrders) || badItem != nil
 	}
-	err = cli.WaitFor(ctx, released, c.Timeout, d.Stopped(), "the released items")
-	if runErr := d.Stop(); runErr != nil {
+	err = demo.WaitFor(ctx, released, f.Timeout, "the released items")
+	if runErr := demo.Stop(); runErr != nil {
 		return runErr
 	}
 	if err != nil {
@@ -103,7 +96,7 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 	}
 	// The summaries of the batches that released the items committed with
 	// them: they are all in the topic now.
-	batches, err := cli.ReadTopic(ctx, brokers, c.batches)
+	batches, err := demo.ReadTopic(ctx, t.batches)
 	if err != nil {
 		return err
 	}

@@ -27,12 +27,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/examples/internal/cli"
+	"github.com/sluicehq/sluice/processor"
+	"github.com/sluicehq/sluice/stream"
 )
 
 func main() {
@@ -42,41 +45,63 @@ func main() {
 	}
 }
 
-type config struct {
-	cli.Common
+// topics are the topics the batcher reads and writes.
+type topics struct {
 	input, output, batches string
-	interval               time.Duration
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("batcher", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var c config
-	c.Register(fs, cli.Defaults{App: "batcher", Policy: "fail", Result: "the released items"})
-	fs.StringVar(&c.input, "input", "items", "input `topic`: key = item id, value = payload")
-	fs.StringVar(&c.output, "output", "batched-items", "output `topic` of released items: key = id, value = \"<batch> <payload>\"")
-	fs.StringVar(&c.batches, "batches", "batches", "output `topic` of batch summaries: key = \"<partition>-<n>\", value = number of items")
-	fs.DurationVar(&c.interval, "interval", time.Second, "wall-clock time between releases of a partition's buffer (at least 1ms)")
-	if help, err := c.Parse(fs, args); help || err != nil {
+	var f cli.Flags
+	f.Register(fs, cli.Defaults{App: "batcher", OnError: "fail", Result: "the released items"})
+	var t topics
+	fs.StringVar(&t.input, "input", "items", "input `topic`: key = item id, value = payload")
+	fs.StringVar(&t.output, "output", "batched-items", "output `topic` of released items: key = id, value = \"<batch> <payload>\"")
+	fs.StringVar(&t.batches, "batches", "batches", "output `topic` of batch summaries: key = \"<partition>-<n>\", value = number of items")
+	interval := fs.Duration("interval", time.Second, "wall-clock time between releases of a partition's buffer (at least 1ms)")
+	if help, err := f.Parse(fs, args); help || err != nil {
 		return err
 	}
 
-	topo, err := Topology(c.input, c.output, c.batches, c.interval)
+	topo, err := Topology(t.input, t.output, t.batches, *interval)
 	if err != nil {
 		return err
 	}
-	if c.PrintDescription(stdout, topo) {
+	if f.Describe(stdout, topo) {
 		return nil
 	}
 
-	logger := c.Logger(stderr)
-
+	logger := f.Logger(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if c.Brokers == "" {
-		return runEmbedded(ctx, c, topo, stdout, logger)
+	if len(f.Brokers) == 0 {
+		// No -brokers: sample orders on an embedded Kafka (embedded.go).
+		return runEmbedded(ctx, f, topo, t, stdout, logger)
 	}
+	p, err := newProcessor(topo, f, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("running", "app", f.App, "instance", p.InstanceID(), "brokers", f.Brokers)
+	return p.Run(ctx)
+}
 
-	return c.Serve(ctx, topo, logger)
+// newProcessor configures the runtime for topo from the flags.
+func newProcessor(topo *stream.Topology, f cli.Flags, logger *slog.Logger) (*processor.Processor, error) {
+	return processor.New(topo,
+		processor.Brokers(f.Brokers...),
+		processor.ApplicationID(f.App),
+		processor.StateDir(f.StateDir),
+		processor.InstanceID(f.InstanceID),
+		processor.WithGuarantee(f.Guarantee),
+		processor.ErrorPolicy(f.OnError),
+		processor.CommitInterval(f.CommitInterval),
+		processor.SessionTimeout(f.SessionTimeout),
+		processor.HeartbeatInterval(f.HeartbeatInterval),
+		processor.RebalanceTimeout(f.RebalanceTimeout),
+		processor.TransactionTimeout(f.TransactionTimeout),
+		processor.Logger(logger),
+	)
 }

@@ -10,8 +10,6 @@ import (
 	"github.com/sluicehq/sluice/stream"
 )
 
-type topology = *stream.Topology
-
 // Topology builds the batcher: every record of input (key = item id, value =
 // payload) is put into the task's buffer store; every interval of wall-clock
 // time (stream.Every with stream.WallClock) a timer releases the task's

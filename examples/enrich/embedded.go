@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/sluicehq/sluice/examples/internal/cli"
 	"io"
 	"log/slog"
 	"slices"
@@ -12,9 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/examples/internal/cli"
+	"github.com/sluicehq/sluice/stream"
 )
 
 // sampleUsers are the demo's users: id and country.
@@ -57,72 +57,66 @@ var sampleViews = []sampleView{
 // no page view is joined before its user is known), then loads the page
 // views and waits until both stages processed everything, reads the output
 // back with a read_committed consumer, and prints the final counts.
-func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer, logger *slog.Logger) error {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, t topics, stdout io.Writer, logger *slog.Logger) error {
+	demo, err := cli.StartDemo("enrich", f.StateDir)
 	if err != nil {
-		return fmt.Errorf("starting the embedded broker: %w", err)
+		return err
 	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	defer demo.Close()
+	// The sample views carry fixed event timestamps (2024): without
+	// retention.ms=-1 a broker's time retention would delete them.
+	compact, forever := "compact", "-1"
+	if err := demo.CreateTopics(ctx, f.Partitions, map[string]*string{"cleanup.policy": &compact}, t.users); err != nil {
+		return err
+	}
+	if err := demo.CreateTopics(ctx, f.Partitions, map[string]*string{"retention.ms": &forever}, t.views, t.output); err != nil {
+		return err
+	}
+	cl, err := demo.Client()
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	// The sample views carry fixed event timestamps (2024): without
-	// retention.ms=-1 a broker's time retention would delete them.
-	compact, forever := "compact", "-1"
-	keep := map[string]*string{"retention.ms": &forever}
-	for _, t := range []struct {
-		name string
-		conf map[string]*string
-	}{{c.users, map[string]*string{"cleanup.policy": &compact}}, {c.views, keep}, {c.output, keep}} {
-		if _, err := adm.CreateTopic(ctx, int32(c.Partitions), 1, t.conf, t.name); err != nil {
-			return fmt.Errorf("creating topic %s: %w", t.name, err)
-		}
-	}
 	users := make([]*kgo.Record, len(sampleUsers))
 	for i, u := range sampleUsers {
-		users[i] = &kgo.Record{Topic: c.users, Key: []byte(u[0]), Value: []byte(u[1])}
+		users[i] = &kgo.Record{Topic: t.users, Key: []byte(u[0]), Value: []byte(u[1])}
 	}
 	if err := cl.ProduceSync(ctx, users...).FirstErr(); err != nil {
 		return fmt.Errorf("loading users: %w", err)
 	}
 
-	d, err := c.StartDemo(ctx, "enrich", topo, brokers, logger)
+	f.Brokers, f.StateDir = demo.Brokers, demo.StateDir
+	p, err := newProcessor(topo, f, logger)
 	if err != nil {
 		return err
 	}
-	defer d.Stop()
-
+	demo.Run(ctx, p.Run)
 	// The stage "views" reads both the users and the page views: first
 	// every user, then every view, and the stage "by-country" every record
 	// the join emitted.
 	nUsers := int64(len(users))
-	err = cli.WaitFor(ctx, func() bool { return d.Metrics().Stages["views"].Records == nUsers }, c.Timeout, d.Stopped(), "the counts")
+	err = demo.WaitFor(ctx, func() bool { return p.Metrics().Stages["views"].Records == nUsers }, f.Timeout, "the counts")
 	if err == nil {
 		views := make([]*kgo.Record, len(sampleViews))
 		for i, v := range sampleViews {
-			views[i] = &kgo.Record{Topic: c.views, Key: []byte(v.user), Value: []byte(v.page), Timestamp: sampleBase.Add(v.at)}
+			views[i] = &kgo.Record{Topic: t.views, Key: []byte(v.user), Value: []byte(v.page), Timestamp: sampleBase.Add(v.at)}
 		}
 		if err := cl.ProduceSync(ctx, views...).FirstErr(); err != nil {
 			return fmt.Errorf("loading page views: %w", err)
 		}
 		finished := func() bool {
-			m := d.Metrics().Stages
+			m := p.Metrics().Stages
 			return m["views"].Records == nUsers+int64(len(views)) && m["by-country"].Records == m["views"].Emitted
 		}
-		err = cli.WaitFor(ctx, finished, c.Timeout, d.Stopped(), "the counts")
+		err = demo.WaitFor(ctx, finished, f.Timeout, "the counts")
 	}
-	if runErr := d.Stop(); runErr != nil {
+	if runErr := demo.Stop(); runErr != nil {
 		return runErr
 	}
 	if err != nil {
 		return err
 	}
-	counts, err := readCounts(ctx, brokers, c.output)
+	counts, err := readCounts(ctx, demo, t.output)
 	if err != nil {
 		return err
 	}
@@ -153,8 +147,8 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 
 // readCounts reads the output topic to its end with a read_committed
 // consumer and returns the last count of each key.
-func readCounts(ctx context.Context, brokers []string, topic string) (map[string]int64, error) {
-	recs, err := cli.ReadTopic(ctx, brokers, topic)
+func readCounts(ctx context.Context, demo *cli.Demo, topic string) (map[string]int64, error) {
+	recs, err := demo.ReadTopic(ctx, topic)
 	if err != nil {
 		return nil, err
 	}

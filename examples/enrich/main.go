@@ -28,12 +28,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/sluicehq/sluice/examples/internal/cli"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/sluicehq/sluice/examples/internal/cli"
+	"github.com/sluicehq/sluice/processor"
+	"github.com/sluicehq/sluice/stream"
 )
 
 func main() {
@@ -43,43 +47,64 @@ func main() {
 	}
 }
 
-type config struct {
-	cli.Common
-	views  string
-	users  string
-	output string
-	grace  time.Duration
+// topics are the topics the enrichment reads and writes.
+type topics struct {
+	views, users, output string
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("enrich", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var c config
-	c.Register(fs, cli.Defaults{App: "enrich", Policy: "skip", PolicyNote: "a page view later than its window's grace", Result: "the counts"})
-	fs.StringVar(&c.views, "views", "page-views", "input `topic` of page views: key = user id, value = page")
-	fs.StringVar(&c.users, "users", "users", "input `topic` of users, read as a table (compacted): key = user id, value = country")
-	fs.StringVar(&c.output, "output", "views-per-country", "output `topic`: key = country@window-start, value = the window's running count as decimal text")
-	fs.DurationVar(&c.grace, "grace", 10*time.Minute, "how long after its end a window still takes late page views (it must cover the disorder of the views' timestamps)")
-	if help, err := c.Parse(fs, args); help || err != nil {
+	var f cli.Flags
+	f.Register(fs, cli.Defaults{App: "enrich", OnError: "skip", PolicyNote: "a page view later than its window's grace", Result: "the counts"})
+	var t topics
+	fs.StringVar(&t.views, "views", "page-views", "input `topic` of page views: key = user id, value = page")
+	fs.StringVar(&t.users, "users", "users", "input `topic` of users, read as a table (compacted): key = user id, value = country")
+	fs.StringVar(&t.output, "output", "views-per-country", "output `topic`: key = country@window-start, value = the window's running count as decimal text")
+	grace := fs.Duration("grace", 10*time.Minute, "how long after its end a window still takes late page views (it must cover the disorder of the views' timestamps)")
+	if help, err := f.Parse(fs, args); help || err != nil {
 		return err
 	}
 
-	topo, err := Topology(c.views, c.users, c.output, c.grace)
+	topo, err := Topology(t.views, t.users, t.output, *grace)
 	if err != nil {
 		return err
 	}
-	if c.PrintDescription(stdout, topo) {
+	if f.Describe(stdout, topo) {
 		return nil
 	}
 
-	logger := c.Logger(stderr)
-
+	logger := f.Logger(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if c.Brokers == "" {
-		return runEmbedded(ctx, c, topo, stdout, logger)
+	if len(f.Brokers) == 0 {
+		// No -brokers: sample users and views on an embedded Kafka
+		// (embedded.go).
+		return runEmbedded(ctx, f, topo, t, stdout, logger)
 	}
+	p, err := newProcessor(topo, f, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("running", "app", f.App, "instance", p.InstanceID(), "brokers", f.Brokers)
+	return p.Run(ctx)
+}
 
-	return c.Serve(ctx, topo, logger)
+// newProcessor configures the runtime for topo from the flags.
+func newProcessor(topo *stream.Topology, f cli.Flags, logger *slog.Logger) (*processor.Processor, error) {
+	return processor.New(topo,
+		processor.Brokers(f.Brokers...),
+		processor.ApplicationID(f.App),
+		processor.StateDir(f.StateDir),
+		processor.InstanceID(f.InstanceID),
+		processor.WithGuarantee(f.Guarantee),
+		processor.ErrorPolicy(f.OnError),
+		processor.CommitInterval(f.CommitInterval),
+		processor.SessionTimeout(f.SessionTimeout),
+		processor.HeartbeatInterval(f.HeartbeatInterval),
+		processor.RebalanceTimeout(f.RebalanceTimeout),
+		processor.TransactionTimeout(f.TransactionTimeout),
+		processor.Logger(logger),
+	)
 }

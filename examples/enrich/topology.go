@@ -7,8 +7,6 @@ import (
 	"github.com/sluicehq/sluice/stream"
 )
 
-type topology = *stream.Topology
-
 // Topology builds the enrichment: the users topic is read as a table (user
 // id -> country); each page view (user id -> page) is joined with it (views
 // of unknown users are dropped), re-keyed by country through a repartition

@@ -10,11 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/examples/internal/cli"
+	"github.com/sluicehq/sluice/stream"
 )
 
 // sampleBase is the event time of the demo's first event.
@@ -82,46 +81,33 @@ func Closers(topic string, partitions int) []string {
 // and, per partition, the records of Closing, runs the processor until it
 // processed them all, reads both outputs back with a read_committed
 // consumer and prints the windows.
-func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer, logger *slog.Logger) error {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, t topics, stdout io.Writer, logger *slog.Logger) error {
+	demo, err := cli.StartDemo("rollup", f.StateDir)
 	if err != nil {
-		return fmt.Errorf("starting the embedded broker: %w", err)
+		return err
 	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	defer demo.Close()
+	// The sample events carry fixed event timestamps: without
+	// retention.ms=-1 a broker's time retention would delete them.
+	forever := "-1"
+	if err := demo.CreateTopics(ctx, f.Partitions, map[string]*string{"retention.ms": &forever}, t.events, t.minutes, t.hours); err != nil {
+		return err
+	}
 	// Events go to the partition of their key (Kafka's default
 	// partitioner, as the runtime expects); ticks to the partition they
 	// name.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(
-		func(string) func(*kgo.Record, int) int {
-			def := kgo.StickyKeyPartitioner(nil).ForTopic("")
-			return func(r *kgo.Record, n int) int {
-				if len(r.Key) == 0 {
-					return int(r.Partition)
-				}
-				return def.Partition(r, n)
-			}
-		})))
+	cl, err := demo.Client(kgo.RecordPartitioner(cli.TickPartitioner()))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	for _, t := range []string{c.events, c.minutes, c.hours} {
-		// The sample events carry fixed event timestamps: without
-		// retention.ms=-1 a broker's time retention would delete them.
-		forever := "-1"
-		if _, err := adm.CreateTopic(ctx, int32(c.Partitions), 1, map[string]*string{"retention.ms": &forever}, t); err != nil {
-			return fmt.Errorf("creating topic %s: %w", t, err)
-		}
-	}
 	var recs []*kgo.Record
 	for _, e := range sampleEvents {
-		recs = append(recs, &kgo.Record{Topic: c.events, Key: []byte(e.account), Value: []byte(e.kind), Timestamp: sampleBase.Add(e.at)})
+		recs = append(recs, &kgo.Record{Topic: t.events, Key: []byte(e.account), Value: []byte(e.kind), Timestamp: sampleBase.Add(e.at)})
 	}
 	last := sampleBase.Add(sampleEvents[len(sampleEvents)-1].at)
-	for p, closer := range Closers(c.events, c.Partitions) {
-		recs = append(recs, Closing(c.events, int32(p), closer, last)...)
+	for p, closer := range Closers(t.events, f.Partitions) {
+		recs = append(recs, Closing(t.events, int32(p), closer, last)...)
 	}
 	// One by one, in order: each partition's stream time must move as
 	// listed.
@@ -131,29 +117,30 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		}
 	}
 
-	d, err := c.StartDemo(ctx, "rollup", topo, brokers, logger)
+	f.Brokers, f.StateDir = demo.Brokers, demo.StateDir
+	p, err := newProcessor(topo, f, logger)
 	if err != nil {
 		return err
 	}
-	defer d.Stop()
+	demo.Run(ctx, p.Run)
 	// Done when the events' stage has processed every record and the
 	// roll-up stage every final minute (the closers' minutes are the last
 	// ones its partitions get).
 	finished := func() bool {
-		m := d.Metrics().Stages
+		m := p.Metrics().Stages
 		return m["events"].Records == int64(len(recs)) && m["events"].Emitted > 0 &&
 			m["minutes-by-account"].Records == m["events"].Emitted/2
 	}
-	err = cli.WaitFor(ctx, finished, c.Timeout, d.Stopped(), "the windows")
-	if runErr := d.Stop(); runErr != nil {
+	err = demo.WaitFor(ctx, finished, f.Timeout, "the windows")
+	if runErr := demo.Stop(); runErr != nil {
 		return runErr
 	}
 	if err != nil {
 		return err
 	}
 	bw := bufio.NewWriter(stdout)
-	for _, out := range []struct{ name, topic string }{{"minute", c.minutes}, {"hour", c.hours}} {
-		ws, err := readWindows(ctx, brokers, out.topic)
+	for _, out := range []struct{ name, topic string }{{"minute", t.minutes}, {"hour", t.hours}} {
+		ws, err := readWindows(ctx, demo, out.topic)
 		if err != nil {
 			return err
 		}
@@ -171,8 +158,8 @@ type accountWindow struct {
 
 // readWindows reads an output topic to its end with a read_committed
 // consumer and returns its windows, sorted by account then start.
-func readWindows(ctx context.Context, brokers []string, topic string) ([]accountWindow, error) {
-	recs, err := cli.ReadTopic(ctx, brokers, topic)
+func readWindows(ctx context.Context, demo *cli.Demo, topic string) ([]accountWindow, error) {
+	recs, err := demo.ReadTopic(ctx, topic)
 	if err != nil {
 		return nil, err
 	}

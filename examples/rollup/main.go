@@ -33,12 +33,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/examples/internal/cli"
+	"github.com/sluicehq/sluice/processor"
+	"github.com/sluicehq/sluice/stream"
 )
 
 func main() {
@@ -48,42 +51,68 @@ func main() {
 	}
 }
 
-type config struct {
-	cli.Common
+// topics are the topics the roll-up reads and writes.
+type topics struct {
 	events, minutes, hours string
-	Params
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("rollup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var c config
-	c.Register(fs, cli.Defaults{App: "rollup", Policy: "skip", PolicyNote: "an event too late for the join or its window", Result: "the windows"})
-	fs.StringVar(&c.events, "events", "account-events", "input `topic`: key = account, value = \"order\" or \"payment\"; any other value is a clock tick")
-	fs.StringVar(&c.minutes, "minutes", "account-minutes", "output `topic` of closed minute windows: key = account, value = \"start end paid unpaid\"")
-	fs.StringVar(&c.hours, "hours", "account-hours", "output `topic` of closed hour windows: key = account, value = \"start end paid unpaid\"")
-	fs.DurationVar(&c.Within, "within", 30*time.Second, "an order and a payment at most this far apart pair")
-	fs.DurationVar(&c.Minute, "minute", time.Minute, "size of the first windows")
-	fs.DurationVar(&c.MinuteGrace, "minute-grace", 10*time.Second, "grace period of the first windows")
-	fs.DurationVar(&c.Hour, "hour", time.Hour, "size of the roll-up windows")
-	fs.DurationVar(&c.HourGrace, "hour-grace", time.Minute, "grace period of the roll-up windows")
-	if help, err := c.Parse(fs, args); help || err != nil {
+	var f cli.Flags
+	f.Register(fs, cli.Defaults{App: "rollup", OnError: "skip", PolicyNote: "an event too late for the join or its window", Result: "the windows"})
+	var t topics
+	var pa Params
+	fs.StringVar(&t.events, "events", "account-events", "input `topic`: key = account, value = \"order\" or \"payment\"; any other value is a clock tick")
+	fs.StringVar(&t.minutes, "minutes", "account-minutes", "output `topic` of closed minute windows: key = account, value = \"start end paid unpaid\"")
+	fs.StringVar(&t.hours, "hours", "account-hours", "output `topic` of closed hour windows: key = account, value = \"start end paid unpaid\"")
+	fs.DurationVar(&pa.Within, "within", 30*time.Second, "an order and a payment at most this far apart pair")
+	fs.DurationVar(&pa.Minute, "minute", time.Minute, "size of the first windows")
+	fs.DurationVar(&pa.MinuteGrace, "minute-grace", 10*time.Second, "grace period of the first windows")
+	fs.DurationVar(&pa.Hour, "hour", time.Hour, "size of the roll-up windows")
+	fs.DurationVar(&pa.HourGrace, "hour-grace", time.Minute, "grace period of the roll-up windows")
+	if help, err := f.Parse(fs, args); help || err != nil {
 		return err
 	}
 
-	topo, err := Topology(c.events, c.minutes, c.hours, c.Params)
+	topo, err := Topology(t.events, t.minutes, t.hours, pa)
 	if err != nil {
 		return err
 	}
-	if c.PrintDescription(stdout, topo) {
+	if f.Describe(stdout, topo) {
 		return nil
 	}
-	logger := c.Logger(stderr)
 
+	logger := f.Logger(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if c.Brokers == "" {
-		return runEmbedded(ctx, c, topo, stdout, logger)
+
+	if len(f.Brokers) == 0 {
+		// No -brokers: sample events on an embedded Kafka (embedded.go).
+		return runEmbedded(ctx, f, topo, t, stdout, logger)
 	}
-	return c.Serve(ctx, topo, logger)
+	p, err := newProcessor(topo, f, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("running", "app", f.App, "instance", p.InstanceID(), "brokers", f.Brokers)
+	return p.Run(ctx)
+}
+
+// newProcessor configures the runtime for topo from the flags.
+func newProcessor(topo *stream.Topology, f cli.Flags, logger *slog.Logger) (*processor.Processor, error) {
+	return processor.New(topo,
+		processor.Brokers(f.Brokers...),
+		processor.ApplicationID(f.App),
+		processor.StateDir(f.StateDir),
+		processor.InstanceID(f.InstanceID),
+		processor.WithGuarantee(f.Guarantee),
+		processor.ErrorPolicy(f.OnError),
+		processor.CommitInterval(f.CommitInterval),
+		processor.SessionTimeout(f.SessionTimeout),
+		processor.HeartbeatInterval(f.HeartbeatInterval),
+		processor.RebalanceTimeout(f.RebalanceTimeout),
+		processor.TransactionTimeout(f.TransactionTimeout),
+		processor.Logger(logger),
+	)
 }

@@ -10,8 +10,6 @@ import (
 	"github.com/sluicehq/sluice/stream"
 )
 
-type topology = *stream.Topology
-
 // Params are the roll-up's durations, in event time.
 type Params struct {
 	// Within pairs an order with the payments of its account at most this

@@ -4,16 +4,16 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/sluicehq/sluice/examples/internal/cli"
 	"io"
 	"log/slog"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/examples/internal/cli"
+	"github.com/sluicehq/sluice/stream"
 )
 
 // sampleBase is the event time of the demo's first event.
@@ -47,47 +47,33 @@ var sampleEvents = []sampleEvent{
 // every session closes), runs the processor until it processed them all,
 // reads the output back with a read_committed consumer and prints the
 // sessions.
-func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer, logger *slog.Logger) error {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, events, output string, stdout io.Writer, logger *slog.Logger) error {
+	demo, err := cli.StartDemo("sessions", f.StateDir)
 	if err != nil {
-		return fmt.Errorf("starting the embedded broker: %w", err)
+		return err
 	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
-
+	defer demo.Close()
+	// The sample events carry fixed event timestamps: without
+	// retention.ms=-1 a broker's time retention would delete them.
+	forever := "-1"
+	if err := demo.CreateTopics(ctx, f.Partitions, map[string]*string{"retention.ms": &forever}, events, output); err != nil {
+		return err
+	}
 	// Events go to the partition of their key (Kafka's default
 	// partitioner, as the runtime expects); ticks to the partition they
 	// name.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(
-		func(string) func(*kgo.Record, int) int {
-			def := kgo.StickyKeyPartitioner(nil).ForTopic("")
-			return func(r *kgo.Record, n int) int {
-				if len(r.Key) == 0 {
-					return int(r.Partition)
-				}
-				return def.Partition(r, n)
-			}
-		})))
+	cl, err := demo.Client(kgo.RecordPartitioner(cli.TickPartitioner()))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	for _, t := range []string{c.events, c.output} {
-		// The sample events carry fixed event timestamps: without
-		// retention.ms=-1 a broker's time retention would delete them.
-		forever := "-1"
-		if _, err := adm.CreateTopic(ctx, int32(c.Partitions), 1, map[string]*string{"retention.ms": &forever}, t); err != nil {
-			return fmt.Errorf("creating topic %s: %w", t, err)
-		}
-	}
 	var recs []*kgo.Record
 	for _, e := range sampleEvents {
-		recs = append(recs, &kgo.Record{Topic: c.events, Key: []byte(e.user), Value: []byte(e.event), Timestamp: sampleBase.Add(e.at)})
+		recs = append(recs, &kgo.Record{Topic: events, Key: []byte(e.user), Value: []byte(e.event), Timestamp: sampleBase.Add(e.at)})
 	}
 	tick := sampleBase.Add(sampleEvents[len(sampleEvents)-1].at + time.Hour)
-	for p := 0; p < c.Partitions; p++ {
-		recs = append(recs, &kgo.Record{Topic: c.events, Partition: int32(p), Value: []byte("tick"), Timestamp: tick})
+	for p := 0; p < f.Partitions; p++ {
+		recs = append(recs, &kgo.Record{Topic: events, Partition: int32(p), Value: []byte("tick"), Timestamp: tick})
 	}
 	// One by one, in order: carol's late event must follow her later one.
 	for _, r := range recs {
@@ -96,20 +82,21 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdout io.Writer,
 		}
 	}
 
-	d, err := c.StartDemo(ctx, "sessions", topo, brokers, logger)
+	f.Brokers, f.StateDir = demo.Brokers, demo.StateDir
+	p, err := newProcessor(topo, f, logger)
 	if err != nil {
 		return err
 	}
-	defer d.Stop()
-	finished := func() bool { return d.Metrics().Stages["events"].Records == int64(len(recs)) }
-	err = cli.WaitFor(ctx, finished, c.Timeout, d.Stopped(), "the sessions")
-	if runErr := d.Stop(); runErr != nil {
+	demo.Run(ctx, p.Run)
+	finished := func() bool { return p.Metrics().Stages["events"].Records == int64(len(recs)) }
+	err = demo.WaitFor(ctx, finished, f.Timeout, "the sessions")
+	if runErr := demo.Stop(); runErr != nil {
 		return runErr
 	}
 	if err != nil {
 		return err
 	}
-	sessions, err := readSessions(ctx, brokers, c.output)
+	sessions, err := readSessions(ctx, demo, output)
 	if err != nil {
 		return err
 	}
@@ -133,8 +120,8 @@ type userSession struct {
 
 // readSessions reads the output topic to its end with a read_committed
 // consumer and returns every session in it.
-func readSessions(ctx context.Context, brokers []string, topic string) ([]userSession, error) {
-	recs, err := cli.ReadTopic(ctx, brokers, topic)
+func readSessions(ctx context.Context, demo *cli.Demo, topic string) ([]userSession, error) {
+	recs, err := demo.ReadTopic(ctx, topic)
 	if err != nil {
 		return nil, err
 	}

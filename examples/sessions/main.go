@@ -30,12 +30,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/sluicehq/sluice/examples/internal/cli"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/sluicehq/sluice/examples/internal/cli"
+	"github.com/sluicehq/sluice/processor"
+	"github.com/sluicehq/sluice/stream"
 )
 
 func main() {
@@ -45,42 +49,57 @@ func main() {
 	}
 }
 
-type config struct {
-	cli.Common
-	events     string
-	output     string
-	gap, grace time.Duration
-}
-
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sessions", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var c config
-	c.Register(fs, cli.Defaults{App: "sessions", Policy: "skip", PolicyNote: "an event later than the grace", Result: "the sessions"})
-	fs.StringVar(&c.events, "events", "user-events", "input `topic` of user activity: key = user, value = event; an empty key is a clock tick")
-	fs.StringVar(&c.output, "output", "user-sessions", "output `topic`: key = user, value = a closed session as \"start end count\"")
-	fs.DurationVar(&c.gap, "gap", 5*time.Minute, "a session ends after this long without an event of its user")
-	fs.DurationVar(&c.grace, "grace", 5*time.Minute, "how long after stream time passes a session's last event + gap the session stays open to out-of-order events")
-	if help, err := c.Parse(fs, args); help || err != nil {
+	var f cli.Flags
+	f.Register(fs, cli.Defaults{App: "sessions", OnError: "skip", PolicyNote: "an event later than the grace", Result: "the sessions"})
+	events := fs.String("events", "user-events", "input `topic` of user activity: key = user, value = event; an empty key is a clock tick")
+	output := fs.String("output", "user-sessions", "output `topic`: key = user, value = a closed session as \"start end count\"")
+	gap := fs.Duration("gap", 5*time.Minute, "a session ends after this long without an event of its user")
+	grace := fs.Duration("grace", 5*time.Minute, "how long after stream time passes a session's last event + gap the session stays open to out-of-order events")
+	if help, err := f.Parse(fs, args); help || err != nil {
 		return err
 	}
 
-	topo, err := Topology(c.events, c.output, c.gap, c.grace)
+	topo, err := Topology(*events, *output, *gap, *grace)
 	if err != nil {
 		return err
 	}
-	if c.PrintDescription(stdout, topo) {
+	if f.Describe(stdout, topo) {
 		return nil
 	}
 
-	logger := c.Logger(stderr)
-
+	logger := f.Logger(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if c.Brokers == "" {
-		return runEmbedded(ctx, c, topo, stdout, logger)
+	if len(f.Brokers) == 0 {
+		// No -brokers: sample events on an embedded Kafka (embedded.go).
+		return runEmbedded(ctx, f, topo, *events, *output, stdout, logger)
 	}
+	p, err := newProcessor(topo, f, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("running", "app", f.App, "instance", p.InstanceID(), "brokers", f.Brokers)
+	return p.Run(ctx)
+}
 
-	return c.Serve(ctx, topo, logger)
+// newProcessor configures the runtime for topo from the flags.
+func newProcessor(topo *stream.Topology, f cli.Flags, logger *slog.Logger) (*processor.Processor, error) {
+	return processor.New(topo,
+		processor.Brokers(f.Brokers...),
+		processor.ApplicationID(f.App),
+		processor.StateDir(f.StateDir),
+		processor.InstanceID(f.InstanceID),
+		processor.WithGuarantee(f.Guarantee),
+		processor.ErrorPolicy(f.OnError),
+		processor.CommitInterval(f.CommitInterval),
+		processor.SessionTimeout(f.SessionTimeout),
+		processor.HeartbeatInterval(f.HeartbeatInterval),
+		processor.RebalanceTimeout(f.RebalanceTimeout),
+		processor.TransactionTimeout(f.TransactionTimeout),
+		processor.Logger(logger),
+	)
 }

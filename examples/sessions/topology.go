@@ -10,8 +10,6 @@ import (
 	"github.com/sluicehq/sluice/stream"
 )
 
-type topology = *stream.Topology
-
 // Topology builds the sessions: each user's events (key = user, value =
 // event) are grouped into sessions of activity, a session ending after gap
 // without events of its user (event time: the records' timestamps); an

@@ -268,6 +268,10 @@ func newHarness(t *testing.T, bin string, brokers []string, app, input string, d
 			"-commit-interval", "100ms", "-max-records", "500", "-ledger", "-v",
 		}, dbArgs...)
 	}
+	// The test profile: short timeouts so that instances recover fast. A
+	// rebalance waits for a batch's every write attempt: 100ms + 3 × 8s +
+	// 600ms must fit (sink.New checks it).
+	h.Profile = []string{"-session-timeout=6s", "-heartbeat-interval=500ms", "-rebalance-timeout=30s", "-write-timeout=8s"}
 	h.Env = []string{"SLUICE_TEST_TRACE=1"}
 	// A fenced zombie may end by itself, and cleanly.
 	h.ExitBeforeStopOK = true

@@ -3,18 +3,17 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/examples/internal/cli"
 )
 
 // samplePayments is loaded when standard input is a terminal.
@@ -35,21 +34,20 @@ func runEmbedded(ctx context.Context, c config, stdin io.Reader, stdout io.Write
 	if err != nil {
 		return err
 	}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	// The demo's directory holds the temporary database.
+	demo, err := cli.StartDemo("tosql", "")
 	if err != nil {
-		return fmt.Errorf("starting the embedded broker: %w", err)
+		return err
 	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(c.input))
+	defer demo.Close()
+	if err := demo.CreateTopics(ctx, c.partitions, nil, c.input); err != nil {
+		return err
+	}
+	cl, err := demo.Client(kgo.DefaultProduceTopic(c.input))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if _, err := adm.CreateTopic(ctx, int32(c.partitions), 1, nil, c.input); err != nil {
-		return fmt.Errorf("creating topic %s: %w", c.input, err)
-	}
 	recs := make([]*kgo.Record, len(payments))
 	for i, p := range payments {
 		recs[i] = &kgo.Record{Key: []byte(p[0]), Value: []byte(p[1])}
@@ -57,7 +55,7 @@ func runEmbedded(ctx context.Context, c config, stdin io.Reader, stdout io.Write
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return fmt.Errorf("loading input: %w", err)
 	}
-	ends, err := adm.ListEndOffsets(ctx, c.input)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, c.input)
 	if err == nil {
 		err = ends.Error()
 	}
@@ -66,12 +64,7 @@ func runEmbedded(ctx context.Context, c config, stdin io.Reader, stdout io.Write
 	}
 
 	if c.postgres == "" && !c.dbGiven {
-		dir, err := os.MkdirTemp("", "sluice-tosql-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		c.dbPath = filepath.Join(dir, "tosql.sqlite")
+		c.dbPath = filepath.Join(demo.StateDir, "tosql.sqlite")
 	}
 	db, err := openDB(c)
 	if err != nil {
@@ -82,7 +75,7 @@ func runEmbedded(ctx context.Context, c config, stdin io.Reader, stdout io.Write
 	if err != nil {
 		return err
 	}
-	r, err := newRunner(s, c, brokers, logger)
+	r, err := newRunner(s, c, demo.Brokers, logger)
 	if err != nil {
 		return err
 	}
@@ -98,41 +91,30 @@ func runEmbedded(ctx context.Context, c config, stdin io.Reader, stdout io.Write
 		return fmt.Errorf("the database already holds offsets of group %s for topic %s from an earlier run, and the embedded Kafka is new: use a fresh database, or another -app", r.Group(), c.input)
 	}
 
-	rctx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	deadline := time.After(c.timeout)
-	for caughtUp := false; !caughtUp; {
-		select {
-		case err := <-done:
-			if err == nil {
-				err = errors.New("stopped before the table was complete")
-			}
-			return err
-		case <-deadline:
-			stop()
-			<-done
-			return fmt.Errorf("timed out after %v waiting for the table", c.timeout)
-		case <-ctx.Done():
-			stop()
-			<-done
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	demo.Run(ctx, r.Run)
+	var readErr error
+	caughtUp := func() bool {
 		stored, err := s.Offsets(ctx, r.Group(), c.input, partitions)
 		if err != nil {
-			return err
+			readErr = err
+			return true
 		}
-		caughtUp = true
+		done := true
 		ends.Each(func(e kadm.ListedOffset) {
 			if e.Offset > 0 && stored[e.Partition].Offset < e.Offset {
-				caughtUp = false
+				done = false
 			}
 		})
+		return done
 	}
-	stop()
-	if err := <-done; err != nil {
+	err = demo.WaitFor(ctx, caughtUp, c.timeout, "the table")
+	if runErr := demo.Stop(); runErr != nil {
+		return runErr
+	}
+	if err == nil {
+		err = readErr
+	}
+	if err != nil {
 		return err
 	}
 	rows, err := readBalances(ctx, db, c.table)

@@ -59,6 +59,8 @@ type config struct {
 	partitions     int
 	verbose        bool
 	timeout        time.Duration
+
+	sessionTimeout, heartbeat, rebalanceTimeout, writeTimeout time.Duration
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -75,6 +77,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.postgres, "postgres", "", "PostgreSQL `DSN` (postgres://user@host:port/db); overrides -db")
 	fs.StringVar(&c.table, "table", "balances", "table of balances (account, total, updates)")
 	fs.BoolVar(&c.ledger, "ledger", false, "also keep one row per input record in <table>_ledger, keyed by (topic, partition_id, record_offset)")
+	fs.DurationVar(&c.sessionTimeout, "session-timeout", 45*time.Second, "group session timeout (Kafka's session.timeout.ms): how long a crashed instance keeps its partitions")
+	fs.DurationVar(&c.heartbeat, "heartbeat-interval", 3*time.Second, "group heartbeat interval (Kafka's heartbeat.interval.ms)")
+	fs.DurationVar(&c.rebalanceTimeout, "rebalance-timeout", time.Minute, "group rebalance timeout: it must cover a batch's every write attempt")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", 15*time.Second, "bound of one database write")
 	fs.IntVar(&c.partitions, "partitions", 4, "embedded demo: partitions of the input topic it creates")
 	fs.BoolVar(&c.verbose, "v", false, "log at info level (debug with KAFKA_DEBUG=1)")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "embedded demo: give up waiting for the table after this long")
@@ -152,30 +158,21 @@ func openDB(c config) (*sql.DB, error) {
 	return db, nil
 }
 
+// newRunner configures the sink's runner from the flags.
 func newRunner(s sink.Sink, c config, brokers []string, logger *slog.Logger) (*sink.Runner, error) {
-	opts := []sink.Opt{
+	return sink.New(s,
 		sink.Brokers(brokers...),
 		sink.ApplicationID(c.app),
+		sink.InstanceID(c.instanceID),
 		sink.Topics(c.input),
 		sink.CommitInterval(c.commitInterval),
 		sink.MaxRecordsPerBatch(c.maxRecords),
+		sink.SessionTimeout(c.sessionTimeout),
+		sink.HeartbeatInterval(c.heartbeat),
+		sink.RebalanceTimeout(c.rebalanceTimeout),
+		sink.WriteTimeout(c.writeTimeout),
 		sink.Logger(logger),
-	}
-	if c.instanceID != "" {
-		opts = append(opts, sink.InstanceID(c.instanceID))
-	}
-	if os.Getenv("SLUICE_TEST_TIMEOUTS") != "" {
-		// The test profile: short timeouts so crash tests recover fast.
-		opts = append(opts,
-			sink.SessionTimeout(6*time.Second),
-			sink.HeartbeatInterval(500*time.Millisecond),
-			// A rebalance waits for a batch's every write attempt:
-			// 100ms + 3 × 8s + 600ms must fit (New checks it).
-			sink.RebalanceTimeout(30*time.Second),
-			sink.WriteTimeout(8*time.Second),
-		)
-	}
-	return sink.New(s, opts...)
+	)
 }
 
 func validTable(s string) bool {

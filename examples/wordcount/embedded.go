@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"github.com/sluicehq/sluice/examples/internal/cli"
 	"io"
 	"log/slog"
 	"os"
@@ -13,9 +12,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/examples/internal/cli"
+	"github.com/sluicehq/sluice/stream"
 )
 
 // sampleText is counted when standard input is a terminal.
@@ -26,35 +26,30 @@ exactly once means every word is counted once and only once`
 // runEmbedded runs the word count on an in-process Kafka: it loads the input,
 // runs the processor until both stages processed everything, reads the
 // output back with a read_committed consumer, and prints the final counts.
-func runEmbedded(ctx context.Context, c config, topo topology, stdin io.Reader, stdout io.Writer, logger *slog.Logger) error {
+func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, input, output string, stdin io.Reader, stdout io.Writer, logger *slog.Logger) error {
 	lines, err := readInput(stdin)
 	if err != nil {
 		return err
 	}
-
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	demo, err := cli.StartDemo("wordcount", f.StateDir)
 	if err != nil {
-		return fmt.Errorf("starting the embedded broker: %w", err)
+		return err
 	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	defer demo.Close()
 
 	// Lines up to 16 MiB are accepted into the input; what the processor
 	// cannot produce (a single word above MaxRecordBytes) goes to the
 	// -on-error policy.
 	const maxLine = 16 << 20
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(c.input), kgo.ProducerBatchMaxBytes(maxLine+4096))
+	maxBytes := strconv.Itoa(maxLine + 4096)
+	if err := demo.CreateTopics(ctx, f.Partitions, map[string]*string{"max.message.bytes": &maxBytes}, input, output); err != nil {
+		return err
+	}
+	cl, err := demo.Client(kgo.DefaultProduceTopic(input), kgo.ProducerBatchMaxBytes(maxLine+4096))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	maxBytes := strconv.Itoa(maxLine + 4096)
-	for _, t := range []string{c.input, c.output} {
-		if _, err := adm.CreateTopic(ctx, int32(c.Partitions), 1, map[string]*string{"max.message.bytes": &maxBytes}, t); err != nil {
-			return fmt.Errorf("creating topic %s: %w", t, err)
-		}
-	}
 	recs := make([]*kgo.Record, len(lines))
 	for i, l := range lines {
 		recs[i] = &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: []byte(l)}
@@ -63,26 +58,26 @@ func runEmbedded(ctx context.Context, c config, topo topology, stdin io.Reader, 
 		return fmt.Errorf("loading input: %w", err)
 	}
 
-	d, err := c.StartDemo(ctx, "wordcount", topo, brokers, logger)
+	f.Brokers, f.StateDir = demo.Brokers, demo.StateDir
+	p, err := newProcessor(topo, f, logger)
 	if err != nil {
 		return err
 	}
-	defer d.Stop()
-
+	demo.Run(ctx, p.Run)
 	// Every line processed by the first stage, and every word it emitted
 	// by the second: then the output is complete.
 	finished := func() bool {
-		m := d.Metrics().Stages
+		m := p.Metrics().Stages
 		return m["split"].Records == int64(len(lines)) && m["by-word"].Records == m["split"].Emitted
 	}
-	err = cli.WaitFor(ctx, finished, c.Timeout, d.Stopped(), "the counts")
-	if runErr := d.Stop(); runErr != nil {
+	err = demo.WaitFor(ctx, finished, f.Timeout, "the counts")
+	if runErr := demo.Stop(); runErr != nil {
 		return runErr
 	}
 	if err != nil {
 		return err
 	}
-	counts, err := readCounts(ctx, brokers, c.output)
+	counts, err := readCounts(ctx, demo, output)
 	if err != nil {
 		return err
 	}
@@ -129,8 +124,8 @@ func readInput(stdin io.Reader) ([]string, error) {
 
 // readCounts reads the output topic to its end with a read_committed
 // consumer and returns the last count of each word.
-func readCounts(ctx context.Context, brokers []string, topic string) (map[string]int64, error) {
-	recs, err := cli.ReadTopic(ctx, brokers, topic)
+func readCounts(ctx context.Context, demo *cli.Demo, topic string) (map[string]int64, error) {
+	recs, err := demo.ReadTopic(ctx, topic)
 	if err != nil {
 		return nil, err
 	}

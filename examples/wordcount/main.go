@@ -18,11 +18,15 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/sluicehq/sluice/examples/internal/cli"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sluicehq/sluice/examples/internal/cli"
+	"github.com/sluicehq/sluice/processor"
+	"github.com/sluicehq/sluice/stream"
 )
 
 func main() {
@@ -32,39 +36,55 @@ func main() {
 	}
 }
 
-type config struct {
-	cli.Common
-	input  string
-	output string
-}
-
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wordcount", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var c config
-	c.Register(fs, cli.Defaults{App: "wordcount", Policy: "fail", PolicyNote: "", Result: "the counts"})
-	fs.StringVar(&c.input, "input", "lines", "input `topic` of text lines")
-	fs.StringVar(&c.output, "output", "word-counts", "output `topic`: key = word, value = running count as decimal text")
-	if help, err := c.Parse(fs, args); help || err != nil {
+	var f cli.Flags
+	f.Register(fs, cli.Defaults{App: "wordcount", OnError: "fail", Result: "the counts"})
+	input := fs.String("input", "lines", "input `topic` of text lines")
+	output := fs.String("output", "word-counts", "output `topic`: key = word, value = running count as decimal text")
+	if help, err := f.Parse(fs, args); help || err != nil {
 		return err
 	}
 
-	topo, err := Topology(c.input, c.output)
+	topo, err := Topology(*input, *output)
 	if err != nil {
 		return err
 	}
-	if c.PrintDescription(stdout, topo) {
+	if f.Describe(stdout, topo) {
 		return nil
 	}
 
-	logger := c.Logger(stderr)
-
+	logger := f.Logger(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if c.Brokers == "" {
-		return runEmbedded(ctx, c, topo, stdin, stdout, logger)
+	if len(f.Brokers) == 0 {
+		// No -brokers: count stdin on an embedded Kafka (embedded.go).
+		return runEmbedded(ctx, f, topo, *input, *output, stdin, stdout, logger)
 	}
+	p, err := newProcessor(topo, f, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("running", "app", f.App, "instance", p.InstanceID(), "brokers", f.Brokers)
+	return p.Run(ctx)
+}
 
-	return c.Serve(ctx, topo, logger)
+// newProcessor configures the runtime for topo from the flags.
+func newProcessor(topo *stream.Topology, f cli.Flags, logger *slog.Logger) (*processor.Processor, error) {
+	return processor.New(topo,
+		processor.Brokers(f.Brokers...),
+		processor.ApplicationID(f.App),
+		processor.StateDir(f.StateDir),
+		processor.InstanceID(f.InstanceID),
+		processor.WithGuarantee(f.Guarantee),
+		processor.ErrorPolicy(f.OnError),
+		processor.CommitInterval(f.CommitInterval),
+		processor.SessionTimeout(f.SessionTimeout),
+		processor.HeartbeatInterval(f.HeartbeatInterval),
+		processor.RebalanceTimeout(f.RebalanceTimeout),
+		processor.TransactionTimeout(f.TransactionTimeout),
+		processor.Logger(logger),
+	)
 }

@@ -7,8 +7,6 @@ import (
 	"github.com/sluicehq/sluice/stream"
 )
 
-type topology = *stream.Topology
-
 // Topology builds the word count: every line is lowercased and split on white
 // space, words are re-keyed by themselves through a repartition topic, counted
 // in the store "counts", and each new count goes to output as decimal text.

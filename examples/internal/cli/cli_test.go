@@ -12,19 +12,19 @@ import (
 	"github.com/sluicehq/sluice/processor"
 )
 
-func parse(args ...string) (*Common, bool, error) {
+func parse(args ...string) (*Flags, bool, error) {
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var c Common
-	c.Register(fs, Defaults{App: "x", Policy: "fail", Result: "the results"})
-	help, err := c.Parse(fs, args)
-	return &c, help, err
+	var f Flags
+	f.Register(fs, Defaults{App: "x", OnError: "fail", Result: "the results"})
+	help, err := f.Parse(fs, args)
+	return &f, help, err
 }
 
 func TestParse(t *testing.T) {
-	c, help, err := parse("-app", "a", "-guarantee", "at-most-once", "-describe=dot")
-	if err != nil || help || c.App != "a" || c.Guarantee != "at-most-once" || c.Describe != "dot" {
-		t.Fatalf("got %+v help=%v err=%v", c, help, err)
+	f, help, err := parse("-app", "a", "-guarantee", "at-most-once", "-on-error", "skip", "-describe=dot")
+	if err != nil || help || f.App != "a" || f.Guarantee != processor.AtMostOnce || f.OnError != processor.Skip || f.describe != "dot" {
+		t.Fatalf("got %+v help=%v err=%v", f, help, err)
 	}
 	if _, help, err := parse("-h"); !help || err != nil {
 		t.Errorf("-h: help=%v err=%v", help, err)
@@ -40,17 +40,40 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestWaitFor(t *testing.T) {
-	err := WaitFor(context.Background(), func() bool { return false }, 50*time.Millisecond, nil, "the results")
+func TestParseBrokers(t *testing.T) {
+	t.Setenv("KAFKA_BROKERS", "")
+	f, _, err := parse()
+	if err != nil || f.Brokers != nil || f.StateDir != "" {
+		t.Errorf("no brokers: Brokers %q, StateDir %q, err %v; want the demo's (none, none)", f.Brokers, f.StateDir, err)
+	}
+	f, _, err = parse("-brokers", "a:1,b:2", "-app", "x")
+	if err != nil || strings.Join(f.Brokers, " ") != "a:1 b:2" || !strings.HasSuffix(f.StateDir, "/sluice/x") {
+		t.Errorf("-brokers: Brokers %q, StateDir %q, err %v; want two brokers and a state directory under the cache", f.Brokers, f.StateDir, err)
+	}
+	f, _, err = parse("-brokers", "a:1", "-state-dir", "/s")
+	if err != nil || f.StateDir != "/s" {
+		t.Errorf("-state-dir: StateDir %q, err %v", f.StateDir, err)
+	}
+}
+
+func TestDemoWaitFor(t *testing.T) {
+	d, err := StartDemo("test", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	d.Run(context.Background(), func(ctx context.Context) error { <-ctx.Done(); return nil })
+	err = d.WaitFor(context.Background(), func() bool { return false }, 50*time.Millisecond, "the results")
 	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "the results") {
 		t.Errorf("timeout: %v", err)
 	}
-	stopped := make(chan struct{})
-	close(stopped)
-	if err := WaitFor(context.Background(), func() bool { return false }, time.Minute, stopped, "x"); err == nil || errors.Is(err, ErrTimeout) {
-		t.Errorf("stopped: %v", err)
-	}
-	if err := WaitFor(context.Background(), func() bool { return true }, time.Minute, nil, "x"); err != nil {
+	if err := d.WaitFor(context.Background(), func() bool { return true }, time.Minute, "x"); err != nil {
 		t.Errorf("done: %v", err)
+	}
+	if err := d.Stop(); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	if err := d.WaitFor(context.Background(), func() bool { return false }, time.Minute, "x"); err == nil || errors.Is(err, ErrTimeout) {
+		t.Errorf("stopped: %v", err)
 	}
 }

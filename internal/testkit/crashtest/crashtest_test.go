@@ -108,6 +108,7 @@ func shHarness(t *testing.T, script func(name string) string) (*Harness, *record
 	rec := &recorder{TB: t}
 	h := New(rec, sh, nil, "app")
 	h.Flags = func(name string) []string { return []string{"-c", script(name)} }
+	h.Profile = []string{"profile"} // $0 of the script
 	return h, rec
 }
 
@@ -135,7 +136,7 @@ func waitStarted(t *testing.T, h *Harness, name string) {
 // TestLifecycle starts shell processes that stand for instances and checks
 // what Stop, KillNow and KillAll report.
 func TestLifecycle(t *testing.T) {
-	const loop = `echo "started $NAME $SLUICE_TEST_TIMEOUTS $EXTRA"; while :; do sleep 0.02; done`
+	const loop = `echo "started $NAME $0 $EXTRA"; while :; do sleep 0.02; done`
 	h, rec := shHarness(t, func(name string) string {
 		switch name {
 		case "clean": // exits 0 on SIGTERM
@@ -155,7 +156,7 @@ func TestLifecycle(t *testing.T) {
 	h.Start("clean", "EXTRA=y")
 	waitStarted(t, h, "clean")
 	h.Stop("clean")
-	if got, want := h.LogTail("clean"), "started x 1 y\nstopping\n"; got != want || rec.Failed() {
+	if got, want := h.LogTail("clean"), "started x profile y\nstopping\n"; got != want || rec.Failed() {
 		t.Fatalf("clean stop: log %q (want %q), errors %q", got, want, rec.errs)
 	}
 	if h.Proc("clean") != nil {

@@ -14,8 +14,8 @@ import (
 const StopTimeout = 60 * time.Second
 
 // Harness runs named instances of one binary against one broker. The
-// exported fields other than Flags, Env, ExitBeforeStopOK and Aim are set by New
-// and read-only afterwards.
+// exported fields other than Flags, Profile, Env, ExitBeforeStopOK and Aim
+// are set by New and read-only afterwards.
 type Harness struct {
 	// T is the test that owns the instances; failures are reported to it.
 	T testing.TB
@@ -33,8 +33,11 @@ type Harness struct {
 	// Flags returns the command-line flags of instance name; Start calls
 	// it each time. It must be set before the first Start.
 	Flags func(name string) []string
-	// Env is added to every instance's environment, after os.Environ()
-	// and SLUICE_TEST_TIMEOUTS=1.
+	// Profile is added to every instance's command line after Flags: the
+	// test profile's timeouts. New sets ProcessorProfile; a binary with
+	// other flags sets its own.
+	Profile []string
+	// Env is added to every instance's environment, after os.Environ().
 	Env []string
 	// ExitBeforeStopOK makes Stop accept an instance that exited by
 	// itself with status 0 before it was stopped. By default such an
@@ -52,10 +55,17 @@ type Harness struct {
 	started map[string]bool // every name ever started, for KillAll's logs
 }
 
+// ProcessorProfile is the test profile of the example processor binaries,
+// as their flags: a 6 s session timeout, 500 ms heartbeats, 10 s rebalance
+// and transaction timeouts, so that instances recover fast (the processor's
+// defaults are 45 s, 3 s, 60 s and 10 s).
+var ProcessorProfile = []string{"-session-timeout=6s", "-heartbeat-interval=500ms", "-rebalance-timeout=10s", "-transaction-timeout=10s"}
+
 // New returns a harness for bin whose files live in a temporary directory
-// of t. Set Flags before starting instances, and defer KillAll.
+// of t, with the ProcessorProfile. Set Flags before starting instances, and
+// defer KillAll.
 func New(t testing.TB, bin string, brokers []string, app string) *Harness {
-	return &Harness{T: t, Bin: bin, Brokers: brokers, App: app, Dir: t.TempDir(),
+	return &Harness{T: t, Bin: bin, Brokers: brokers, App: app, Dir: t.TempDir(), Profile: ProcessorProfile,
 		procs: map[string]*Proc{}, started: map[string]bool{}}
 }
 
@@ -107,8 +117,8 @@ func (h *Harness) LogPath(name string) string { return filepath.Join(h.Dir, name
 // not started, or was killed or stopped since.
 func (h *Harness) Proc(name string) *Proc { return h.procs[name] }
 
-// Start starts a process of instance name with h.Flags(name), appending its
-// output to LogPath(name). env is added to its environment after h.Env. A
+// Start starts a process of instance name with h.Flags(name) and h.Profile,
+// appending its output to LogPath(name). env is added to its environment after h.Env. A
 // process that cannot be started fails the test (t.Fatal). Any earlier
 // process of the same name must have exited: Start forgets it.
 func (h *Harness) Start(name string, env ...string) {
@@ -117,8 +127,8 @@ func (h *Harness) Start(name string, env ...string) {
 	if err != nil {
 		h.T.Fatal(err)
 	}
-	cmd := exec.Command(h.Bin, h.Flags(name)...)
-	cmd.Env = append(append(append(os.Environ(), "SLUICE_TEST_TIMEOUTS=1"), h.Env...), env...)
+	cmd := exec.Command(h.Bin, append(h.Flags(name), h.Profile...)...)
+	cmd.Env = append(append(os.Environ(), h.Env...), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
