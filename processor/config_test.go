@@ -38,6 +38,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"linger above commit interval", append(base(), ProducerLinger(time.Second)), "producer linger"},
 		{"bad dead-letter topic", append(base(), DeadLetterTopic("a b")), `dead-letter topic "a b"`},
 		{"nil logger", append(base(), Logger(nil)), "logger is nil"},
+		{"negative state cache", append(base(), StateCacheSize(-1)), "state cache size -1 is negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(topo, tc.opts...)
@@ -59,6 +60,35 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	} {
 		if _, err := New(topo, opts...); err != nil {
 			t.Errorf("valid options rejected: %v", err)
+		}
+	}
+}
+
+// TestStateCacheSize: StateCacheSize reaches the Pebble state Run opens;
+// the default is Pebble's 8 MiB.
+func TestStateCacheSize(t *testing.T) {
+	topo := wordcount(t, "lines", "counts")
+	for _, tc := range []struct {
+		opts []Opt
+		want int64
+	}{
+		{nil, 8 << 20},
+		{[]Opt{StateCacheSize(32 << 20)}, 32 << 20},
+		{[]Opt{StateCacheSize(0)}, 8 << 20}, // 0: Pebble's default
+	} {
+		p, err := New(topo, append([]Opt{Brokers("127.0.0.1:9092"), ApplicationID("app"), StateDir(t.TempDir())}, tc.opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := p.openState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := db.CacheSize(); got != tc.want {
+			t.Errorf("cache size %d, want %d", got, tc.want)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

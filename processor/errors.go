@@ -2,16 +2,16 @@ package processor
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/stream"
 )
 
 var (
 	// ErrConfig is wrapped by every configuration error New and Run return:
 	// a missing or invalid option, a missing topic, or a partition count that
 	// does not match. The message says what to change.
-	ErrConfig = errors.New("sluice: configuration error")
+	ErrConfig = errors.New("processor: configuration error")
 
 	// ErrRecordTooLarge is wrapped by the error of a record whose output (or
 	// state change) is larger than MaxRecordBytes. The stage's error policy
@@ -20,7 +20,7 @@ var (
 
 	// ErrUnreachable is returned by Run when no broker answered within the
 	// startup timeout.
-	ErrUnreachable = errors.New("sluice: brokers unreachable")
+	ErrUnreachable = errors.New("processor: brokers unreachable")
 
 	// errUnknownOutcome marks a transaction that may or may not have
 	// committed on the broker; the stage rebuilds from its checkpoints.
@@ -32,29 +32,22 @@ var (
 	errPartitionMoved = errors.New("partition moved to another member during the cycle")
 )
 
-// RecordError is the error of a record the stage could not process: it does
-// not decode, the user's function returned an error or panicked, or an output
-// is too large. With the Fail policy, Run returns it (wrapped); nothing at or
-// past the record's offset was committed.
-type RecordError struct {
-	Stage     string
-	Topic     string
-	Partition int32
-	Offset    int64
-	Err       error
-}
+// RecordError is the error of a record a stage could not process (see
+// stream.RecordError). With the Fail policy, Run returns it (wrapped);
+// nothing at or past the record's offset was committed. streamtest's driver
+// returns the same type.
+type RecordError = stream.RecordError
 
-func (e *RecordError) Error() string {
-	return fmt.Sprintf("stage %s: record %s/%d@%d: %v", e.Stage, e.Topic, e.Partition, e.Offset, e.Err)
-}
+// PanicError is the cause in a RecordError or TimerError when a user
+// function panicked (see stream.PanicError).
+type PanicError = stream.PanicError
 
-// Unwrap returns the cause.
-func (e *RecordError) Unwrap() error { return e.Err }
+// TimerError is the error of a stage's wall-clock timers (stream.Every with
+// stream.WallClock) that failed in one task (see stream.TimerError). Under
+// the Fail policy Run returns it; StageMetrics.TimerErrors counts them.
+type TimerError = stream.TimerError
 
-// PanicError is the cause in a RecordError when the user's function panicked.
-type PanicError struct {
-	Value any
-	Stack []byte
-}
-
-func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+// PunctuationError is the old name of TimerError.
+//
+// Deprecated: use TimerError.
+type PunctuationError = TimerError

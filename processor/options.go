@@ -132,7 +132,10 @@ func (a Acks) String() string {
 	return fmt.Sprintf("Acks(%d)", int(a))
 }
 
-// Opt configures a Processor.
+// Opt configures a Processor. As in franz-go (kgo.Opt), and in sink,
+// streamtest and the runtime's state: an option is a value named after the
+// setting it sets (Logger, CommitInterval), with "With" only where that name
+// is taken by a type (WithGuarantee, as Guarantee is the type).
 type Opt interface {
 	apply(*cfg)
 }
@@ -203,6 +206,7 @@ type cfg struct {
 	dialTimeout    time.Duration
 	startupTimeout time.Duration
 	maxRecordBytes int
+	stateCache     int64 // see StateCacheSize
 	rollingRestart bool
 	purgeInterval  time.Duration
 	dlq            string
@@ -225,6 +229,7 @@ func defaultCfg() cfg {
 		startupTimeout: 30 * time.Second,
 		purgeInterval:  30 * time.Second,
 		maxRecordBytes: 1000012, // Kafka's default message.max.bytes and franz-go's default batch size
+		stateCache:     8 << 20, // Pebble's default
 		logger:         slog.New(slog.DiscardHandler),
 		stageDefaults: stageCfg{
 			guarantee:      ExactlyOnce,
@@ -293,6 +298,15 @@ func StartupTimeout(d time.Duration) Opt { return opt{func(c *cfg) { c.startupTi
 // failing the transaction. Default 1000012, Kafka's default
 // max.message.bytes. Raise it only with the topics' max.message.bytes.
 func MaxRecordBytes(n int) Opt { return opt{func(c *cfg) { c.maxRecordBytes = n }} }
+
+// StateCacheSize sets the size in bytes of the block cache of the instance's
+// Pebble state (Pebble's Options.CacheSize), shared by the stores of every
+// task and the copies of every global table. Default 8 MiB, Pebble's own
+// default. A larger cache serves more store reads from memory, which helps
+// when the stores' working set is larger than the cache and the operating
+// system's page cache; it is memory the process holds on top of Pebble's
+// memtables (32 MiB each, up to two). New refuses a negative size.
+func StateCacheSize(bytes int64) Opt { return opt{func(c *cfg) { c.stateCache = bytes }} }
 
 // RollingRestart keeps the group membership on shutdown (no LeaveGroup), so
 // that an instance restarted within the session timeout gets its partitions
@@ -450,6 +464,9 @@ func (c *cfg) validate(stageNames []string) error {
 	}
 	if c.maxRecordBytes < 1024 {
 		bad("max record bytes %d is below 1024", c.maxRecordBytes)
+	}
+	if c.stateCache < 0 {
+		bad("state cache size %d is negative: use processor.StateCacheSize with 0 or more bytes", c.stateCache)
 	}
 	if c.logger == nil {
 		bad("logger is nil: pass a *slog.Logger, or leave the option out to discard logs")

@@ -88,7 +88,7 @@ func (p *Processor) InstanceID() string { return p.cfg.instanceID }
 // a stage stops: a record the Fail policy refused (*RecordError), or an
 // unrecoverable Kafka error.
 func (p *Processor) Run(ctx context.Context) error {
-	err := errors.New("sluice: a Processor runs only once; create a new one")
+	err := errors.New("processor: a Processor runs only once; create a new one")
 	p.runOnce.Do(func() { err = p.run(ctx) })
 	return err
 }
@@ -114,7 +114,7 @@ func (p *Processor) run(ctx context.Context) (err error) {
 		return fmt.Errorf("%w: no answer from %v within %v: %w", ErrUnreachable, p.cfg.brokers, p.cfg.startupTimeout, err)
 	}
 
-	db, err := state.Open(filepath.Join(p.cfg.stateDir, p.cfg.app))
+	db, err := p.openState()
 	if err != nil {
 		return err
 	}
@@ -190,6 +190,11 @@ func (p *Processor) run(ctx context.Context) (err error) {
 	}
 	p.cfg.logger.Info("processor stopped", "app", p.cfg.app, "err", runErr)
 	return runErr
+}
+
+// openState opens the instance's Pebble state, <state dir>/<app>.
+func (p *Processor) openState() (*state.DB, error) {
+	return state.Open(filepath.Join(p.cfg.stateDir, p.cfg.app), state.CacheSize(p.cfg.stateCache))
 }
 
 // leaveGroups removes this instance from every stage's group. With static

@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"fmt"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -20,26 +19,10 @@ import (
 // to when its timers fired in committed transactions (task.wallPrev); a
 // transaction that aborts leaves it behind, so its timers fire again.
 
-// PunctuationError is the error of a wall-clock timer that failed (an error
-// or a panic in its function, or an output too large). Under the Fail policy
-// Run returns it.
-type PunctuationError struct {
-	Stage     string
-	Partition int32
-	Err       error
-}
-
-func (e *PunctuationError) Error() string {
-	return fmt.Sprintf("stage %s: task %d: wall-clock timer: %v", e.Stage, e.Partition, e.Err)
-}
-
-// Unwrap returns the cause.
-func (e *PunctuationError) Unwrap() error { return e.Err }
-
 // punctuateWall fires the due wall-clock timers of every task the stage
 // owns. begin is called once before the first effect is applied (to begin
 // the transaction). It reports whether any timer had effects, and returns a
-// *PunctuationError under the Fail policy.
+// *TimerError under the Fail policy.
 func (st *stage) punctuateWall(prod producer, begin func() error) (bool, error) {
 	if st.punct == nil || !st.punct.WallClock {
 		return false, nil
@@ -69,7 +52,7 @@ func (st *stage) punctuateWall(prod producer, begin func() error) (bool, error) 
 		}
 		if err != nil {
 			st.metrics.punctFailed.Add(1)
-			perr := &PunctuationError{Stage: st.name, Partition: t.id.Partition, Err: err}
+			perr := &TimerError{Stage: st.name, Partition: t.id.Partition, Err: err}
 			if st.cfg.policy == Fail {
 				return effects, perr
 			}

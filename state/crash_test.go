@@ -181,7 +181,7 @@ func TestCrashAppliesTxnsWhole(t *testing.T) {
 	}
 	fs := vfs.NewCrashableMem()
 	open := func(fs vfs.FS) *DB {
-		db, err := Open("db", WithFS(fs), WithCacheSize(1<<20))
+		db, err := Open("db", FS(fs), CacheSize(1<<20))
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -243,7 +243,7 @@ func TestCrashAppliesTxnsWhole(t *testing.T) {
 // TestCheckpointCorrupt checks that a checkpoint that does not decode is
 // reported as checkpoint.ErrCorrupt naming the task.
 func TestCheckpointCorrupt(t *testing.T) {
-	db, err := Open("db", WithFS(vfs.NewMem()))
+	db, err := Open("db", FS(vfs.NewMem()))
 	if err != nil {
 		t.Fatal(err)
 	}

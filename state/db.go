@@ -44,9 +44,10 @@ func (t TaskID) String() string { return fmt.Sprintf("%s/%d", t.Stage, t.Partiti
 // any other use, and every Txn and Writer should be applied or discarded
 // before Close.
 type DB struct {
-	dir   string
-	pdb   *pebble.DB
-	plock *pebble.Lock
+	dir       string
+	cacheSize int64 // Pebble's block cache, in bytes
+	pdb       *pebble.DB
+	plock     *pebble.Lock
 	// dirLock is the flock on sluice.lock, or nil when the DB is not on the
 	// operating system's filesystem.
 	dirLock io.Closer
@@ -78,7 +79,10 @@ func Open(dir string, opts ...Opt) (*DB, error) {
 		return nil, fmt.Errorf("state: create state directory %s: %w", dir, err)
 	}
 
-	db := &DB{dir: dir}
+	db := &DB{dir: dir, cacheSize: c.cacheSize}
+	if db.cacheSize == 0 {
+		db.cacheSize = defaultCacheSize
+	}
 	if c.fs == vfs.Default {
 		l, err := lockDir(dir)
 		if err != nil {
@@ -127,6 +131,10 @@ func lockedError(dir string, cause error) error {
 	return fmt.Errorf("%w: %s is open in another process (or another DB in this process); "+
 		"stop that process or use another state directory: %w", ErrLocked, dir, cause)
 }
+
+// CacheSize returns the size in bytes of the DB's block cache (see
+// [CacheSize]).
+func (db *DB) CacheSize() int64 { return db.cacheSize }
 
 func (db *DB) releaseDirLock() {
 	if db.dirLock != nil {

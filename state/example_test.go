@@ -12,7 +12,7 @@ import (
 )
 
 func Example() {
-	db, err := state.Open("state", state.WithFS(vfs.NewMem()))
+	db, err := state.Open("state", state.FS(vfs.NewMem()))
 	if err != nil {
 		fmt.Println(err)
 		return

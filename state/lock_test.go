@@ -73,14 +73,14 @@ func TestOpenLockedInProcess(t *testing.T) {
 
 func TestOpenLockedMemFS(t *testing.T) {
 	fs := vfs.NewMem()
-	db, err := state.Open("db", state.WithFS(fs))
+	db, err := state.Open("db", state.FS(fs))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = state.Open("db", state.WithFS(fs))
+	_, err = state.Open("db", state.FS(fs))
 	checkLocked(t, err, "db")
 	db.Close()
-	db, err = state.Open("db", state.WithFS(fs))
+	db, err = state.Open("db", state.FS(fs))
 	if err != nil {
 		t.Fatalf("Open after Close: %v", err)
 	}

@@ -8,7 +8,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// Opt configures [Open].
+// Opt configures [Open]. Options are values named after the setting they
+// set, as in package processor.
 type Opt interface {
 	apply(*cfg)
 }
@@ -22,7 +23,7 @@ type cfg struct {
 func defaultCfg() cfg {
 	return cfg{
 		fs:        vfs.Default,
-		cacheSize: 8 << 20,
+		cacheSize: defaultCacheSize,
 		logger:    quietLogger{},
 	}
 }
@@ -30,43 +31,47 @@ func defaultCfg() cfg {
 // validate holds every check across options.
 func (c *cfg) validate() error {
 	if c.fs == nil {
-		return errors.New("state: WithFS(nil): pass a filesystem, e.g. vfs.NewMem()")
+		return errors.New("state: FS(nil): pass a filesystem, e.g. vfs.NewMem()")
 	}
 	if c.logger == nil {
-		return errors.New("state: WithLogger(nil): pass a logger, e.g. pebble.DefaultLogger")
+		return errors.New("state: Logger(nil): pass a logger, e.g. pebble.DefaultLogger")
 	}
 	if c.cacheSize < 0 {
-		return fmt.Errorf("state: WithCacheSize(%d): the cache size must not be negative", c.cacheSize)
+		return fmt.Errorf("state: CacheSize(%d): the cache size must not be negative", c.cacheSize)
 	}
 	return nil
 }
+
+// defaultCacheSize is the block cache's default size, Pebble's own.
+const defaultCacheSize = 8 << 20
 
 type optFunc func(*cfg)
 
 func (f optFunc) apply(c *cfg) { f(c) }
 
-// WithFS sets the filesystem Pebble stores its files in. The default is the
+// FS sets the filesystem Pebble stores its files in. The default is the
 // operating system's (vfs.Default). Tests use vfs.NewMem, or
 // vfs.NewCrashableMem to simulate crashes.
 //
 // With any filesystem other than vfs.Default, Open relies on Pebble's own
 // LOCK file alone to keep two DBs off one directory (see [ErrLocked]).
-func WithFS(fs vfs.FS) Opt {
+func FS(fs vfs.FS) Opt {
 	return optFunc(func(c *cfg) { c.fs = fs })
 }
 
-// WithCacheSize sets the size in bytes of Pebble's block cache, shared by all
+// CacheSize sets the size in bytes of Pebble's block cache, shared by all
 // stores of the DB (Pebble's Options.CacheSize). The default is 8 MiB;
-// 0 means Pebble's default, which is also 8 MiB.
-func WithCacheSize(bytes int64) Opt {
+// 0 means Pebble's default, which is also 8 MiB. The runtime sets it from
+// processor.StateCacheSize.
+func CacheSize(bytes int64) Opt {
 	return optFunc(func(c *cfg) { c.cacheSize = bytes })
 }
 
-// WithLogger sets the logger Pebble writes to (Pebble's Options.Logger). The
+// Logger sets the logger Pebble writes to (Pebble's Options.Logger). The
 // default drops Pebble's informational messages (one per Open, WAL replay
 // details) and writes its errors to the standard library's log package; pass
 // pebble.DefaultLogger to see everything.
-func WithLogger(l pebble.Logger) Opt {
+func Logger(l pebble.Logger) Opt {
 	return optFunc(func(c *cfg) { c.logger = l })
 }
 

@@ -33,7 +33,7 @@ func TestScanPanicClosesIterator(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db, err := state.Open("db", state.WithFS(vfs.NewMem()))
+			db, err := state.Open("db", state.FS(vfs.NewMem()))
 			if err != nil {
 				t.Fatal(err)
 			}

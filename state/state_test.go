@@ -21,7 +21,7 @@ var _ exec.Store = (*state.Store)(nil)
 
 func openMem(t testing.TB) *state.DB {
 	t.Helper()
-	db, err := state.Open("db", state.WithFS(vfs.NewMem()))
+	db, err := state.Open("db", state.FS(vfs.NewMem()))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -671,7 +671,7 @@ func TestTyped(t *testing.T) {
 }
 
 func TestClosed(t *testing.T) {
-	db, err := state.Open("db", state.WithFS(vfs.NewMem()))
+	db, err := state.Open("db", state.FS(vfs.NewMem()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -707,8 +707,8 @@ func TestOptions(t *testing.T) {
 		opts []state.Opt
 		want string
 	}{
-		{"nil fs", []state.Opt{state.WithFS(nil)}, "WithFS(nil)"},
-		{"negative cache", []state.Opt{state.WithFS(vfs.NewMem()), state.WithCacheSize(-1)}, "WithCacheSize(-1)"},
+		{"nil fs", []state.Opt{state.FS(nil)}, "FS(nil)"},
+		{"negative cache", []state.Opt{state.FS(vfs.NewMem()), state.CacheSize(-1)}, "CacheSize(-1)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -722,7 +722,7 @@ func TestOptions(t *testing.T) {
 			}
 		})
 	}
-	db, err := state.Open("db", state.WithFS(vfs.NewMem()), state.WithCacheSize(1<<20))
+	db, err := state.Open("db", state.FS(vfs.NewMem()), state.CacheSize(1<<20))
 	if err != nil {
 		t.Fatal(err)
 	}

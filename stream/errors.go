@@ -173,3 +173,67 @@ func (e *HookError) Error() string {
 
 // Unwrap returns the cause.
 func (e *HookError) Unwrap() error { return e.Err }
+
+// RecordError is the error of an input record that a stage could not
+// process: its key or value does not decode, a user function returned an
+// error or panicked (the cause is then a *PanicError), or an output is too
+// large. The runtime (package processor, under its Fail policy) and the test
+// driver (package streamtest) both return it, and both discard every effect
+// of the record: none of its store writes and outputs happen, and the runtime
+// commits nothing at or past its offset. It unwraps to the cause.
+type RecordError struct {
+	// Stage is the name of the stage that read the record.
+	Stage string
+	// Topic (the physical topic name), Partition and Offset say where the
+	// record is.
+	Topic     string
+	Partition int32
+	Offset    int64
+	// Err is the cause: a *CodecError, a *PanicError, a *LateRecordError,
+	// a *NullKeyError, a user function's error, ...
+	Err error
+}
+
+// Error returns e.g. `stage words: record lines/0@17: panic: boom`.
+func (e *RecordError) Error() string {
+	return fmt.Sprintf("stage %s: record %s/%d@%d: %v", e.Stage, e.Topic, e.Partition, e.Offset, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// PanicError is the cause in a RecordError or TimerError when a user function
+// panicked: the runtime and the test driver recover the panic, so that one
+// bad record goes to the error policy instead of crashing the process.
+type PanicError struct {
+	// Value is the value passed to panic.
+	Value any
+	// Stack is the panicking goroutine's stack (runtime/debug.Stack).
+	Stack []byte
+}
+
+// Error returns "panic: " and the panic's value.
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// TimerError is the error of a call of a stage's wall-clock timers (Every
+// with WallClock) that failed in one task: a timer function returned an
+// error or panicked (the cause is then a *PanicError), or an output is too
+// large. The call's effects are discarded. Under processor.Fail the runtime
+// stops the stage with it; the test driver's AdvanceWallClock fails the test
+// with it. (A stream-time timer fails inside the record that moved stream
+// time instead: see StreamTime and HookError.) It unwraps to the cause.
+type TimerError struct {
+	// Stage is the stage's name, Partition its task's partition.
+	Stage     string
+	Partition int32
+	// Err is the cause.
+	Err error
+}
+
+// Error returns e.g. `stage alerts: task 3: wall-clock timer: boom`.
+func (e *TimerError) Error() string {
+	return fmt.Sprintf("stage %s: task %d: wall-clock timer: %v", e.Stage, e.Partition, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *TimerError) Unwrap() error { return e.Err }

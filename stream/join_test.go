@@ -12,7 +12,7 @@ import (
 
 // enrich joins page views (user -> page) with a table of users (user ->
 // country).
-func enrich(t *testing.T, left bool, opts ...streamtest.Option) (*streamtest.Driver, *stream.Topology) {
+func enrich(t *testing.T, left bool, opts ...streamtest.Opt) (*streamtest.Driver, *stream.Topology) {
 	b := stream.NewBuilder()
 	views := stream.Source(b, "views", codec.String{}, codec.String{}, stream.Named("views"))
 	users := stream.SourceTable(b, "users", codec.String{}, codec.String{}, stream.Named("users"))

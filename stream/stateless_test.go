@@ -12,7 +12,7 @@ import (
 )
 
 // drive builds b and returns a driver running it.
-func drive(t *testing.T, b *stream.Builder, opts ...streamtest.Option) (*streamtest.Driver, *stream.Topology) {
+func drive(t *testing.T, b *stream.Builder, opts ...streamtest.Opt) (*streamtest.Driver, *stream.Topology) {
 	t.Helper()
 	topo, err := b.Build()
 	if err != nil {

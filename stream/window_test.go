@@ -45,7 +45,7 @@ func windowedTo[V any](t stream.Table[stream.Windowed[string], V], topic string)
 // windowCount builds clicks -> group by key -> windows -> count, with the
 // count's changes in "counts" and, when suppress is set, its final values
 // in "final".
-func windowCount(t *testing.T, w stream.Windows, suppress bool, opts ...streamtest.Option) (*streamtest.Driver, *stream.Topology) {
+func windowCount(t *testing.T, w stream.Windows, suppress bool, opts ...streamtest.Opt) (*streamtest.Driver, *stream.Topology) {
 	t.Helper()
 	b := stream.NewBuilder()
 	clicks := stream.Source(b, "clicks", codec.String{}, codec.String{}, stream.Named("clicks"))

@@ -13,8 +13,14 @@ import (
 	"github.com/sluicehq/sluice/stream"
 )
 
-// Option configures a Driver.
-type Option interface{ apply(*config) }
+// Opt configures a Driver, as processor.Opt configures a Processor: each
+// option is a value named after the setting it sets.
+type Opt interface{ apply(*config) }
+
+// Option is the old name of Opt.
+//
+// Deprecated: use Opt.
+type Option = Opt
 
 type config struct {
 	app             string
@@ -31,16 +37,16 @@ func (f optFunc) apply(c *config) { f(c) }
 
 // ApplicationID sets the application id, which prefixes the physical names
 // of internal topics ("<app>-<name>-repartition"). Default "streamtest".
-func ApplicationID(app string) Option { return optFunc(func(c *config) { c.app = app }) }
+func ApplicationID(app string) Opt { return optFunc(func(c *config) { c.app = app }) }
 
 // Partitions sets the partition count of every user topic that
 // TopicPartitions does not name. Default 1. Internal topics get theirs as
 // the runtime gives them: stream.Partitions, or the partition count of the
 // writing stage's input.
-func Partitions(n int) Option { return optFunc(func(c *config) { c.partitions = n }) }
+func Partitions(n int) Opt { return optFunc(func(c *config) { c.partitions = n }) }
 
 // TopicPartitions sets the partition count of the user topic named topic.
-func TopicPartitions(topic string, n int) Option {
+func TopicPartitions(topic string, n int) Opt {
 	return optFunc(func(c *config) {
 		if c.topicPartitions == nil {
 			c.topicPartitions = map[string]int{}
@@ -51,18 +57,18 @@ func TopicPartitions(topic string, n int) Option {
 
 // StartTime sets the driver's wall clock at the start, which is the
 // timestamp of records piped without one. Default 2000-01-01T00:00:00Z.
-func StartTime(t time.Time) Option { return optFunc(func(c *config) { c.start = t }) }
+func StartTime(t time.Time) Opt { return optFunc(func(c *config) { c.start = t }) }
 
 // MaxRecordBytes is the runtime's processor.MaxRecordBytes: an output or
 // state change above it fails its record (exec.ErrRecordTooLarge). Default
 // 1,000,012, as in the runtime.
-func MaxRecordBytes(n int) Option { return optFunc(func(c *config) { c.maxRecordBytes = n }) }
+func MaxRecordBytes(n int) Opt { return optFunc(func(c *config) { c.maxRecordBytes = n }) }
 
 // MaxDeliveries bounds how many records one Pipe may process, counting the
 // records its outputs feed back into the topology (repartition and loop
 // topics); beyond it Pipe fails, to stop a loop that never ends. Default
 // 100,000.
-func MaxDeliveries(n int) Option { return optFunc(func(c *config) { c.maxDeliveries = n }) }
+func MaxDeliveries(n int) Opt { return optFunc(func(c *config) { c.maxDeliveries = n }) }
 
 // T is what the driver needs of a test: *testing.T and *testing.B are Ts.
 // The driver calls Fatalf when a typed helper fails (and then returns, should
@@ -191,7 +197,7 @@ func (st *stage) task(p int32) *task {
 // does when it starts (the application id, partition counts of co-partitioned
 // inputs) and fails the test on a problem; Validate returns the problems
 // instead.
-func New(tb T, topo *stream.Topology, opts ...Option) *Driver {
+func New(tb T, topo *stream.Topology, opts ...Opt) *Driver {
 	tb.Helper()
 	d, err := open(topo, opts)
 	if err != nil {
@@ -204,12 +210,12 @@ func New(tb T, topo *stream.Topology, opts ...Option) *Driver {
 
 // Validate checks topo as New does and returns what is wrong, such as
 // inputs of one stage that are not co-partitioned.
-func Validate(topo *stream.Topology, opts ...Option) error {
+func Validate(topo *stream.Topology, opts ...Opt) error {
 	_, err := open(topo, opts)
 	return err
 }
 
-func open(topo *stream.Topology, opts []Option) (*Driver, error) {
+func open(topo *stream.Topology, opts []Opt) (*Driver, error) {
 	if topo == nil {
 		return nil, errors.New("nil topology")
 	}
@@ -311,8 +317,9 @@ func (d *Driver) Now() time.Time { return d.now }
 // meantime, in every task of every stage, stage by stage and task by task,
 // each task's timers through the same effect staging as a record (the
 // runtime fires them once per cycle). The records they emit are processed
-// before it returns. A timer's error fails the test; its task's effects of
-// that call are discarded.
+// before it returns. A timer's error fails the test with a
+// *stream.TimerError, as the runtime's Fail policy stops the stage with one;
+// its task's effects of that call are discarded.
 func (d *Driver) AdvanceWallClock(dt time.Duration) {
 	d.tb.Helper()
 	if dt < 0 {
@@ -519,30 +526,14 @@ func (d *Driver) skipPending() {
 	}
 }
 
-// RecordError is the error of a record the driver could not process. Its
-// effects were discarded.
-type RecordError struct {
-	Stage     string
-	Topic     string
-	Partition int32
-	Offset    int64
-	Err       error
-}
+// RecordError is the error of a record the driver could not process (see
+// stream.RecordError): the runtime's processor.RecordError, the same type.
+// Its effects were discarded.
+type RecordError = stream.RecordError
 
-func (e *RecordError) Error() string {
-	return fmt.Sprintf("stage %s: record %s/%d@%d: %v", e.Stage, e.Topic, e.Partition, e.Offset, e.Err)
-}
-
-// Unwrap returns the cause.
-func (e *RecordError) Unwrap() error { return e.Err }
-
-// PanicError is the cause in a RecordError when a user function panicked.
-type PanicError struct {
-	Value any
-	Stack []byte
-}
-
-func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+// PanicError is the cause in a RecordError or stream.TimerError when a user
+// function panicked (see stream.PanicError).
+type PanicError = stream.PanicError
 
 // process runs st's Program on m and applies its effects, as the runtime's
 // stage.process does: the effects are staged in an exec.Scope and applied

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/stream"
 )
 
 // AdvanceStreamTime moves the stream time of every task of every stage that
@@ -76,7 +77,11 @@ func (d *Driver) punctuate(clock exec.Clock, prev, now time.Time) error {
 			if err == nil {
 				err = d.apply(st, tk, sc)
 			}
-			if err != nil {
+			switch {
+			case err != nil && clock == exec.WallClock:
+				// As the runtime reports a wall-clock timer.
+				errs = append(errs, &stream.TimerError{Stage: st.spec.Name, Partition: p, Err: err})
+			case err != nil:
 				errs = append(errs, fmt.Errorf("stage %s, task %d, %s: %w", st.spec.Name, p, clock, err))
 			}
 		}
