@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,39 +64,20 @@ const (
 // It has one variant per number of instances (1, 2). The seed is printed;
 // SLUICE_CRASH_SEED=N reruns it.
 func TestCrashBatcher(t *testing.T) {
-	if testing.Short() {
-		t.Skip("crash test; run without -short")
-	}
-	seed := crashtest.Seed(t)
-	bin := crashtest.Build(t, "batcher")
-	for _, n := range []int{1, 2} {
-		name := fmt.Sprintf("%d instances", n)
-		if n == 1 {
-			name = "1 instance"
-		}
-		t.Run(name, func(t *testing.T) {
-			crashBatcher(t, bin, n, seed+uint64(n))
-		})
-	}
+	crashtest.Run(t, "batcher", []int{1, 2}, crashBatcher)
 }
 
 func crashBatcher(t *testing.T, bin string, instances int, seed uint64) {
-	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
+	rng := crashtest.Rand(seed)
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "crash-batcher")
 	input, output, batches := app+"-items", app+"-batched", app+"-batches"
-	for _, tp := range []string{input, output, batches} {
-		testbroker.CreateTopic(t, brokers, tp, crashPartitions, nil)
-	}
+	crashtest.CreateTopics(t, brokers, crashPartitions, nil, input, output, batches)
 
 	gen := &itemGen{seq: make([]int, crashPartitions)}
-	prod := testbroker.NewClient(t, brokers, kgo.DefaultProduceTopic(input), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	toInput := crashtest.NewProducer(t, brokers, input)
 	produce := func(recs []*kgo.Record) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			t.Errorf("producing to %s: %v", input, err)
-		}
+		toInput(recs)
 		gen.acked(time.Now())
 	}
 
@@ -106,23 +86,13 @@ func crashBatcher(t *testing.T, bin string, instances int, seed uint64) {
 	// EndTxn, a few milliseconds: aim longer than the default so that most
 	// kills land inside one.
 	h.Aim = 2 * time.Second
-	h.Flags = func(name string) []string {
-		return []string{
-			"-brokers", strings.Join(brokers, ","),
-			"-app", app, "-input", input, "-output", output, "-batches", batches,
-			"-interval", crashInterval.String(),
-			"-state-dir", h.StateDir(name), "-instance-id", name,
-			"-commit-interval", crashCommit.String(), "-v"}
-	}
+	h.Args = []string{"-input", input, "-output", output, "-batches", batches,
+		"-interval", crashInterval.String(), "-commit-interval", crashCommit.String()}
 	defer h.KillAll()
 
 	start := time.Now()
 	produce(gen.next(2500))
-	names := make([]string, instances)
-	for i := range names {
-		names[i] = fmt.Sprintf("i%d", i+1)
-		h.Start(names[i])
-	}
+	names := h.StartAll(instances)
 	// Bursts of 10 items per partition every 50 ms, and lulls.
 	stopInput := crashtest.SteadyInput(50*time.Millisecond, func() {
 		if time.Since(start)%period < burst {
@@ -131,27 +101,22 @@ func crashBatcher(t *testing.T, bin string, instances int, seed uint64) {
 	})
 	defer stopInput()
 
-	const kills = 12
-	c := h.Chaos(rng, names, kills)
+	c := h.Chaos(rng, names, 12)
 	stopInput()
 	want := gen.items()
 
 	// Every instance runs again; a buffered item is released within a
 	// timer interval unless a rebalance holds its task (up to the 10 s
 	// rebalance timeout of the test profile).
-	took := waitReleased(t, h, names, output, len(want), 20*time.Second, 3*time.Minute)
-	for _, n := range names {
-		h.Stop(n)
-	}
+	took := waitReleased(t, h, output, len(want), 20*time.Second, 3*time.Minute)
+	h.StopAll()
 	items := testbroker.ReadCommitted(t, brokers, output)
 	sums := testbroker.ReadCommitted(t, brokers, batches)
 	lulls := gen.lullBatches(sums)
-	t.Logf("%d instance(s): %d kills, %d landed mid-transaction, %d state directories wiped, %d outages past the session timeout; %d items, %d batches (%d released in lulls of the input); the last items released %v after the kills ended; %v in all",
-		instances, c.Kills, c.MidTxn, c.Wiped, c.Outages, len(want), len(sums), lulls, took.Round(time.Millisecond), time.Since(start).Round(time.Second))
+	t.Logf("%d instance(s): %v; %d items, %d batches (%d released in lulls of the input); the last items released %v after the kills ended; %v in all",
+		instances, c, len(want), len(sums), lulls, took.Round(time.Millisecond), time.Since(start).Round(time.Second))
 	checkBatches(t, items, sums, want, seed)
-	if c.MidTxn == 0 {
-		t.Errorf("no kill landed while a transaction was open: the test proved nothing (seed %d)", seed)
-	}
+	c.CheckMidTxn(t, seed)
 	if lulls == 0 {
 		t.Errorf("no batch was released in a lull of the input: the test proved nothing about timers in cycles without records (seed %d)", seed)
 	}
@@ -224,7 +189,7 @@ func (g *itemGen) lullBatches(sums []*kgo.Record) int {
 // out of time or of live instances fails the test; a quiet spell does not
 // (checkBatches then reports what is missing). Records that repeat a key do
 // not count (checkBatches reports them).
-func waitReleased(t *testing.T, h *crashtest.Harness, names []string, topic string, n int, quiet, timeout time.Duration) time.Duration {
+func waitReleased(t *testing.T, h *crashtest.Harness, topic string, n int, quiet, timeout time.Duration) time.Duration {
 	t.Helper()
 	began, last := time.Now(), time.Now()
 	cl := testbroker.NewClient(t, h.Brokers,
@@ -234,12 +199,7 @@ func waitReleased(t *testing.T, h *crashtest.Harness, names []string, topic stri
 	)
 	seen := map[string]bool{}
 	for len(seen) < n {
-		alive := false
-		for _, name := range names {
-			if p := h.Proc(name); p != nil && !p.Exited() {
-				alive = true
-			}
-		}
+		alive := h.Alive()
 		if !alive || time.Since(began) > timeout {
 			t.Fatalf("%d of %d items released (alive: %v, after up to %v)", len(seen), n, alive, timeout)
 		}

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/testkit/crashtest"
@@ -55,73 +51,38 @@ const (
 // It has one variant per number of instances (1, 2). The seed is printed;
 // SLUICE_CRASH_SEED=N reruns it.
 func TestCrashRollup(t *testing.T) {
-	if testing.Short() {
-		t.Skip("crash test; run without -short")
-	}
-	seed := crashtest.Seed(t)
-	bin := crashtest.Build(t, "rollup")
-	for _, n := range []int{1, 2} {
-		name := fmt.Sprintf("%d instances", n)
-		if n == 1 {
-			name = "1 instance"
-		}
-		t.Run(name, func(t *testing.T) {
-			crashRollup(t, bin, n, seed+uint64(n))
-		})
-	}
+	crashtest.Run(t, "rollup", []int{1, 2}, crashRollup)
 }
 
 func crashRollup(t *testing.T, bin string, instances int, seed uint64) {
-	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
+	rng := crashtest.Rand(seed)
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "crash-rollup")
 	events, minutes, hours := app+"-events", app+"-minutes", app+"-hours"
-	// Events carry timestamps from 2024 and outputs inherit them: keep
-	// them past the broker's default time retention.
-	forever := "-1"
-	for _, topic := range []string{events, minutes, hours} {
-		testbroker.CreateTopic(t, brokers, topic, crashPartitions, map[string]*string{"retention.ms": &forever})
-	}
+	// Events carry timestamps from 2024 and outputs inherit them.
+	crashtest.CreateTopics(t, brokers, crashPartitions, crashtest.RetainForever(), events, minutes, hours)
 
 	gen := newRollupGen(rng.Uint64(), events, crashPartitions, crashAccounts)
 	// The generator names each record's partition (events that of their
 	// key under Kafka's default partitioner, ticks their own).
-	prod := testbroker.NewClient(t, brokers, kgo.DefaultProduceTopic(events), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	produce := func(recs []*kgo.Record) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			t.Errorf("producing to %s: %v", events, err)
-		}
-	}
+	produce := crashtest.NewProducer(t, brokers, events)
 
 	h := crashtest.New(t, bin, brokers, app)
-	h.Flags = func(name string) []string {
-		return []string{
-			"-brokers", strings.Join(brokers, ","),
-			"-app", app, "-events", events, "-minutes", minutes, "-hours", hours,
-			"-within", crashParams.Within.String(), "-minute", crashParams.Minute.String(),
-			"-minute-grace", crashParams.MinuteGrace.String(), "-hour", crashParams.Hour.String(),
-			"-hour-grace", crashParams.HourGrace.String(),
-			"-state-dir", h.StateDir(name), "-instance-id", name,
-			"-commit-interval", "100ms", "-v"}
-	}
+	h.Args = []string{"-events", events, "-minutes", minutes, "-hours", hours,
+		"-within", crashParams.Within.String(), "-minute", crashParams.Minute.String(),
+		"-minute-grace", crashParams.MinuteGrace.String(), "-hour", crashParams.Hour.String(),
+		"-hour-grace", crashParams.HourGrace.String()}
 	defer h.KillAll()
 
 	// A backlog, then a steady stream of events for as long as the kills
 	// go on, so that every kill lands while the instances have work in
 	// flight.
 	produce(gen.next(1000))
-	names := make([]string, instances)
-	for i := range names {
-		names[i] = fmt.Sprintf("i%d", i+1)
-		h.Start(names[i])
-	}
+	names := h.StartAll(instances)
 	stopInput := crashtest.SteadyInput(50*time.Millisecond, func() { produce(gen.next(10)) })
 	defer stopInput()
 
-	const kills = 10
-	c := h.Chaos(rng, names, kills)
+	c := h.Chaos(rng, names, 10)
 	closedDuringKills := len(testbroker.ReadCommitted(t, brokers, minutes))
 	stopInput()
 	produce(gen.finish())
@@ -131,67 +92,19 @@ func crashRollup(t *testing.T, bin string, instances int, seed uint64) {
 	// transactional topic, whose end is a commit marker: wait for its
 	// outputs instead (any duplicate shows in the read after the stop).
 	want, stats := expected(t, gen)
-	waitCommitted(t, h, names, app+"-events", events, 3*time.Minute)
+	h.WaitCommitted(app+"-events", events, 3*time.Minute)
 	h.WaitCount(minutes, stats.minutes, 2*time.Minute)
 	h.WaitCount(hours, stats.hours, 2*time.Minute)
-	for _, n := range names {
-		h.Stop(n)
-	}
+	h.StopAll()
 	got := append(outputs("minutes", testbroker.ReadCommitted(t, brokers, minutes)), outputs("hours", testbroker.ReadCommitted(t, brokers, hours))...)
-	t.Logf("%d instance(s): %d kills, %d landed mid-transaction, %d state directories wiped, %d outages past the session timeout; %d records (%d orders, %d payments, %d late events, %d ticks); expected %d minutes and %d hours; %d of %d unpaid orders dropped as late, %d counted; %d minutes closed before the kills ended",
-		instances, c.Kills, c.MidTxn, c.Wiped, c.Outages, gen.records, gen.orders, gen.payments, gen.late, gen.ticks,
+	t.Logf("%d instance(s): %v; %d records (%d orders, %d payments, %d late events, %d ticks); expected %d minutes and %d hours; %d of %d unpaid orders dropped as late, %d counted; %d minutes closed before the kills ended",
+		instances, c, gen.records, gen.orders, gen.payments, gen.late, gen.ticks,
 		stats.minutes, stats.hours, stats.unpaid-stats.counted, stats.unpaid, stats.counted, closedDuringKills)
-	checkOutputs(t, got, want, seed)
-	if c.MidTxn == 0 {
-		t.Errorf("no kill landed while a transaction was open: the test proved nothing (seed %d)", seed)
-	}
+	crashtest.CheckExactlyOnce(t, got, want, seed, nil)
+	c.CheckMidTxn(t, seed)
 	if closedDuringKills == 0 || stats.counted == 0 || stats.counted >= stats.unpaid {
 		t.Errorf("%d minutes closed during the kills, %d of %d unpaid orders counted: want some of each, and some dropped as late (seed %d)",
 			closedDuringKills, stats.counted, stats.unpaid, seed)
-	}
-}
-
-// waitCommitted waits until the consumer group has committed the end of
-// topic in every partition (so every record, the closing ticks included,
-// was processed in a committed transaction), timeout passed, or every
-// instance has exited; it fails the test in the latter two cases.
-func waitCommitted(t *testing.T, h *crashtest.Harness, names []string, group, topic string, timeout time.Duration) {
-	t.Helper()
-	adm := testbroker.Admin(t, h.Brokers)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	cancel()
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		t.Fatalf("listing the end offsets of %s: %v", topic, err)
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		offs, err := adm.FetchOffsets(ctx, group)
-		cancel()
-		behind := 0
-		ends.Each(func(e kadm.ListedOffset) {
-			if o, ok := offs.Lookup(topic, e.Partition); err != nil || !ok || o.At < e.Offset {
-				behind++
-			}
-		})
-		if behind == 0 {
-			return
-		}
-		alive := false
-		for _, n := range names {
-			if p := h.Proc(n); p != nil && !p.Exited() {
-				alive = true
-			}
-		}
-		if !alive || time.Now().After(deadline) {
-			t.Fatalf("the group %s has not committed the end of %d partitions of %s (alive: %v, after up to %v; last error %v)",
-				group, behind, topic, alive, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -224,20 +137,11 @@ type genPart struct {
 
 func newRollupGen(seed uint64, topic string, partitions, accounts int) *rollupGen {
 	g := &rollupGen{rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)), topic: topic, closers: Closers(topic, partitions)}
-	part := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
-	for p := range partitions {
-		g.parts = append(g.parts, &genPart{p: int32(p), st: rollupBase.UnixMilli()})
+	keys := crashtest.KeysByPartition(topic, partitions, accounts, func(i int) string { return fmt.Sprintf("account-%d", i) })
+	for p, names := range keys {
+		g.parts = append(g.parts, &genPart{p: int32(p), accounts: names, st: rollupBase.UnixMilli()})
 	}
-	for i := 0; ; i++ {
-		name := fmt.Sprintf("account-%d", i)
-		pg := g.parts[part.Partition(&kgo.Record{Key: []byte(name)}, partitions)]
-		if len(pg.accounts) < accounts {
-			pg.accounts = append(pg.accounts, name)
-		}
-		if !slices.ContainsFunc(g.parts, func(pg *genPart) bool { return len(pg.accounts) < accounts }) {
-			return g
-		}
-	}
+	return g
 }
 
 // next returns the next n events of every partition (with their ticks and
@@ -389,43 +293,6 @@ func outputs(name string, recs []*kgo.Record) []string {
 		out[i] = name + " " + string(r.Key) + " " + string(r.Value)
 	}
 	return out
-}
-
-// checkOutputs asserts that got (the outputs, read_committed) holds every
-// record of want exactly once and nothing else.
-func checkOutputs(t *testing.T, got []string, want map[string]int, seed uint64) {
-	t.Helper()
-	seen := map[string]int{}
-	shown := 0
-	show := func(format string, a ...any) {
-		if shown < 10 {
-			t.Errorf(format, a...)
-		}
-		shown++
-	}
-	for _, k := range got {
-		seen[k]++
-		if want[k] == 0 && seen[k] == 1 {
-			show("output %q is not one the input makes", k)
-		}
-		if want[k] > 0 && seen[k] == want[k]+1 {
-			show("output %q emitted more than once", k)
-		}
-	}
-	missing, extra := 0, 0
-	for k, n := range want {
-		if seen[k] < n {
-			missing += n - seen[k]
-			show("output %q is missing", k)
-		}
-	}
-	for k, n := range seen {
-		extra += max(0, n-want[k])
-	}
-	if missing+extra > 0 {
-		t.Fatalf("exactly-once violated: of %d expected outputs, %d missing, %d extra (duplicates or unknown); %d read in all (seed %d)",
-			len(want), missing, extra, len(got), seed)
-	}
 }
 
 // TestRollupGen checks the crash test's expectation machinery without a

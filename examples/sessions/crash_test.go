@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/testkit/crashtest"
@@ -52,71 +50,35 @@ const (
 // hour ahead closes every session. It has one variant per number of
 // instances (1, 2). The seed is printed; SLUICE_CRASH_SEED=N reruns it.
 func TestCrashSessions(t *testing.T) {
-	if testing.Short() {
-		t.Skip("crash test; run without -short")
-	}
-	seed := crashtest.Seed(t)
-	bin := crashtest.Build(t, "sessions")
-	for _, n := range []int{1, 2} {
-		name := fmt.Sprintf("%d instances", n)
-		if n == 1 {
-			name = "1 instance"
-		}
-		t.Run(name, func(t *testing.T) {
-			crashSessions(t, bin, n, seed+uint64(n))
-		})
-	}
+	crashtest.Run(t, "sessions", []int{1, 2}, crashSessions)
 }
 
 func crashSessions(t *testing.T, bin string, instances int, seed uint64) {
-	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
+	rng := crashtest.Rand(seed)
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "crash-sessions")
 	events, output := app+"-events", app+"-sessions"
-	// Events carry timestamps from 2024 and outputs inherit them: keep
-	// them past the broker's default time retention.
-	forever := "-1"
-	testbroker.CreateTopic(t, brokers, events, crashPartitions, map[string]*string{"retention.ms": &forever})
-	testbroker.CreateTopic(t, brokers, output, crashPartitions, map[string]*string{"retention.ms": &forever})
+	// Events carry timestamps from 2024 and outputs inherit them.
+	crashtest.CreateTopics(t, brokers, crashPartitions, crashtest.RetainForever(), events, output)
 
 	gen := newSessionGen(rng.Uint64(), events, crashPartitions, 40)
 	// The generator names each record's partition (events that of their
 	// key under Kafka's default partitioner, ticks their own).
-	prod := testbroker.NewClient(t, brokers, kgo.DefaultProduceTopic(events), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	produce := func(recs []*kgo.Record) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			t.Errorf("producing to %s: %v", events, err)
-		}
-	}
+	produce := crashtest.NewProducer(t, brokers, events)
 
 	h := crashtest.New(t, bin, brokers, app)
-	h.Flags = func(name string) []string {
-		return []string{
-			"-brokers", strings.Join(brokers, ","),
-			"-app", app, "-events", events, "-output", output,
-			"-gap", crashGap.String(), "-grace", crashGrace.String(),
-			"-state-dir", h.StateDir(name), "-instance-id", name,
-			"-commit-interval", "100ms", "-v"}
-	}
+	h.Args = []string{"-events", events, "-output", output, "-gap", crashGap.String(), "-grace", crashGrace.String()}
 	defer h.KillAll()
 
 	// A backlog, then a steady stream of events for as long as the kills
 	// go on, so that every kill lands while the instances have work in
 	// flight.
 	produce(gen.next(2500))
-	names := make([]string, instances)
-	for i := range names {
-		names[i] = fmt.Sprintf("i%d", i+1)
-		h.Start(names[i])
-	}
+	names := h.StartAll(instances)
 	stopInput := crashtest.SteadyInput(50*time.Millisecond, func() { produce(gen.next(20)) })
 	defer stopInput()
 
-	const kills = 12
-	c := h.Chaos(rng, names, kills)
-	midTxn, wiped, outages := c.MidTxn, c.Wiped, c.Outages
+	c := h.Chaos(rng, names, 12)
 	closedDuringKills := len(testbroker.ReadCommitted(t, brokers, output))
 	stopInput()
 	// Finish every open session, then a tick an hour ahead per partition
@@ -124,62 +86,14 @@ func crashSessions(t *testing.T, bin string, instances int, seed uint64) {
 	produce(gen.finish())
 	want := gen.sessions()
 
-	waitInputCommitted(t, h, names, app+"-events", events, 3*time.Minute)
-	for _, n := range names {
-		h.Stop(n)
-	}
-	t.Logf("%d instance(s): %d kills, %d landed mid-transaction, %d state directories wiped, %d outages past the session timeout; %d records (%d events, %d late events, %d merging events, %d ticks), %d sessions (%d merged), %d of them closed before the kills ended",
-		instances, kills, midTxn, wiped, outages, gen.records, gen.events, gen.late, gen.bridges, gen.ticks, len(want), gen.bridges, closedDuringKills)
+	h.WaitCommitted(app+"-events", events, 3*time.Minute)
+	h.StopAll()
+	t.Logf("%d instance(s): %v; %d records (%d events, %d late events, %d merging events, %d ticks), %d sessions (%d merged), %d of them closed before the kills ended",
+		instances, c, gen.records, gen.events, gen.late, gen.bridges, gen.ticks, len(want), gen.bridges, closedDuringKills)
 	checkSessions(t, testbroker.ReadCommitted(t, brokers, output), want, seed)
-	if midTxn == 0 {
-		t.Errorf("no kill landed while a transaction was open: the test proved nothing (seed %d)", seed)
-	}
+	c.CheckMidTxn(t, seed)
 	if closedDuringKills == 0 {
 		t.Errorf("no session closed while the kills went on: the test proved nothing about closing windows (seed %d)", seed)
-	}
-}
-
-// waitInputCommitted waits until the consumer group has committed the end
-// of topic in every partition (so every record, the last ticks included,
-// was processed in a committed transaction), timeout passed, or every
-// instance has exited; it fails the test in the latter two cases.
-func waitInputCommitted(t *testing.T, h *crashtest.Harness, names []string, group, topic string, timeout time.Duration) {
-	t.Helper()
-	adm := testbroker.Admin(t, h.Brokers)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	cancel()
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		t.Fatalf("listing the end offsets of %s: %v", topic, err)
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		offs, err := adm.FetchOffsets(ctx, group)
-		cancel()
-		behind := 0
-		ends.Each(func(e kadm.ListedOffset) {
-			if o, ok := offs.Lookup(topic, e.Partition); err != nil || !ok || o.At < e.Offset {
-				behind++
-			}
-		})
-		if behind == 0 {
-			return
-		}
-		alive := false
-		for _, n := range names {
-			if p := h.Proc(n); p != nil && !p.Exited() {
-				alive = true
-			}
-		}
-		if !alive || time.Now().After(deadline) {
-			t.Fatalf("the group %s has not committed the end of %d of the %d partitions of %s (alive: %v, after up to %v; last error %v)",
-				group, behind, len(ends[topic]), topic, alive, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -231,25 +145,16 @@ type genUser struct {
 
 func newSessionGen(seed uint64, topic string, partitions, usersPerPartition int) *sessionGen {
 	g := &sessionGen{rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)), want: map[string]int{}}
-	part := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
 	base := sessionBase.UnixMilli()
-	for p := 0; p < partitions; p++ {
-		g.parts = append(g.parts, &partGen{p: int32(p), st: base})
-	}
-	for i := 0; ; i++ {
-		name := fmt.Sprintf("user-%d", i)
-		pg := g.parts[part.Partition(&kgo.Record{Key: []byte(name)}, partitions)]
-		if len(pg.users) < usersPerPartition {
+	keys := crashtest.KeysByPartition(topic, partitions, usersPerPartition, func(i int) string { return fmt.Sprintf("user-%d", i) })
+	for p, names := range keys {
+		pg := &partGen{p: int32(p), st: base}
+		for _, name := range names {
 			pg.users = append(pg.users, &genUser{name: name, next: base + g.rng.Int64N(60_000)})
 		}
-		full := true
-		for _, pg := range g.parts {
-			full = full && len(pg.users) == usersPerPartition
-		}
-		if full {
-			return g
-		}
+		g.parts = append(g.parts, pg)
 	}
+	return g
 }
 
 // next returns the next n records of every partition.
@@ -383,50 +288,24 @@ func sessionKey(user string, s Session) string { return user + " " + s.String() 
 // session of want exactly once and nothing else.
 func checkSessions(t *testing.T, recs []*kgo.Record, want map[string]int, seed uint64) {
 	t.Helper()
-	got := map[string]int{}
-	bad, shown := 0, 0
-	show := func(format string, a ...any) {
-		if shown < 10 {
-			t.Errorf(format, a...)
-		}
-		shown++
-	}
+	var got []string
+	bad := 0
 	for _, r := range recs {
 		s, err := ParseSession(string(r.Value))
 		if err != nil {
-			bad++
-			show("output %q=%q (partition %d, offset %d): %v", r.Key, r.Value, r.Partition, r.Offset, err)
+			if bad++; bad <= 10 {
+				t.Errorf("output %q=%q (partition %d, offset %d): %v", r.Key, r.Value, r.Partition, r.Offset, err)
+			}
 			continue
 		}
-		k := sessionKey(string(r.Key), s)
-		got[k]++
-		switch {
-		case want[k] == 0 && got[k] == 1:
-			show("session %s (partition %d, offset %d) is not one of the input's; the user's sessions: %s",
-				k, r.Partition, r.Offset, userSessions(want, string(r.Key)))
-		case want[k] > 0 && got[k] > 1:
-			show("session %s emitted %d times (again at partition %d, offset %d)", k, got[k], r.Partition, r.Offset)
-		}
+		got = append(got, sessionKey(string(r.Key), s))
 	}
-	missing, twice, copies, extra := 0, 0, 0, 0
-	for k := range want {
-		if got[k] == 0 {
-			missing++
-			show("session %s is missing", k)
-		}
-	}
-	for k, n := range got {
-		switch {
-		case want[k] == 0:
-			extra += n
-		case n > 1:
-			twice++
-			copies += n - 1
-		}
-	}
-	if missing+twice+extra+bad > 0 {
-		t.Fatalf("exactly-once violated: of %d sessions, %d missing, %d emitted more than once (%d extra copies); %d records not sessions of the input, %d unparsable; %d records in all (seed %d)",
-			len(want), missing, twice, copies, extra, bad, len(recs), seed)
+	crashtest.CheckExactlyOnce(t, got, want, seed, func(k string) string {
+		user, _, _ := strings.Cut(k, " ")
+		return "the user's sessions: " + userSessions(want, user)
+	})
+	if bad > 0 {
+		t.Fatalf("exactly-once violated: %d of %d records unparsable (seed %d)", bad, len(recs), seed)
 	}
 }
 

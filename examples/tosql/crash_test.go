@@ -58,11 +58,11 @@ func TestCrashToSQL(t *testing.T) {
 }
 
 func crashTest(t *testing.T, seed uint64, bin string, dbArgs []string, open func() (*sql.DB, error), minKills int) {
-	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
+	rng := crashtest.Rand(seed)
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "tosql")
 	input := app + "-payments"
-	testbroker.CreateTopic(t, brokers, input, 4, nil)
+	crashtest.CreateTopics(t, brokers, 4, nil, input)
 	db, err := open()
 	if err != nil {
 		t.Fatal(err)

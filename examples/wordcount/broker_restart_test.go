@@ -75,22 +75,18 @@ func TestCrashBrokerRestart(t *testing.T) {
 	seed := crashtest.Seed(t)
 	app := testbroker.Unique(t, "restart")
 	input, output := app+"-lines", app+"-counts"
-	testbroker.CreateTopic(t, brokers, input, 4, nil)
-	testbroker.CreateTopic(t, brokers, output, 4, nil)
+	crashtest.CreateTopics(t, brokers, 4, nil, input, output)
 	bin := crashtest.Build(t, "wordcount")
 	gen := newLineGen(seed, 400)
 	produce(t, brokers, input, gen.next(40000))
 	_, backlog := gen.counts()
 	h := newHarness(t, bin, brokers, app, input, output)
 	defer h.KillAll()
-	names := []string{"i1", "i2"}
-	for _, n := range names {
-		h.Start(n)
-	}
+	names := h.StartAll(2)
 
 	// Restart when part of the backlog is counted, aimed at an open
 	// transaction.
-	before := h.waitCount(backlog/5, 2*time.Minute)
+	before := h.WaitCount(output, backlog/5, 2*time.Minute)
 	if before < backlog/5 {
 		t.Fatalf("only %d of %d count updates before the restart: the instances do not work", before, backlog)
 	}
@@ -122,16 +118,14 @@ func TestCrashBrokerRestart(t *testing.T) {
 	// New input after the restart flows too.
 	produce(t, brokers, input, gen.next(5000))
 	want, total := gen.counts()
-	seen := h.waitCount(total, 4*time.Minute)
-	for _, n := range names {
-		h.Stop(n)
-	}
+	seen := h.WaitCount(output, total, 4*time.Minute)
+	h.StopAll()
 	t.Logf("%d lines, %d words; at least %d of the backlog's %d count updates were read before the restart", gen.lines, total, before, backlog)
 	if seen < total {
 		t.Fatalf("output has %d of %d count updates after the broker restart", seen, total)
 	}
 	recs := testbroker.ReadCommitted(t, brokers, output)
-	checkCounts(t, recs, want)
+	crashtest.CheckRunningCounts(t, recs, want)
 	compareWithKcat(t, brokers, output, recs)
 	if open == "" {
 		t.Logf("no transaction was open when the broker stopped (the guarantee was checked all the same)")

@@ -31,29 +31,15 @@ import (
 // The output is also read with kcat, an independent client, which must see
 // the same records. The seed is printed; SLUICE_CRASH_SEED=N reruns it.
 func TestCrashWordcount(t *testing.T) {
-	if testing.Short() {
-		t.Skip("crash test; run without -short")
-	}
-	seed := crashtest.Seed(t)
-	bin := crashtest.Build(t, "wordcount")
-	for _, n := range []int{1, 2, 3} {
-		name := fmt.Sprintf("%d instances", n)
-		if n == 1 {
-			name = "1 instance"
-		}
-		t.Run(name, func(t *testing.T) {
-			crashWordcount(t, bin, n, seed+uint64(n))
-		})
-	}
+	crashtest.Run(t, "wordcount", []int{1, 2, 3}, crashWordcount)
 }
 
 func crashWordcount(t *testing.T, bin string, instances int, seed uint64) {
-	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
+	rng := crashtest.Rand(seed)
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "crash")
 	input, output := app+"-lines", app+"-counts"
-	testbroker.CreateTopic(t, brokers, input, 4, nil)
-	testbroker.CreateTopic(t, brokers, output, 4, nil)
+	crashtest.CreateTopics(t, brokers, 4, nil, input, output)
 
 	// A backlog, then a steady stream of input for as long as the kills go
 	// on, so that every kill lands while the instances have work in flight.
@@ -63,31 +49,19 @@ func crashWordcount(t *testing.T, bin string, instances int, seed uint64) {
 	defer h.KillAll()
 	stopInput := h.steadyInput(gen, 100, 50*time.Millisecond)
 
-	const kills = 12
-	names := make([]string, instances)
-	for i := range names {
-		names[i] = fmt.Sprintf("i%d", i+1)
-		h.Start(names[i])
-	}
-	c := h.Chaos(rng, names, kills)
-	midTxn, wiped, outages := c.MidTxn, c.Wiped, c.Outages
+	c := h.Chaos(rng, h.StartAll(instances), 12)
 	stopInput()
 	want, total := gen.counts()
-	seen := h.waitCount(total, 4*time.Minute)
-	for _, n := range names {
-		h.Stop(n)
-	}
-	t.Logf("%d instance(s): %d kills, %d landed mid-transaction, %d state directories wiped, %d outages past the session timeout; %d lines, %d words",
-		instances, kills, midTxn, wiped, outages, gen.lines, total)
+	seen := h.WaitCount(output, total, 4*time.Minute)
+	h.StopAll()
+	t.Logf("%d instance(s): %v; %d lines, %d words", instances, c, gen.lines, total)
 	if seen < total {
 		t.Fatalf("output has %d of %d count updates after the kills", seen, total)
 	}
 	recs := testbroker.ReadCommitted(t, brokers, output)
-	checkCounts(t, recs, want)
+	crashtest.CheckRunningCounts(t, recs, want)
 	compareWithKcat(t, brokers, output, recs)
-	if midTxn == 0 {
-		t.Errorf("no kill landed while a transaction was open: the test proved nothing (seed %d)", seed)
-	}
+	c.CheckMidTxn(t, seed)
 }
 
 // compareWithKcat reads topic with kcat (librdkafka, read_committed) and
@@ -163,18 +137,11 @@ func compareWithKcat(t *testing.T, brokers []string, topic string, recs []*kgo.R
 type harness struct {
 	*crashtest.Harness
 	input, output string
-	args          []string // extra flags for every instance
 }
 
 func newHarness(t *testing.T, bin string, brokers []string, app, input, output string) *harness {
 	h := &harness{Harness: crashtest.New(t, bin, brokers, app), input: input, output: output}
-	h.Flags = func(name string) []string {
-		return append([]string{
-			"-brokers", strings.Join(brokers, ","),
-			"-app", app, "-input", input, "-output", output,
-			"-state-dir", h.StateDir(name), "-instance-id", name,
-			"-commit-interval", "100ms", "-v"}, h.args...)
-	}
+	h.Args = []string{"-input", input, "-output", output}
 	return h
 }
 
@@ -182,13 +149,6 @@ func newHarness(t *testing.T, bin string, brokers []string, app, input, output s
 // is called; it returns once the producer stopped.
 func (h *harness) steadyInput(gen *lineGen, n int, interval time.Duration) (stop func()) {
 	return crashtest.SteadyInput(interval, func() { produce(h.T, h.Brokers, h.input, gen.next(n)) })
-}
-
-// waitCount consumes the output with read_committed from its start until it
-// has seen n records, timeout passed or every instance has exited, and
-// returns how many records it saw.
-func (h *harness) waitCount(n int, timeout time.Duration) int {
-	return h.WaitCount(h.output, n, timeout)
 }
 
 // lineGen makes random lines of words and counts the words it made.
@@ -235,38 +195,4 @@ func produce(t testing.TB, brokers []string, topic string, lines []string) {
 		recs[i] = &kgo.Record{Value: []byte(l)}
 	}
 	crashtest.Produce(t, brokers, topic, recs)
-}
-
-// checkCounts asserts that for every word the output values are exactly
-// 1, 2, ..., n, and n is the word's count in the input.
-func checkCounts(t testing.TB, recs []*kgo.Record, want map[string]int) {
-	t.Helper()
-	last := map[string]int{}
-	dups, gaps := 0, 0
-	for _, r := range recs {
-		w := string(r.Key)
-		v, err := strconv.Atoi(string(r.Value))
-		if err != nil {
-			t.Fatalf("output %q=%q is not a count", r.Key, r.Value)
-		}
-		switch {
-		case v <= last[w]:
-			dups++
-		case v > last[w]+1:
-			gaps++
-		}
-		if dups+gaps > 0 && dups+gaps <= 10 && v != last[w]+1 {
-			t.Errorf("word %s: count %d follows %d (partition %d, offset %d)", w, v, last[w], r.Partition, r.Offset)
-		}
-		last[w] = v
-	}
-	missing := 0
-	for w, n := range want {
-		if last[w] != n {
-			missing++
-		}
-	}
-	if dups+gaps+missing > 0 {
-		t.Fatalf("exactly-once violated: %d duplicates, %d gaps, %d words with a wrong final count, in %d records", dups, gaps, missing, len(recs))
-	}
 }

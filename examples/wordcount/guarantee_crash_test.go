@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"math/rand/v2"
 	"os"
 	"sort"
 	"strconv"
@@ -37,17 +36,16 @@ func TestCrashWordcountGuarantees(t *testing.T) {
 }
 
 func crashGuarantee(t *testing.T, bin, guarantee string, seed uint64) {
-	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
+	rng := crashtest.Rand(seed)
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "guar")
 	input, output := app+"-lines", app+"-counts"
-	testbroker.CreateTopic(t, brokers, input, 4, nil)
-	testbroker.CreateTopic(t, brokers, output, 4, nil)
+	crashtest.CreateTopics(t, brokers, 4, nil, input, output)
 
 	gen := newLineGen(rng.Uint64(), 400)
 	produce(t, brokers, input, gen.next(15000))
 	h := newHarness(t, bin, brokers, app, input, output)
-	h.args = []string{"-guarantee", guarantee}
+	h.Args = append(h.Args, "-guarantee", guarantee)
 	defer h.KillAll()
 	stopInput := h.steadyInput(gen, 100, 50*time.Millisecond)
 

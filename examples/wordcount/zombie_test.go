@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"regexp"
 	"strings"
@@ -33,12 +32,11 @@ func TestCrashZombie(t *testing.T) {
 		t.Skip("crash test; run without -short")
 	}
 	seed := crashtest.Seed(t)
-	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
+	rng := crashtest.Rand(seed)
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "zombie")
 	input, output := app+"-lines", app+"-counts"
-	testbroker.CreateTopic(t, brokers, input, 4, nil)
-	testbroker.CreateTopic(t, brokers, output, 4, nil)
+	crashtest.CreateTopics(t, brokers, 4, nil, input, output)
 	bin := crashtest.Build(t, "wordcount")
 
 	gen := newLineGen(rng.Uint64(), 400)
@@ -47,10 +45,7 @@ func TestCrashZombie(t *testing.T) {
 	defer h.KillAll()
 	stopInput := h.steadyInput(gen, 50, 100*time.Millisecond)
 	defer stopInput()
-	names := []string{"i1", "i2"}
-	for _, n := range names {
-		h.Start(n)
-	}
+	names := h.StartAll(2)
 	groups := map[string]string{app + "-split": input, app + "-by-word": app + "-by-word-repartition"}
 	if err := h.waitFor(60*time.Second, func() (bool, string) {
 		m := h.members(groups)
@@ -147,10 +142,8 @@ func TestCrashZombie(t *testing.T) {
 	}
 	stopInput()
 	want, total := gen.counts()
-	seen := h.waitCount(total, 3*time.Minute)
-	for _, n := range names {
-		h.Stop(n)
-	}
+	seen := h.WaitCount(output, total, 3*time.Minute)
+	h.StopAll()
 	for _, f := range fates {
 		t.Log(f)
 	}
@@ -159,7 +152,7 @@ func TestCrashZombie(t *testing.T) {
 		t.Fatalf("output has %d of %d count updates", seen, total)
 	}
 	recs := testbroker.ReadCommitted(t, brokers, output)
-	checkCounts(t, recs, want)
+	crashtest.CheckRunningCounts(t, recs, want)
 	compareWithKcat(t, brokers, output, recs)
 	if midTxn == 0 {
 		t.Errorf("no zombie was paused inside a transaction: the test proved little (seed %d)", seed)

@@ -1,8 +1,10 @@
 package crashtest
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
+	"testing"
 	"time"
 )
 
@@ -69,4 +71,19 @@ func (h *Harness) Chaos(rng *rand.Rand, names []string, kills int) Chaos {
 		h.Start(name)
 	}
 	return c
+}
+
+// String reports the counts as a crash test logs them.
+func (c Chaos) String() string {
+	return fmt.Sprintf("%d kills, %d landed mid-transaction, %d state directories wiped, %d outages past the session timeout",
+		c.Kills, c.MidTxn, c.Wiped, c.Outages)
+}
+
+// CheckMidTxn fails t when no kill landed while a transaction was open:
+// then the run proved nothing.
+func (c Chaos) CheckMidTxn(t testing.TB, seed uint64) {
+	t.Helper()
+	if c.MidTxn == 0 {
+		t.Errorf("no kill landed while a transaction was open: the test proved nothing (seed %d)", seed)
+	}
 }

@@ -5,12 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestTxnOpen(t *testing.T) {
@@ -162,7 +164,7 @@ func TestLifecycle(t *testing.T) {
 	if h.Proc("clean") != nil {
 		t.Errorf("a stopped instance is still known")
 	}
-	if !h.alive() {
+	if !h.Alive() {
 		t.Errorf("alive with no instance is false: a wait before the first start would read nothing")
 	}
 
@@ -178,7 +180,7 @@ func TestLifecycle(t *testing.T) {
 	// ExitBeforeStopOK (and only with status 0).
 	h.Start("quitter")
 	waitExited(t, h, "quitter")
-	if h.alive() {
+	if h.Alive() {
 		t.Errorf("alive with the only instance exited is true: a wait would not end")
 	}
 	h.Stop("quitter")
@@ -214,7 +216,7 @@ func TestLifecycle(t *testing.T) {
 	if !p.Exited() || h.Proc("a") != nil {
 		t.Errorf("KillNow left a stopped process running or known")
 	}
-	if !h.alive() {
+	if !h.Alive() {
 		t.Errorf("alive with b and c running is false")
 	}
 	if err := os.MkdirAll(h.StateDir("b"), 0o755); err != nil || filepath.Dir(h.StateDir("b")) != h.Dir {
@@ -255,6 +257,107 @@ func TestNotImportedByCode(t *testing.T) {
 		for _, imp := range f[1:] {
 			if strings.HasPrefix(imp, kit) {
 				t.Errorf("%s imports %s outside its tests", f[0], imp)
+			}
+		}
+	}
+}
+
+// fatalRecorder is a recorder whose Fatalf records and stops the check's
+// goroutine, as testing.T's does.
+type fatalRecorder struct {
+	recorder
+	fatal string
+}
+
+func (r *fatalRecorder) Fatalf(format string, a ...any) {
+	r.fatal = fmt.Sprintf(format, a...)
+	runtime.Goexit()
+}
+
+// check runs f on a fresh fatalRecorder on a goroutine of its own and
+// returns the recorder.
+func check(t *testing.T, f func(r *fatalRecorder)) *fatalRecorder {
+	r := &fatalRecorder{recorder: recorder{TB: t}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f(r)
+	}()
+	<-done
+	return r
+}
+
+func TestCheckExactlyOnce(t *testing.T) {
+	want := map[string]int{"a 1": 1, "b 1": 1, "c 2": 2}
+	for _, tc := range []struct {
+		name  string
+		got   []string
+		fatal string // "" if the check passes
+	}{
+		{"exact", []string{"c 2", "a 1", "b 1", "c 2"}, ""},
+		{"missing", []string{"a 1", "c 2", "c 2"}, "1 missing, 0 emitted more than once (0 extra copies), 0 not made"},
+		{"twice", []string{"a 1", "a 1", "b 1", "c 2", "c 2"}, "0 missing, 1 emitted more than once (1 extra copies), 0 not made"},
+		{"unknown", []string{"a 1", "b 1", "c 2", "c 2", "d 1"}, "0 missing, 0 emitted more than once (0 extra copies), 1 not made"},
+	} {
+		r := check(t, func(r *fatalRecorder) {
+			CheckExactlyOnce(r, tc.got, want, 7, func(k string) string { return "explained" })
+		})
+		if tc.fatal == "" {
+			if r.fatal != "" || r.Failed() {
+				t.Errorf("%s: failed: %q %q", tc.name, r.fatal, r.errs)
+			}
+			continue
+		}
+		if !strings.Contains(r.fatal, tc.fatal) || !strings.Contains(r.fatal, "seed 7") || len(r.errs) == 0 {
+			t.Errorf("%s: fatal %q, errors %q; want %q", tc.name, r.fatal, r.errs, tc.fatal)
+		}
+		if tc.name == "unknown" && !strings.Contains(strings.Join(r.errs, " "), "explained") {
+			t.Errorf("unknown: errors %q lack the explanation", r.errs)
+		}
+	}
+}
+
+func TestCheckRunningCounts(t *testing.T) {
+	rec := func(kvs ...string) []*kgo.Record {
+		var out []*kgo.Record
+		for i := 0; i < len(kvs); i += 2 {
+			out = append(out, &kgo.Record{Key: []byte(kvs[i]), Value: []byte(kvs[i+1])})
+		}
+		return out
+	}
+	want := map[string]int{"a": 2, "b": 1}
+	for _, tc := range []struct {
+		name  string
+		recs  []*kgo.Record
+		fatal string
+	}{
+		{"exact", rec("a", "1", "b", "1", "a", "2"), ""},
+		{"duplicate", rec("a", "1", "a", "1", "b", "1", "a", "2"), "1 duplicates, 0 gaps, 0 keys with a wrong final count, 0 keys not in"},
+		{"gap", rec("a", "2", "b", "1"), "0 duplicates, 1 gaps, 0 keys with a wrong final count"},
+		{"short", rec("a", "1", "b", "1"), "0 duplicates, 0 gaps, 1 keys with a wrong final count"},
+		{"unknown", rec("a", "1", "b", "1", "a", "2", "c", "1"), "1 keys not in the input"},
+		{"not a count", rec("a", "x"), "is not a count"},
+	} {
+		r := check(t, func(r *fatalRecorder) { CheckRunningCounts(r, tc.recs, want) })
+		if tc.fatal == "" && (r.fatal != "" || r.Failed()) || !strings.Contains(r.fatal, tc.fatal) {
+			t.Errorf("%s: fatal %q, errors %q; want %q", tc.name, r.fatal, r.errs, tc.fatal)
+		}
+	}
+}
+
+func TestKeysByPartition(t *testing.T) {
+	keys := KeysByPartition("t", 4, 3, func(i int) string { return fmt.Sprintf("k%d", i) })
+	part := kgo.StickyKeyPartitioner(nil).ForTopic("t")
+	if len(keys) != 4 {
+		t.Fatalf("%d partitions, want 4", len(keys))
+	}
+	for p, ks := range keys {
+		if len(ks) != 3 {
+			t.Errorf("partition %d: %d keys, want 3", p, len(ks))
+		}
+		for _, k := range ks {
+			if got := part.Partition(&kgo.Record{Key: []byte(k)}, 4); got != p {
+				t.Errorf("key %s is in partition %d, listed under %d", k, got, p)
 			}
 		}
 	}

@@ -5,9 +5,15 @@
 // open, stops them with SIGTERM, and waits for a read_committed reader to
 // see the expected number of records while instances are alive.
 //
-// What a crash test checks (which outputs are exact, what counts) stays in
-// the test's own package; this package only drives the processes and
-// reports how they ended.
+// It also holds the frame every example's crash test shares (Run: -short,
+// the seed, the build, one subtest per instance count), the Kafka chores
+// around it (topics, a producer that keeps records in the partition they
+// name, keys per partition, waiting for a group's commits) and the two
+// checks several of them make: CheckExactlyOnce (every expected output
+// exactly once, nothing else) and CheckRunningCounts (every key's counts
+// 1, 2, ..., n). What a crash test expects (its generator, its expected
+// outputs, what counts as proof that it proved something) stays in the
+// test's own package.
 //
 // It is part of the test kit (internal/testkit): only _test.go files import
 // it (TestNotImportedByCode checks). Helpers fail the test through

@@ -1,9 +1,13 @@
 package crashtest
 
 import (
+	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,8 +18,8 @@ import (
 const StopTimeout = 60 * time.Second
 
 // Harness runs named instances of one binary against one broker. The
-// exported fields other than Flags, Profile, Env, ExitBeforeStopOK and Aim
-// are set by New and read-only afterwards.
+// exported fields other than Args, Flags, Profile, Env, ExitBeforeStopOK
+// and Aim are set by New and read-only afterwards.
 type Harness struct {
 	// T is the test that owns the instances; failures are reported to it.
 	T testing.TB
@@ -30,8 +34,13 @@ type Harness struct {
 	// directory of T).
 	Dir string
 
-	// Flags returns the command-line flags of instance name; Start calls
-	// it each time. It must be set before the first Start.
+	// Args are an example processor binary's own flags (its topics, its
+	// windows), given to every instance after ProcessorFlags. Start uses
+	// them when Flags is nil.
+	Args []string
+	// Flags, when set, returns the command-line flags of instance name
+	// instead of ProcessorFlags and Args, for a binary that takes other
+	// flags; Start calls it each time.
 	Flags func(name string) []string
 	// Profile is added to every instance's command line after Flags: the
 	// test profile's timeouts. New sets ProcessorProfile; a binary with
@@ -62,8 +71,8 @@ type Harness struct {
 var ProcessorProfile = []string{"-session-timeout=6s", "-heartbeat-interval=500ms", "-rebalance-timeout=10s", "-transaction-timeout=10s"}
 
 // New returns a harness for bin whose files live in a temporary directory
-// of t, with the ProcessorProfile. Set Flags before starting instances, and
-// defer KillAll.
+// of t, with the ProcessorProfile. Set Args (or Flags) before starting
+// instances, and defer KillAll.
 func New(t testing.TB, bin string, brokers []string, app string) *Harness {
 	return &Harness{T: t, Bin: bin, Brokers: brokers, App: app, Dir: t.TempDir(), Profile: ProcessorProfile,
 		procs: map[string]*Proc{}, started: map[string]bool{}}
@@ -113,12 +122,24 @@ func (h *Harness) StateDir(name string) string { return filepath.Join(h.Dir, "st
 // every process of instance name, appended to across restarts.
 func (h *Harness) LogPath(name string) string { return filepath.Join(h.Dir, name+".log") }
 
+// ProcessorFlags returns the flags every example processor binary takes
+// (examples/internal/cli) for instance name: the harness's brokers and
+// application id, the instance's state directory, name as the instance id,
+// a 100 ms commit interval and -v. A flag given again in Args wins.
+func (h *Harness) ProcessorFlags(name string) []string {
+	return []string{
+		"-brokers", strings.Join(h.Brokers, ","), "-app", h.App,
+		"-state-dir", h.StateDir(name), "-instance-id", name,
+		"-commit-interval", "100ms", "-v"}
+}
+
 // Proc returns the process of instance name, or nil when the instance is
 // not started, or was killed or stopped since.
 func (h *Harness) Proc(name string) *Proc { return h.procs[name] }
 
-// Start starts a process of instance name with h.Flags(name) and h.Profile,
-// appending its output to LogPath(name). env is added to its environment after h.Env. A
+// Start starts a process of instance name with ProcessorFlags(name) and
+// h.Args (or h.Flags(name)), then h.Profile, appending its output to
+// LogPath(name). env is added to its environment after h.Env. A
 // process that cannot be started fails the test (t.Fatal). Any earlier
 // process of the same name must have exited: Start forgets it.
 func (h *Harness) Start(name string, env ...string) {
@@ -127,7 +148,13 @@ func (h *Harness) Start(name string, env ...string) {
 	if err != nil {
 		h.T.Fatal(err)
 	}
-	cmd := exec.Command(h.Bin, append(h.Flags(name), h.Profile...)...)
+	var args []string
+	if h.Flags != nil {
+		args = h.Flags(name)
+	} else {
+		args = append(h.ProcessorFlags(name), h.Args...)
+	}
+	cmd := exec.Command(h.Bin, append(args, h.Profile...)...)
 	cmd.Env = append(append(os.Environ(), h.Env...), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -166,6 +193,17 @@ func (h *Harness) Kill(name string, aim time.Duration) bool {
 	return open
 }
 
+// StartAll starts the instances i1, ..., in and returns their names.
+func (h *Harness) StartAll(n int) []string {
+	h.T.Helper()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("i%d", i+1)
+		h.Start(names[i])
+	}
+	return names
+}
+
 // KillNow sends SIGKILL to instance name at once, waits until it has
 // exited and forgets it; nothing is checked. A name that is not running is
 // ignored.
@@ -202,6 +240,15 @@ func (h *Harness) Stop(name string) {
 	}
 }
 
+// StopAll stops (Stop) every running instance, in the order of their
+// names.
+func (h *Harness) StopAll() {
+	h.T.Helper()
+	for _, name := range slices.Sorted(maps.Keys(h.procs)) {
+		h.Stop(name)
+	}
+}
+
 // KillAll kills every instance still running and, if the test has failed,
 // logs the errors and the tail of the log of every instance ever started.
 // Defer it right after New.
@@ -217,9 +264,9 @@ func (h *Harness) KillAll() {
 	}
 }
 
-// alive reports whether some instance is running, or none is started (so
+// Alive reports whether some instance is running, or none is started (so
 // that a wait with no instance at all still reads).
-func (h *Harness) alive() bool {
+func (h *Harness) Alive() bool {
 	for _, p := range h.procs {
 		if !p.Exited() {
 			return true

@@ -1,6 +1,8 @@
 package crashtest
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,3 +49,26 @@ func Build(t testing.TB, name string) string {
 	}
 	return bin
 }
+
+// Run is the frame of an example's crash test: it skips under -short, takes
+// the seed (Seed), builds the binary of the test's package as name (Build),
+// and runs test once per instance count of instances, as the subtest
+// "1 instance" or "<n> instances", with the seed plus n.
+func Run(t *testing.T, name string, instances []int, test func(t *testing.T, bin string, instances int, seed uint64)) {
+	if testing.Short() {
+		t.Skip("crash test; run without -short")
+	}
+	seed := Seed(t)
+	bin := Build(t, name)
+	for _, n := range instances {
+		sub := fmt.Sprintf("%d instances", n)
+		if n == 1 {
+			sub = "1 instance"
+		}
+		t.Run(sub, func(t *testing.T) { test(t, bin, n, seed+uint64(n)) })
+	}
+}
+
+// Rand returns the random source of a crash test's run with seed: the
+// kills and the input generator's seed come from it.
+func Rand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed>>1|1)) }
