@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -67,6 +68,7 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	st.produceErr.Store(nil)
 	st.emitted = 0
 
+	started := time.Now()
 	began := false
 	n, recErr := st.gather(ctx, sess, func(recs []*kgo.Record) error {
 		if !began {
@@ -123,9 +125,12 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	}
 	ending := time.Now()
 	st.produceChangelogs(sess)
+	var flushed time.Duration
 	commit := recErr == nil && !moved
 	if commit {
-		if err := st.flush(sess.Client()); err != nil {
+		err := st.flush(sess.Client())
+		flushed = time.Since(ending)
+		if err != nil {
 			if !rejectedRecords(err) {
 				// Not the records' fault: the broker fenced this
 				// producer or aborted its transaction (a zombie woken
@@ -151,6 +156,14 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	st.unconfirmed.Store(false)
 	committed, endErr := sess.End(st.fenceContext(ectx), kgo.TransactionEndTry(commit))
 	cancel()
+	ended := time.Now()
+	if st.log.Enabled(ctx, slog.LevelDebug) {
+		defer func() {
+			st.log.Debug("transaction ended", "records", n, "committed", committed,
+				"gathering", ending.Sub(started), "waiting_for_input", st.pace.idle,
+				"flushing", flushed, "ending", ended.Sub(ending)-flushed, "applying", time.Since(ended))
+		}()
+	}
 	// franz-go forgets its revoke flag in End; so do we (the flag only
 	// decides whether an idle cycle ends an empty round, above).
 	st.sawRevoke.Store(false)

@@ -266,6 +266,12 @@ type StageMetrics struct {
 	// ApplyTime is the wall time spent applying committed cycles' state
 	// changes and checkpoints to Pebble.
 	ApplyTime time.Duration
+	// IdleTime is the wall time the stage's polls spent waiting for input
+	// records to arrive. A stage that keeps up with live input spends much
+	// of each commit interval waiting; one that works through a backlog
+	// hardly waits at all (and then gathers for the whole commit interval,
+	// see CommitInterval).
+	IdleTime time.Duration
 }
 
 // Metrics returns a snapshot of the processor's counters. Safe to call
@@ -291,6 +297,7 @@ func (p *Processor) Metrics() Metrics {
 			RestoreTime:     time.Duration(st.metrics.restoreNanos.Load()),
 			CommitTime:      time.Duration(st.metrics.commitNanos.Load()),
 			ApplyTime:       time.Duration(st.metrics.applyNanos.Load()),
+			IdleTime:        time.Duration(st.metrics.idleNanos.Load()),
 		}
 	}
 	return m

@@ -24,6 +24,17 @@ import (
 // stage runs one sub-topology: one consumer group, one transactional producer
 // per instance, one task per input partition.
 type stage struct {
+	// pace is what the last gather saw (gatherDeadline). Only the
+	// stage's loop touches it.
+	pace struct {
+		ended    time.Time // when the last gather stopped
+		caughtUp bool      // it waited for records: no backlog
+		idle     time.Duration
+	}
+	tr struct {
+		polls, empty   int
+		pollWait, proc time.Duration
+	}
 	p       *Processor
 	name    string
 	cfg     stageCfg
@@ -295,14 +306,26 @@ const pollChunk = 1000
 // MaxTaskIdle for partitions the broker holds unfetched records for
 // (order.go).
 func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) error) (int, error) {
-	deadline := time.Now().Add(st.cfg.commitInterval)
+	start := time.Now()
+	deadline := st.gatherDeadline(start)
 	ordered := st.ordered()
+	var idle time.Duration // blocked in polls that waited for records
+	defer func() {
+		st.pace.caughtUp = idle >= caughtUpIdle
+		st.pace.ended = time.Now()
+		st.pace.idle = idle
+		st.metrics.idleNanos.Add(int64(idle))
+	}()
 	var buf []*kgo.Record
 	n := 0
 	poll := func(until time.Time, limit int) error {
+		ps := time.Now()
 		pctx, cancel := context.WithDeadline(ctx, until)
 		fetches := pl.PollRecords(pctx, min(limit, pollChunk))
 		cancel()
+		if waited := time.Since(ps); waited >= caughtUpIdle {
+			idle += waited
+		}
 		if fetches.IsClientClosed() {
 			return fmt.Errorf("stage %s: client closed", st.name)
 		}
@@ -378,6 +401,43 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 		}
 	}
 	return n, fn(st.orderByTime(buf))
+}
+
+// caughtUpIdle is how long a poll must have waited for records for the
+// stage to count as caught up with its input (see gatherDeadline): a poll
+// that finds records buffered returns in microseconds.
+const caughtUpIdle = time.Millisecond
+
+// minGather is the shortest gather of a caught-up stage whose previous
+// transaction took longer to end than the commit interval.
+const minGather = 5 * time.Millisecond
+
+// gatherDeadline returns when the cycle starting at now stops gathering
+// records and ends its transaction.
+//
+// A stage that has a backlog (its last gather never waited for records)
+// gathers for the whole commit interval from now: it is working through
+// records already there, and each transaction's fixed cost (flush, offset
+// commit, EndTxn, apply) is spread over as many records as the interval
+// allows. A stage that is caught up with live input instead ends its
+// transaction one commit interval after the previous one stopped
+// gathering, so that the time the previous transaction took to end counts
+// toward the interval, as Kafka Streams counts its commit interval from the
+// last commit. Otherwise a record that arrives while a transaction ends
+// would wait for that end, then a whole interval, then its own end: the
+// interval plus twice the ending time instead of the interval plus once.
+func (st *stage) gatherDeadline(now time.Time) time.Time {
+	if !st.pace.caughtUp || st.pace.ended.IsZero() {
+		return now.Add(st.cfg.commitInterval)
+	}
+	return maxTime(st.pace.ended.Add(st.cfg.commitInterval), now.Add(min(minGather, st.cfg.commitInterval)))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // clientOf returns the client behind a poller.
@@ -822,5 +882,6 @@ type stageMetrics struct {
 	failed       atomic.Int64
 	restoreNanos atomic.Int64
 	commitNanos  atomic.Int64
+	idleNanos    atomic.Int64
 	applyNanos   atomic.Int64
 }
