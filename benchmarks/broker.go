@@ -157,16 +157,15 @@ func (e *env) deleteRunTopics(ctx context.Context, prefix string) {
 	}
 }
 
-// load produces n records of g into topic, reporting progress, and returns
-// the checksum of the outputs they must cause and the input bytes.
-func (e *env) load(ctx context.Context, c *Config, topic string, g *generator, n int) (checksum, int64, error) {
-	var want checksum
+// load produces the next n records of g into topic, reporting progress,
+// hands every output they must cause to out, and returns their input bytes.
+func (e *env) load(ctx context.Context, c *Config, topic string, g *generator, n int, out func(k, v []byte)) (int64, error) {
 	var bytes int64
 	var failed atomic.Pointer[error]
 	start := time.Now()
 	lastReport := start
 	for i := range n {
-		k, v := g.next(want.add)
+		k, v := g.next(out)
 		bytes += int64(len(k) + len(v))
 		e.cl.Produce(ctx, &kgo.Record{Topic: topic, Key: k, Value: v}, func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -174,7 +173,7 @@ func (e *env) load(ctx context.Context, c *Config, topic string, g *generator, n
 			}
 		})
 		if p := failed.Load(); p != nil {
-			return want, 0, fmt.Errorf("loading %s: %w", topic, *p)
+			return bytes, fmt.Errorf("loading %s: %w", topic, *p)
 		}
 		if time.Since(lastReport) > 5*time.Second {
 			lastReport = time.Now()
@@ -182,13 +181,14 @@ func (e *env) load(ctx context.Context, c *Config, topic string, g *generator, n
 		}
 	}
 	if err := e.cl.Flush(ctx); err != nil {
-		return want, 0, err
+		return bytes, err
 	}
 	if p := failed.Load(); p != nil {
-		return want, 0, fmt.Errorf("loading %s: %w", topic, *p)
+		return bytes, fmt.Errorf("loading %s: %w", topic, *p)
 	}
-	c.progress("  loaded %d records (%.1f MB) into %s in %v", n, float64(bytes)/1e6, topic, time.Since(start).Round(time.Millisecond))
-	return want, bytes, nil
+	el := time.Since(start)
+	c.progress("  loaded %d records (%.1f MB) into %s in %v (%.0f records/s)", n, float64(bytes)/1e6, topic, el.Round(time.Millisecond), float64(n)/el.Seconds())
+	return bytes, nil
 }
 
 func hostname() string {

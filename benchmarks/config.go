@@ -15,12 +15,14 @@ type Config struct {
 	// Scenarios to run: passthrough, wordcount, aggregate (comma-separated,
 	// or "all").
 	Scenario string
-	// Systems to run, comma-separated: raw-alo, raw-eos, goka, sluice-eos,
-	// sluice-alo, sluice-amo (the last two are skipped while processor.New
-	// rejects them), or "all".
+	// Systems to run, comma-separated, or "all" (raw-alo, raw-eos, goka,
+	// goka-tuned, sluice-eos, sluice-alo, sluice-amo). Also: raw-alo-1loop
+	// and raw-alo-naive (variants of raw-alo, see system_rawalo.go).
 	Systems string
-	// Records is the number of input records loaded before each throughput
-	// run (lines for wordcount).
+	// Records is the number of input records loaded before a scenario's
+	// rounds (lines for wordcount). 0: in the window method, the
+	// scenario's default backlog (scenario.backlog), grown whenever a
+	// run comes close to its end; in the drain method, 200,000.
 	Records int
 	// Brokers is the bootstrap list of a real cluster; empty starts an
 	// in-process kfake cluster.
@@ -41,18 +43,50 @@ type Config struct {
 	// MaxRecordsPerTxn caps the records of one transaction or poll, for
 	// sluice (processor.MaxRecordsPerTransaction) and the raw loops alike.
 	MaxRecordsPerTxn int
-	// Repeat is the number of throughput rounds per scenario (every system
-	// once per round); the median round is reported.
+	// Repeat is the number of throughput rounds per scenario; each round
+	// runs every system once, in an order drawn at random per round. The
+	// median is reported with the spread of the rounds.
 	Repeat int
+	// OrderSeed seeds the order of the systems in each round (and of the
+	// paced sessions); 0 draws one from the clock. The seed is printed
+	// and written to the JSON, so an order can be replayed.
+	OrderSeed uint64
+	// Window is the throughput method. Positive: the window method: each
+	// run starts the system on the preloaded input and counts the output
+	// records that become visible in a window of this length that opens
+	// Warmup after the first output record, while input is still left;
+	// then the system is stopped, and its output so far checked record by
+	// record (expectation). Why a fixed window and not a drain of a
+	// bigger input: the slowest rows (goka) are 10-20 times slower than
+	// the fastest, so an input that gives the fastest a 10 s window would
+	// take the slowest minutes per round; a fixed window costs every row
+	// the same time and measures every row over the same duration. The
+	// input grows when a run comes close to its end (loaded.topUp), and a
+	// round that ran out of input before its window ended runs again.
+	// 0: the drain method: drain the whole input and time the output from
+	// 10% to 90% (the method of the first measurements).
+	Window time.Duration
+	Warmup time.Duration
 	// Latency runs the paced-producer latency phase after each throughput
 	// run, at LatencyLoad times the throughput just measured, for
 	// LatencyDuration.
 	Latency     bool
 	LatencyLoad float64
 	// LatencyRate, when positive, is the paced producer's rate in records/s
-	// for every system, instead of LatencyLoad x its throughput.
-	LatencyRate     float64
+	// for every system, instead of LatencyLoad x its throughput (and no
+	// sustainable search runs).
+	LatencyRate float64
+	// LatencyDuration is how long each paced probe runs.
 	LatencyDuration time.Duration
+	// Sustainable searches, after the latency probe, for the highest
+	// paced rate whose p99 stays within stages x commit interval + 100 ms
+	// (paced.go), with at most Probes probes in all.
+	Sustainable bool
+	Probes      int
+	// OutOfProcess runs each system in a child process of its own (the
+	// harness's binary again; child.go), apart from the harness's
+	// loader, paced producer and reader.
+	OutOfProcess bool
 	// Table runs the scenarios x systems table.
 	Table bool
 	// Sweep runs sluice exactly-once over SweepIntervals for SweepScenarios.
@@ -70,7 +104,9 @@ type Config struct {
 	// JSON is the file that gets one JSON object per run ("" writes none).
 	JSON string
 	// CPUProfileDir, when set, gets a CPU profile of every throughput run
-	// of a sluice system: <scenario>-<system>.pprof.
+	// of every system: <scenario>-<system>-<interval>ms-r<round>.pprof (in
+	// process: of the whole process, the reader included; out of process:
+	// of the system's process).
 	CPUProfileDir string
 	// Stall fails a run whose output makes no progress for this long.
 	Stall time.Duration
@@ -81,6 +117,10 @@ type Config struct {
 	Seed uint64
 	// Quiet silences progress lines.
 	Quiet bool
+
+	// extraSystems are systems only tests know (a deliberately broken
+	// one); -systems finds them by name. They run in process only.
+	extraSystems []system
 }
 
 // DefaultConfig returns the command line's defaults.
@@ -88,14 +128,17 @@ func DefaultConfig() Config {
 	return Config{
 		Scenario:         "all",
 		Systems:          "all",
-		Records:          200000,
 		CommitInterval:   100 * time.Millisecond,
 		Partitions:       4,
 		MaxRecordsPerTxn: 50000,
-		Repeat:           1,
+		Repeat:           5,
+		Window:           10 * time.Second,
+		Warmup:           2 * time.Second,
 		Latency:          true,
 		LatencyLoad:      0.5,
 		LatencyDuration:  10 * time.Second,
+		Sustainable:      true,
+		Probes:           5,
 		Table:            true,
 		SweepIntervals:   "10ms,20ms,50ms,100ms,200ms,500ms,1s",
 		SweepScenarios:   "passthrough,wordcount",
@@ -111,18 +154,24 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "scenarios: passthrough, wordcount, aggregate, comma-separated, or all")
 	fs.StringVar(&c.Systems, "systems", c.Systems, "systems (rows): raw-alo, raw-eos, goka, sluice-eos, sluice-alo, sluice-amo, comma-separated, or all")
-	fs.IntVar(&c.Records, "records", c.Records, "input records loaded before each throughput run (lines for wordcount)")
+	fs.IntVar(&c.Records, "records", c.Records, "input records loaded before a scenario's rounds (lines for wordcount); 0: the scenario's default backlog (window), 200000 (drain)")
 	fs.StringVar(&c.Brokers, "brokers", c.Brokers, "host:port[,host:port] of a real Kafka; empty: an in-process kfake cluster")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", c.CommitInterval, "commit interval of sluice, raw-eos and raw-alo")
 	fs.IntVar(&c.Keys, "keys", c.Keys, "key cardinality (vocabulary for wordcount); 0: 100000 for aggregate, 10000 otherwise")
 	fs.IntVar(&c.ValueSize, "value-size", c.ValueSize, "input value bytes (line length for wordcount); 0: 100 (wordcount: 60)")
 	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions of every topic the harness creates")
 	fs.IntVar(&c.MaxRecordsPerTxn, "max-records", c.MaxRecordsPerTxn, "records per transaction (sluice, raw-eos) or poll (raw-alo)")
-	fs.IntVar(&c.Repeat, "repeat", c.Repeat, "throughput rounds per scenario (each runs every system once); the median is reported")
+	fs.IntVar(&c.Repeat, "repeat", c.Repeat, "throughput rounds per scenario (each runs every system once, in a random order); the median and the spread are reported")
+	fs.Uint64Var(&c.OrderSeed, "order-seed", c.OrderSeed, "seed of the systems' order in each round; 0: from the clock (printed)")
+	fs.DurationVar(&c.Window, "window", c.Window, "throughput window, measured while input is left; 0: drain the whole input and time 10%-90%")
+	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "the window opens this long after the first output record")
 	fs.BoolVar(&c.Latency, "latency", c.Latency, "measure end-to-end latency with a paced producer after each throughput run")
 	fs.Float64Var(&c.LatencyLoad, "latency-load", c.LatencyLoad, "paced producer rate as a fraction of the system's measured throughput")
 	fs.Float64Var(&c.LatencyRate, "latency-rate", c.LatencyRate, "paced producer rate in records/s for every system (overrides -latency-load when positive)")
-	fs.DurationVar(&c.LatencyDuration, "latency-duration", c.LatencyDuration, "how long the paced producer runs")
+	fs.DurationVar(&c.LatencyDuration, "latency-duration", c.LatencyDuration, "how long each paced probe runs")
+	fs.BoolVar(&c.Sustainable, "sustainable", c.Sustainable, "search for the sustainable throughput: the highest paced rate with p99 <= stages x commit interval + 100 ms")
+	fs.IntVar(&c.Probes, "probes", c.Probes, "paced probes per system and scenario, the latency probe included")
+	fs.BoolVar(&c.OutOfProcess, "out-of-process", c.OutOfProcess, "run each system in a process of its own, apart from the harness's producer and reader")
 	fs.BoolVar(&c.Table, "table", c.Table, "run the scenarios x systems table")
 	fs.BoolVar(&c.Sweep, "sweep", c.Sweep, "run the commit-interval sweep of sluice-eos")
 	fs.StringVar(&c.SweepIntervals, "sweep-intervals", c.SweepIntervals, "commit intervals of the sweep")
@@ -132,7 +181,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Restore, "restore", c.Restore, "run the restore benchmark")
 	fs.IntVar(&c.RestoreKeys, "restore-keys", c.RestoreKeys, "keys held by the restored task")
 	fs.StringVar(&c.JSON, "json", c.JSON, "write one JSON object per run to this file")
-	fs.StringVar(&c.CPUProfileDir, "cpuprofile-dir", c.CPUProfileDir, "write a CPU profile of every sluice throughput run into this directory")
+	fs.StringVar(&c.CPUProfileDir, "cpuprofile-dir", c.CPUProfileDir, "write a CPU profile of every throughput round of every system into this directory")
 	fs.DurationVar(&c.Stall, "stall", c.Stall, "fail a run whose output makes no progress for this long")
 	fs.DurationVar(&c.Grace, "grace", c.Grace, "keep reading this long after the last expected output, to catch duplicates")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the generated data")
@@ -142,8 +191,20 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // validate checks c and fills in what follows from it.
 func (c *Config) validate() error {
 	var errs []string
-	if c.Records <= 0 {
-		errs = append(errs, "-records must be positive")
+	if c.Records < 0 {
+		errs = append(errs, "-records must not be negative")
+	}
+	if c.Window < 0 || c.Warmup < 0 {
+		errs = append(errs, "-window and -warmup must not be negative")
+	}
+	if c.Repeat < 1 {
+		errs = append(errs, "-repeat must be at least 1")
+	}
+	if c.Sustainable && c.Probes < 2 {
+		errs = append(errs, "-probes must be at least 2 with -sustainable")
+	}
+	if c.LatencyDuration <= 0 {
+		errs = append(errs, "-latency-duration must be positive")
 	}
 	if c.CommitInterval <= 0 {
 		errs = append(errs, "-commit-interval must be positive")
@@ -209,11 +270,22 @@ func (c *Config) scenarios(list string) ([]string, error) {
 
 func (c *Config) systems() ([]system, error) {
 	if c.Systems == "all" {
-		return allSystems(), nil
+		var out []system
+		for _, s := range allSystems() {
+			if s.inAll {
+				out = append(out, s)
+			}
+		}
+		return out, nil
 	}
 	var out []system
 	for _, s := range splitList(c.Systems) {
 		sys, ok := systemByName(s)
+		for _, x := range c.extraSystems {
+			if x.name == s {
+				sys, ok = x, true
+			}
+		}
 		if !ok {
 			var names []string
 			for _, s := range allSystems() {
@@ -227,6 +299,18 @@ func (c *Config) systems() ([]system, error) {
 		return nil, fmt.Errorf("no system given")
 	}
 	return out, nil
+}
+
+// records returns how many input records to load for sc.
+func (c *Config) records(sc *scenario) int {
+	switch {
+	case c.Records > 0:
+		return c.Records
+	case c.Window > 0:
+		return sc.backlog(c.Warmup + c.Window)
+	default:
+		return 200000
+	}
 }
 
 func (c *Config) sweepIntervals() ([]time.Duration, error) {

@@ -1,24 +1,16 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
-	"maps"
 	"math"
+	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"runtime/pprof"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/processor"
 )
@@ -28,16 +20,22 @@ type system struct {
 	name      string
 	guarantee string
 	start     func(ctx context.Context, r *runSpec) (*running, error)
+	// inAll puts the system in -systems all (the published rows); the
+	// others are variants for checking the method.
+	inAll bool
 }
 
 func allSystems() []system {
 	return []system{
-		{"raw-alo", "at-least-once", startRaw(false)},
-		{"raw-eos", "exactly-once", startRaw(true)},
-		{"goka", "at-least-once", startGoka},
-		{"sluice-eos", "exactly-once", startSluice(processor.ExactlyOnce)},
-		{"sluice-alo", "at-least-once", startSluice(processor.AtLeastOnce)},
-		{"sluice-amo", "at-most-once", startSluice(processor.AtMostOnce)},
+		{"raw-alo", "at-least-once", startRaw(runRawALO(true)), true},
+		{"raw-alo-1loop", "at-least-once", startRaw(runRawALO(false)), false},
+		{"raw-alo-naive", "at-least-once", startRaw(runRawALONaive), false},
+		{"raw-eos", "exactly-once", startRaw(runRawEOS), true},
+		{"goka", "at-least-once", startGoka(false), true},
+		{"goka-tuned", "at-least-once", startGoka(true), true},
+		{"sluice-eos", "exactly-once", startSluice(processor.ExactlyOnce), true},
+		{"sluice-alo", "at-least-once", startSluice(processor.AtLeastOnce), true},
+		{"sluice-amo", "at-most-once", startSluice(processor.AtMostOnce), true},
 	}
 }
 
@@ -50,43 +48,111 @@ func systemByName(name string) (system, bool) {
 	return system{}, false
 }
 
-// Result is one run: one scenario on one system (one JSON object of -json).
+// baselines are the rows every other row's rounds are compared with, round
+// by round (Result.RoundRatios).
+var baselines = []string{"raw-alo", "raw-eos", "goka", "goka-tuned"}
+
+// Result is one row: one scenario on one system (one JSON object of -json).
 type Result struct {
-	Kind             string    `json:"kind"` // table, sweep, restore
-	Scenario         string    `json:"scenario"`
-	System           string    `json:"system"`
-	Guarantee        string    `json:"guarantee"`
-	CommitIntervalMs float64   `json:"commit_interval_ms"`
-	Partitions       int       `json:"partitions"`
-	Records          int       `json:"records"`
-	Samples          []float64 `json:"records_per_s_samples,omitempty"` // every round's records_per_s
-	RecordsPerS      float64   `json:"records_per_s"`                   // steady state: input records per second while the output went from 10% to 90%
-	DrainRecordsPerS float64   `json:"drain_records_per_s"`             // input records / drain_s (startup included)
-	MBPerS           float64   `json:"mb_per_s"`
-	DrainS           float64   `json:"drain_s"`        // start of the system to the last output record
-	FirstOutputS     float64   `json:"first_output_s"` // start of the system to the first output record
-	P50Ms            float64   `json:"p50_ms"`
-	P99Ms            float64   `json:"p99_ms"`
-	MaxMs            float64   `json:"max_ms"`
-	LatencyRate      float64   `json:"latency_rate_per_s"`   // the rate the paced producer achieved
-	LatencyTarget    float64   `json:"latency_target_per_s"` // the rate it was asked for: LatencyLoad x records_per_s
-	LatencyRecords   int       `json:"latency_records"`
-	CPUS             float64   `json:"cpu_s"`
-	RSSMB            float64   `json:"rss_mb"`
-	RatioVsRawALO    float64   `json:"ratio_vs_raw_alo"`
-	Correct          bool      `json:"correct"`
-	Failures         []string  `json:"failures,omitempty"` // rounds that did not complete (not counted)
-	Unsupported      bool      `json:"unsupported,omitempty"`
-	Error            string    `json:"error,omitempty"`
-	// Sluice only: per stage, input records / committed transactions of
-	// the throughput run.
-	Stages string `json:"stages,omitempty"`
+	Kind             string  `json:"kind"` // table, sweep, restore
+	Scenario         string  `json:"scenario"`
+	System           string  `json:"system"`
+	Guarantee        string  `json:"guarantee"`
+	CommitIntervalMs float64 `json:"commit_interval_ms"`
+	Partitions       int     `json:"partitions"`
+	Records          int     `json:"records"`        // input records loaded (the backlog; a window run reads part of it)
+	OutOfProcess     bool    `json:"out_of_process"` // the system ran in a process of its own
+	Method           string  `json:"method"`         // window (a fixed window while input is left) or drain (the whole input, 10%-90%)
+	WarmupS          float64 `json:"warmup_s,omitempty"`
+	WindowS          float64 `json:"window_s"`             // the median round's measured window
+	OrderSeed        uint64  `json:"order_seed,omitempty"` // seeds the random order of the systems in each round
+
+	// Throughput: the median of the completed rounds, their spread, and
+	// every round in the order it ran.
+	RecordsPerS float64   `json:"records_per_s"` // input records per second in the window (median of the rounds)
+	Spread      spread    `json:"records_per_s_spread"`
+	Samples     []float64 `json:"records_per_s_samples,omitempty"` // every completed round's records_per_s, round order
+	Rounds      []Round   `json:"rounds,omitempty"`
+	// RoundRatios: per baseline row of the same run, this row's
+	// records/s divided by the baseline's in the same round (rounds where
+	// both completed), round order.
+	RoundRatios      map[string][]float64 `json:"round_ratios,omitempty"`
+	RatioVsRawALO    float64              `json:"ratio_vs_raw_alo"` // median / raw-alo's median
+	OutputsPerS      float64              `json:"outputs_per_s"`
+	DrainRecordsPerS float64              `json:"drain_records_per_s,omitempty"` // drain method: input records / drain_s (startup included)
+	MBPerS           float64              `json:"mb_per_s"`
+	DrainS           float64              `json:"drain_s,omitempty"` // drain method: start of the system to the last output record
+	FirstOutputS     float64              `json:"first_output_s"`    // start of the system to the first output record
+	Check            string               `json:"check,omitempty"`   // how the output was checked: exact or prefix (see expectation)
+
+	// Latency at LatencyLoad (0.5) x records_per_s, or at -latency-rate:
+	// the first paced probe, run for its whole duration.
+	P50Ms          float64 `json:"p50_ms"`
+	P99Ms          float64 `json:"p99_ms"`
+	MaxMs          float64 `json:"max_ms"`
+	LatencyRate    float64 `json:"latency_rate_per_s"`   // the rate the paced producer achieved
+	LatencyTarget  float64 `json:"latency_target_per_s"` // the rate it was asked for
+	LatencyRecords int     `json:"latency_records"`      // input records of the paced run
+
+	// Sustainable throughput (issue 15): the highest paced rate whose p99
+	// stayed within BoundMs (stages x commit interval + 100 ms) for the
+	// whole probe, from a search over Probes.
+	BoundMs            float64 `json:"bound_ms,omitempty"`
+	SustainablePerS    float64 `json:"sustainable_per_s"`
+	SustainableOfDrain float64 `json:"sustainable_of_drain,omitempty"` // sustainable_per_s / records_per_s
+	SustainableP50Ms   float64 `json:"sustainable_p50_ms,omitempty"`
+	SustainableP99Ms   float64 `json:"sustainable_p99_ms,omitempty"`
+	SustainableMaxMs   float64 `json:"sustainable_max_ms,omitempty"`
+	// SustainableNote: "at least" when no probe above the best failed,
+	// "below" when none passed (sustainable_per_s is then 0).
+	SustainableNote string  `json:"sustainable_note,omitempty"`
+	Probes          []Probe `json:"probes,omitempty"`
+
+	// CPU and memory of the median round. See cpu_scope for whose.
+	CPUS           float64 `json:"cpu_s"` // CPU seconds in the window (drain method: the whole run)
+	CPUUsPerRecord float64 `json:"cpu_us_per_record"`
+	CPUSpread      spread  `json:"cpu_us_per_record_spread"`
+	CPURunS        float64 `json:"cpu_run_s"` // CPU seconds of the whole run (start to stop), from rusage
+	CPUScope       string  `json:"cpu_scope"`
+	HarnessCPUS    float64 `json:"harness_cpu_s,omitempty"` // out of process: the harness's own CPU in the window (reader)
+	RSSMB          float64 `json:"rss_mb"`
+	RSSScope       string  `json:"rss_scope,omitempty"`
+
+	Correct     bool     `json:"correct"`
+	Failures    []string `json:"failures,omitempty"` // rounds that did not complete (not counted)
+	Unsupported bool     `json:"unsupported,omitempty"`
+	Error       string   `json:"error,omitempty"`
+	Notes       []string `json:"notes,omitempty"`
+	// Sluice only: processor.StageMetrics over the median round's window
+	// (Stages in words, StageMetrics field by field).
+	Stages       string                        `json:"stages,omitempty"`
+	StageMetrics map[string]map[string]float64 `json:"stage_metrics,omitempty"`
 	// Restore benchmark only.
 	RestoreKeys     int     `json:"restore_keys,omitempty"`
 	RestoredRecords int64   `json:"restored_records,omitempty"`
 	RestoreS        float64 `json:"restore_s,omitempty"`
 	AssignedS       float64 `json:"assigned_s,omitempty"`
 	Broker          string  `json:"broker"`
+
+	// Between measureThroughput and summarize only.
+	measured bool    // the round measured something (its output may still be wrong)
+	cutShort bool    // the input ran out before the window ended
+	consumed float64 // input records the system had consumed when the window closed (an estimate)
+}
+
+// Round is one throughput run of a row.
+type Round struct {
+	Round          int     `json:"round"`    // 1-based
+	Position       int     `json:"position"` // 1-based place of the system in the round's order
+	RecordsPerS    float64 `json:"records_per_s,omitempty"`
+	Method         string  `json:"method,omitempty"` // drain when a window round's input ran out before half of the window
+	WindowS        float64 `json:"window_s,omitempty"`
+	CPUUsPerRecord float64 `json:"cpu_us_per_record,omitempty"`
+	Check          string  `json:"check,omitempty"`
+	Error          string  `json:"error,omitempty"`
+	// Rerun: the first try of this round ran out of input before its
+	// window ended; the input was grown and the round run again.
+	Rerun bool `json:"rerun,omitempty"`
 }
 
 // Report is everything a harness run measured.
@@ -105,6 +171,9 @@ func Run(ctx context.Context, c Config, w io.Writer) (*Report, error) {
 	if c.ChartFrom != "" {
 		return chartFrom(c, w)
 	}
+	if c.OrderSeed == 0 {
+		c.OrderSeed = uint64(time.Now().UnixNano())
+	}
 	e, err := newEnv(ctx, c.Brokers)
 	if err != nil {
 		return nil, err
@@ -112,7 +181,9 @@ func Run(ctx context.Context, c Config, w io.Writer) (*Report, error) {
 	defer e.close()
 	defer e.deleteRunTopics(context.Background(), e.runID)
 	rep := &Report{Config: c, Broker: e.version}
-	c.progress("broker: %s at %v; run id %s", e.version, e.brokers, e.runID)
+	c.progress("broker: %s at %v; run id %s; order seed %d (-order-seed); systems %s",
+		e.version, e.brokers, e.runID, c.OrderSeed, map[bool]string{true: "out of process", false: "in the harness's process"}[c.OutOfProcess])
+	fmt.Fprintf(w, "order seed %d; method %s\n", c.OrderSeed, c.method())
 
 	if c.Table {
 		scs, _ := c.scenarios(c.Scenario)
@@ -163,7 +234,7 @@ func Run(ctx context.Context, c Config, w io.Writer) (*Report, error) {
 }
 
 func writeJSON(path string, rs []Result) error {
-	f, err := os.Create(path)
+	f, err := createFile(path)
 	if err != nil {
 		return err
 	}
@@ -177,32 +248,8 @@ func writeJSON(path string, rs []Result) error {
 	return f.Close()
 }
 
-// loaded is a scenario's input topic, loaded once and read by every system.
-type loaded struct {
-	topic string
-	want  checksum
-	bytes int64
-	n     int
-}
-
-func loadScenario(ctx context.Context, e *env, c *Config, sc *scenario, tag string) (*loaded, error) {
-	topic := e.name(sc.name, tag, "in")
-	if err := e.createTopics(ctx, c.Partitions, nil, topic); err != nil {
-		return nil, err
-	}
-	g := newGenerator(sc, c.Keys, c.ValueSize, c.Seed)
-	c.progress("%s: loading %d records (keys %d, value %d bytes, %d partitions)", sc.name, c.Records, g.keys, g.valueSize, c.Partitions)
-	want, bytes, err := e.load(ctx, c, topic, g, c.Records)
-	if err != nil {
-		return nil, err
-	}
-	return &loaded{topic: topic, want: want, bytes: bytes, n: c.Records}, nil
-}
-
 // runScenario loads the scenario's input once and measures every system on
-// it, side by side: c.Repeat throughput rounds, each running every system in
-// turn (so that drifts of a shared, noisy machine hit all rows alike), the
-// median round kept; then one latency run per system.
+// it, side by side.
 func runScenario(ctx context.Context, e *env, c *Config, sc *scenario, syss []system, ci time.Duration, kind string) ([]Result, error) {
 	in, err := loadScenario(ctx, e, c, sc, kind)
 	if err != nil {
@@ -213,25 +260,48 @@ func runScenario(ctx context.Context, e *env, c *Config, sc *scenario, syss []sy
 	return out, err
 }
 
+// measureAll runs c.Repeat throughput rounds, each running every system once
+// in an order drawn at random for the round (seeded by c.OrderSeed), so that
+// drifts of a shared machine and the position in a round hit all rows alike;
+// then, once per system and in a random order too, the paced latency
+// measurement and the sustainable-throughput search.
 func measureAll(ctx context.Context, e *env, c *Config, sc *scenario, syss []system, in *loaded, ci time.Duration, kind string) ([]Result, error) {
+	// One stream per scenario and commit interval, so that a scenario run
+	// alone with the same seed gets the same orders.
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%v", sc.name, ci)
+	rng := rand.New(rand.NewPCG(c.OrderSeed, h.Sum64()))
 	runs := make([][]Result, len(syss))
-	for rep := range max(c.Repeat, 1) {
-		for i, sys := range syss {
-			if rep > 0 && runs[i][0].Unsupported {
+	for round := range max(c.Repeat, 1) {
+		order := rng.Perm(len(syss))
+		var names []string
+		for _, i := range order {
+			names = append(names, syss[i].name)
+		}
+		c.progress("%s round %d/%d: %s", sc.name, round+1, max(c.Repeat, 1), strings.Join(names, ", "))
+		for pos, i := range order {
+			if round > 0 && runs[i][0].Unsupported {
 				continue
 			}
-			runs[i] = append(runs[i], measureThroughput(ctx, e, c, sc, sys, in, ci, kind, rep))
+			r := measureRound(ctx, e, c, sc, syss[i], in, ci, kind, round, pos)
+			runs[i] = append(runs[i], r)
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 		}
 	}
 	out := make([]Result, len(syss))
-	for i, sys := range syss {
-		res := median(runs[i])
-		out[i] = res
-		if c.Latency && res.Correct {
-			measureLatency(ctx, e, c, sc, sys, ci, kind, &out[i])
+	for i := range syss {
+		out[i] = summarize(runs[i])
+		out[i].OrderSeed = c.OrderSeed
+	}
+	setRoundRatios(out, runs)
+	if !c.Latency {
+		return out, nil
+	}
+	for _, i := range rng.Perm(len(syss)) {
+		if out[i].Correct {
+			measurePaced(ctx, e, c, sc, syss[i], ci, kind, &out[i])
 		}
 		if ctx.Err() != nil {
 			return out, ctx.Err()
@@ -240,38 +310,96 @@ func measureAll(ctx context.Context, e *env, c *Config, sc *scenario, syss []sys
 	return out, nil
 }
 
-// median returns the run with the median throughput among the runs that
-// completed, with every completed run's throughput in Samples. A run whose
-// output was wrong makes the result wrong; runs that failed otherwise (the
-// system stopped, the output stalled: on a shared broker, e.g. when someone
-// restarts it) are listed in Failures and do not count.
-func median(rs []Result) Result {
+// measureRound runs one round of one system. A window that ran out of input
+// before it ended is run again once, on a grown input; after every run the
+// input grows if the run came close to its end.
+func measureRound(ctx context.Context, e *env, c *Config, sc *scenario, sys system, in *loaded, ci time.Duration, kind string, round, pos int) Result {
+	r := measureThroughput(ctx, e, c, sc, sys, in, ci, kind, round, pos)
+	if c.Window <= 0 || r.consumed == 0 {
+		return r
+	}
+	short := r.cutShort
+	need := r.consumed
+	if short {
+		// It consumed all the input; a window's worth at its rate, with
+		// the records read before the first output, is more.
+		need = max(need, 1.2*r.RecordsPerS*(c.Warmup+c.Window).Seconds())
+	}
+	if err := in.topUp(ctx, e, c, need); err != nil {
+		r.Error, r.Correct = "growing the input: "+err.Error(), false
+		return r
+	}
+	if !short {
+		return r
+	}
+	c.progress("  the input ran out before the window ended; running the round again")
+	r = measureThroughput(ctx, e, c, sc, sys, in, ci, kind, round, pos)
+	r.Rounds[0].Rerun = true
+	if r.cutShort {
+		r.Notes = append(r.Notes, fmt.Sprintf("round %d: the input ran out before the %v window ended, even after growing it (measured over %.2f s, method %s)", round+1, c.Window, r.WindowS, r.Method))
+		_ = in.topUp(ctx, e, c, max(r.consumed, 1.2*r.RecordsPerS*(c.Warmup+c.Window).Seconds()))
+	}
+	return r
+}
+
+// summarize makes a row from its rounds: the median of the completed
+// rounds, with their spread. A round whose output was wrong makes the row
+// wrong; rounds that failed otherwise (the system stopped, the output
+// stalled: on a shared broker, e.g. when someone restarts it) are listed in
+// Failures and do not count.
+func summarize(rs []Result) Result {
 	var ok []Result
 	var failures []string
-	for _, r := range rs {
+	var rounds []Round
+	var notes []string
+	var wrong *Result
+	for i, r := range rs {
+		rounds = append(rounds, r.Rounds...)
+		notes = append(notes, r.Notes...)
 		switch {
-		case r.Correct:
-			ok = append(ok, r)
 		case r.Unsupported:
 			return r
-		case r.RecordsPerS > 0: // completed with a wrong output
-			return r
-		default:
+		case r.Correct:
+			ok = append(ok, r)
+		case r.measured && wrong == nil: // completed with a wrong output
+			wrong = &rs[i]
+		case !r.measured:
 			failures = append(failures, r.Error)
 		}
 	}
-	if len(ok) == 0 {
-		return rs[0]
-	}
-	slices.SortFunc(ok, func(a, b Result) int { return cmp.Compare(a.RecordsPerS, b.RecordsPerS) })
-	m := ok[len(ok)/2]
-	m.Samples = nil
-	for _, r := range rs {
-		if r.Correct {
-			m.Samples = append(m.Samples, math.Round(r.RecordsPerS))
+	var m Result
+	switch {
+	case wrong != nil:
+		m = *wrong
+	case len(ok) == 0:
+		m = rs[0]
+	default:
+		var rates, cpus []float64
+		for _, r := range ok {
+			rates = append(rates, r.RecordsPerS)
+			if r.CPUUsPerRecord > 0 {
+				cpus = append(cpus, r.CPUUsPerRecord)
+			}
+		}
+		sp := spreadOf(rates)
+		// The other fields come from the round nearest to the median
+		// (the median round itself for an odd count).
+		best := 0
+		for i, r := range ok {
+			if math.Abs(r.RecordsPerS-sp.Median) < math.Abs(ok[best].RecordsPerS-sp.Median) {
+				best = i
+			}
+		}
+		m = ok[best]
+		m.RecordsPerS, m.Spread, m.Samples = sp.Median, sp, rates
+		m.CPUSpread = spreadOf(cpus)
+		if in := ok[best]; in.RecordsPerS > 0 {
+			scale := sp.Median / in.RecordsPerS
+			m.MBPerS *= scale
+			m.OutputsPerS *= scale
 		}
 	}
-	m.Failures = failures
+	m.Rounds, m.Failures, m.Notes = rounds, failures, notes
 	return m
 }
 
@@ -289,44 +417,41 @@ func setRatios(rs []Result) {
 	}
 }
 
-func measureThroughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system, in *loaded, ci time.Duration, kind string, rep int) Result {
-	res := Result{Kind: kind, Scenario: sc.name, System: sys.name, Guarantee: sys.guarantee,
-		CommitIntervalMs: float64(ci) / float64(time.Millisecond), Partitions: c.Partitions,
-		Records: in.n, Broker: e.version}
-	tag := fmt.Sprintf("%s-%s-%s-%d-r%d", sc.name, sys.name, kind, ci.Milliseconds(), rep)
-	c.progress("%s / %s (commit interval %v): throughput run %d over %d records", sc.name, sys.name, ci, rep+1, in.n)
-	if err := throughput(ctx, e, c, sc, sys, in, ci, tag, &res); err != nil {
-		if errors.Is(err, errUnsupported) {
-			res.Unsupported = true
-			c.progress("  %s: %v", sys.name, err)
-		} else {
-			res.Error = err.Error()
-			c.progress("  FAILED: %v", err)
+// setRoundRatios pairs every row's rounds with each baseline's rounds of the
+// same index.
+func setRoundRatios(out []Result, runs [][]Result) {
+	for bi, b := range out {
+		if !isBaseline(b.System) || !b.Correct {
+			continue
 		}
-		return res
+		for i := range out {
+			if i == bi || !out[i].Correct {
+				continue
+			}
+			var ratios []float64
+			for r := range min(len(runs[i]), len(runs[bi])) {
+				x, y := runs[i][r], runs[bi][r]
+				if x.Correct && y.Correct && y.RecordsPerS > 0 {
+					ratios = append(ratios, math.Round(1000*x.RecordsPerS/y.RecordsPerS)/1000)
+				}
+			}
+			if len(ratios) > 0 {
+				if out[i].RoundRatios == nil {
+					out[i].RoundRatios = map[string][]float64{}
+				}
+				out[i].RoundRatios[b.System] = ratios
+			}
+		}
 	}
-	c.progress("  %.0f records/s, %.1f MB/s, cpu %.1fs, rss %.0f MB, correct %v",
-		res.RecordsPerS, res.MBPerS, res.CPUS, res.RSSMB, res.Correct)
-	return res
 }
 
-func measureLatency(ctx context.Context, e *env, c *Config, sc *scenario, sys system, ci time.Duration, kind string, res *Result) {
-	tag := fmt.Sprintf("%s-%s-%s-%d", sc.name, sys.name, kind, ci.Milliseconds())
-	rate := res.RecordsPerS * c.LatencyLoad
-	if c.LatencyRate > 0 {
-		rate = c.LatencyRate
+func isBaseline(name string) bool {
+	for _, b := range baselines {
+		if b == name {
+			return true
+		}
 	}
-	c.progress("%s / %s (commit interval %v): latency run at %.0f records/s for %v", sc.name, sys.name, ci, rate, c.LatencyDuration)
-	if err := latency(ctx, e, c, sc, sys, ci, rate, tag, res); err != nil {
-		res.Error = "latency: " + err.Error()
-		res.Correct = false
-		c.progress("  latency FAILED: %v", err)
-		return
-	}
-	c.progress("  latency p50 %.0f ms, p99 %.0f ms, max %.0f ms over %d inputs", res.P50Ms, res.P99Ms, res.MaxMs, res.LatencyRecords)
-	if res.LatencyRate < 0.9*res.LatencyTarget {
-		c.progress("  note: the paced producer reached only %.0f of %.0f records/s", res.LatencyRate, res.LatencyTarget)
-	}
+	return false
 }
 
 func (e *env) spec(ctx context.Context, c *Config, sc *scenario, app, input, output string, ci time.Duration) (*runSpec, func(), error) {
@@ -344,217 +469,6 @@ func (e *env) spec(ctx context.Context, c *Config, sc *scenario, app, input, out
 			return e.createTopics(ctx, c.Partitions, nil, topics...)
 		},
 	}, func() { os.RemoveAll(dir) }, nil
-}
-
-func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system, in *loaded, ci time.Duration, tag string, res *Result) error {
-	app := e.name(tag)
-	spec, cleanup, err := e.spec(ctx, c, sc, app, in.topic, app+"-out", ci)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-
-	if c.CPUProfileDir != "" && strings.HasPrefix(sys.name, "sluice") {
-		if err := os.MkdirAll(c.CPUProfileDir, 0o755); err != nil {
-			return err
-		}
-		f, err := os.Create(filepath.Join(c.CPUProfileDir, fmt.Sprintf("%s-%s-%dms.pprof", sc.name, sys.name, ci.Milliseconds())))
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err == nil {
-			defer func() { pprof.StopCPUProfile(); f.Close() }()
-		}
-	}
-
-	var proc *processor.Processor
-	spec.onSluice = func(p *processor.Processor) { proc = p }
-	resetPeakRSS()
-	cpu0 := cpuTime()
-	t0 := time.Now()
-	run, err := sys.start(ctx, spec)
-	if err != nil {
-		return err
-	}
-	var rd outputReader
-	readErr := rd.read(ctx, c, e.brokers, spec.output, in.want, run.done, nil)
-	stopErr := run.stop()
-	res.CPUS = (cpuTime() - cpu0).Seconds()
-	if proc != nil {
-		var parts []string
-		ms := proc.Metrics().Stages
-		for _, name := range slices.Sorted(maps.Keys(ms)) {
-			m := ms[name]
-			parts = append(parts, fmt.Sprintf("%s: %d records in %d commits (ending them %.2f s, applying %.2f s)",
-				name, m.Records, m.Commits, m.CommitTime.Seconds(), m.ApplyTime.Seconds()))
-		}
-		res.Stages = strings.Join(parts, "; ")
-	}
-	res.RSSMB = float64(peakRSS()) / (1 << 20)
-	if readErr != nil {
-		return errors.Join(readErr, stopErr)
-	}
-	if stopErr != nil {
-		return fmt.Errorf("stopping: %w", stopErr)
-	}
-	res.Correct = rd.got == in.want
-	if !res.Correct {
-		res.Error = fmt.Sprintf("wrong output: %d records (want %d), checksum %x (want %x)", rd.got.n, in.want.n, rd.got.sum, in.want.sum)
-	}
-	res.DrainS = rd.last.Sub(t0).Seconds()
-	res.FirstOutputS = rd.first.Sub(t0).Seconds()
-	res.DrainRecordsPerS = float64(in.n) / res.DrainS
-	// Steady-state rate: the time the output took to go from 10% to 90%
-	// of its records, for 80% of the input records (outputs per input are
-	// constant on average), so that group joins, topic setup and the first
-	// and last commits do not count. Tiny runs fall back to the drain time.
-	window := rd.p90.Sub(rd.p10).Seconds()
-	if window > 0.5 {
-		res.RecordsPerS = 0.8 * float64(in.n) / window
-	} else {
-		res.RecordsPerS = float64(in.n) / res.DrainS
-	}
-	res.MBPerS = res.RecordsPerS * float64(in.bytes) / float64(in.n) / 1e6
-	return nil
-}
-
-// latency starts the system on fresh topics, waits until it answers, then
-// produces records paced at rate for c.LatencyDuration, each stamped with
-// the time it was produced, and measures when each expected output becomes
-// visible to a read_committed reader.
-func latency(ctx context.Context, e *env, c *Config, sc *scenario, sys system, ci time.Duration, rate float64, tag string, res *Result) error {
-	app := e.name(tag, "lat")
-	input := app + "-in"
-	if err := e.createTopics(ctx, c.Partitions, nil, input); err != nil {
-		return err
-	}
-	spec, cleanup, err := e.spec(ctx, c, sc, app, input, app+"-out", ci)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.DefaultProduceTopic(input),
-		kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1<<20))
-	if err != nil {
-		return err
-	}
-	defer prod.Close()
-
-	run, err := sys.start(ctx, spec)
-	if err != nil {
-		return err
-	}
-	defer run.stop()
-
-	g := newGenerator(sc, c.Keys, c.ValueSize, c.Seed+1)
-	lat := newLatencies()
-	var want checksum
-	var mu sync.Mutex // guards want and got
-	var prodErr atomic.Pointer[error]
-	produce := func(warm bool) error {
-		ts := time.Now()
-		mu.Lock()
-		k, v := g.next(func(k, v []byte) {
-			want.add(k, v)
-			if warm {
-				lat.expectWarmup(k, v)
-			} else {
-				lat.expect(k, v, ts)
-			}
-		})
-		mu.Unlock()
-		prod.Produce(ctx, &kgo.Record{Key: k, Value: v, Timestamp: ts}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				prodErr.CompareAndSwap(nil, &err)
-			}
-		})
-		if p := prodErr.Load(); p != nil {
-			return *p
-		}
-		return nil
-	}
-
-	// The reader.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(spec.output),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(20*time.Millisecond))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	var got checksum
-	rctx, stopReading := context.WithCancel(ctx)
-	defer stopReading()
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		for rctx.Err() == nil {
-			fs := cl.PollFetches(rctx)
-			now := time.Now()
-			fs.EachRecord(func(r *kgo.Record) {
-				lat.seen(r.Key, r.Value, now)
-				mu.Lock()
-				got.add(r.Key, r.Value)
-				mu.Unlock()
-			})
-		}
-	}()
-
-	// Warm up: one record every 50 ms until the system answers.
-	deadline := time.Now().Add(c.Stall)
-	for !lat.sawWarmup() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no output within %v of starting", c.Stall)
-		}
-		if err := produce(true); err != nil {
-			return err
-		}
-		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-run.done:
-			return fmt.Errorf("the system stopped: %v", run.stop())
-		}
-	}
-	// Paced.
-	res.LatencyTarget = rate
-	start := time.Now()
-	sent := 0
-	for {
-		el := time.Since(start)
-		if el >= c.LatencyDuration {
-			break
-		}
-		for target := int(rate * el.Seconds()); sent < target; sent++ {
-			if err := produce(false); err != nil {
-				return err
-			}
-		}
-		time.Sleep(time.Millisecond)
-	}
-	res.LatencyRate = float64(sent) / time.Since(start).Seconds()
-	if err := prod.Flush(ctx); err != nil {
-		return err
-	}
-	// Drain.
-	deadline = time.Now().Add(c.Stall)
-	for lat.outstanding() > 0 {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d expected outputs never arrived", lat.outstanding())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(c.Grace) // let duplicates show
-	stopReading()
-	<-readDone
-	mu.Lock()
-	ok := got == want
-	mu.Unlock()
-	res.LatencyRecords = sent
-	res.P50Ms, res.P99Ms, res.MaxMs = lat.percentiles()
-	if !ok || lat.unknown > 0 {
-		return fmt.Errorf("wrong output in the latency run: %d records (want %d), %d unexpected", got.n, want.n, lat.unknown)
-	}
-	return nil
 }
 
 // chartFrom draws c.Chart from the sweep results in c.ChartFrom's files.

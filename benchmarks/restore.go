@@ -64,7 +64,7 @@ func runRestore(ctx context.Context, e *env, c *Config) ([]Result, error) {
 		if err != nil {
 			return err
 		}
-		rerr := rd.read(ctx, c, e.brokers, output, checksum{n: int64(n)}, run.done, nil)
+		rerr := rd.read(ctx, c, e.brokers, output, int64(n), windowSpec{}, run.done)
 		serr := run.stop()
 		if rerr != nil {
 			return rerr
@@ -95,11 +95,8 @@ func runRestore(ctx context.Context, e *env, c *Config) ([]Result, error) {
 		res := Result{Kind: "restore", Scenario: from, System: "sluice-eos", Guarantee: "exactly-once",
 			CommitIntervalMs: float64(c.CommitInterval) / float64(time.Millisecond), Partitions: 1,
 			RestoreKeys: keys, Broker: e.version}
-		var p *processor.Processor
-		s := spec()
-		s.onSluice = func(pp *processor.Processor) { p = pp }
 		t0 := time.Now()
-		run, err := start(ctx, s)
+		run, err := start(ctx, spec())
 		if err != nil {
 			res.Error = err.Error()
 			return res
@@ -107,7 +104,12 @@ func runRestore(ctx context.Context, e *env, c *Config) ([]Result, error) {
 		defer run.stop()
 		deadline := time.Now().Add(c.Stall + time.Duration(keys/10000)*time.Second)
 		for {
-			m := p.Metrics().Stages["sum"]
+			ms, err := run.metrics()
+			if err != nil {
+				res.Error = err.Error()
+				return res
+			}
+			m := ms["sum"]
 			if m.RestoreTime > 0 {
 				res.AssignedS = time.Since(t0).Seconds()
 				res.RestoreS = m.RestoreTime.Seconds()

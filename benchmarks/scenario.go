@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"math/rand/v2"
 	"strconv"
+	"time"
 )
 
 // A scenario defines the input data, the keyed work every system does on it,
@@ -26,14 +27,25 @@ type scenario struct {
 	// defaultKeys and defaultValueSize apply when the Config leaves them 0.
 	defaultKeys      int
 	defaultValueSize int
+	// fastest is a guess of the fastest row's input records/s on the
+	// published machine, which sizes the default backlog. A guess too low
+	// costs a rerun of one round (the input grows, loaded.topUp); too high
+	// costs loading time and the expectation's memory.
+	fastest float64
+}
+
+// backlog returns the default input size: the fastest row's records over
+// the time to the end of a window (d), with a margin for startup bursts.
+func (sc *scenario) backlog(d time.Duration) int {
+	return int(1.3 * sc.fastest * d.Seconds())
 }
 
 var scenarioNames = []string{"passthrough", "wordcount", "aggregate"}
 
 var scenarios = map[string]*scenario{
-	"passthrough": {name: "passthrough", stages: 1, defaultKeys: 10000, defaultValueSize: 100},
-	"wordcount":   {name: "wordcount", stages: 2, defaultKeys: 10000, defaultValueSize: 60},
-	"aggregate":   {name: "aggregate", stages: 1, defaultKeys: 100000, defaultValueSize: 100},
+	"passthrough": {name: "passthrough", stages: 1, defaultKeys: 10000, defaultValueSize: 100, fastest: 1000000},
+	"wordcount":   {name: "wordcount", stages: 2, defaultKeys: 10000, defaultValueSize: 60, fastest: 120000},
+	"aggregate":   {name: "aggregate", stages: 1, defaultKeys: 100000, defaultValueSize: 100, fastest: 1000000},
 }
 
 // upper is the passthrough map: ASCII lower case to upper case, into a new
@@ -94,9 +106,11 @@ func recordHash(k, v []byte) uint64 {
 	return h.Sum64()
 }
 
-func (c *checksum) add(k, v []byte) {
+func (c *checksum) add(k, v []byte) { c.addHash(recordHash(k, v)) }
+
+func (c *checksum) addHash(h uint64) {
 	c.n++
-	c.sum += recordHash(k, v)
+	c.sum += h
 }
 
 // generator produces a scenario's input records deterministically and keeps

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -15,7 +16,13 @@ import (
 // The raw baselines: bare franz-go consume -> process -> produce loops, one
 // client and consumer group per stage, as sluice runs one per stage. The keyed
 // work is the scenario's; state lives in memory (no changelog, no local
-// store), so they mark what the broker and client allow.
+// store), so they mark what the broker and client allow:
+//
+//   - raw-alo (system_rawalo.go): at-least-once without a barrier, the limit;
+//   - raw-alo-naive (runRawALONaive): the first raw-alo, flush + commit
+//     every commit interval;
+//   - raw-eos (runRawEOS): kgo.GroupTransactSession, one transaction per
+//     commit interval or max records.
 
 // memState is a stage's in-memory state. Under transactions, writes go to
 // pending until the transaction commits.
@@ -55,48 +62,49 @@ func (s *memState) commit() {
 
 func (s *memState) abort() { clear(s.pending) }
 
-// rawStage is one stage of a raw pipeline.
+// rawStage is one stage of a raw pipeline. output does the stage's keyed work
+// on one input record with st, the state of the record's partition (nil for a
+// stateless stage), and hands every output record to emit.
 type rawStage struct {
-	group  string
-	input  string
-	txnID  string
-	state  *memState
-	output func(r *kgo.Record, emit func(*kgo.Record))
+	group    string
+	input    string
+	txnID    string
+	stateful bool
+	output   func(st *memState, in *kgo.Record, emit func(*kgo.Record))
 }
 
-// rawStages returns the stages of the scenario's pipeline.
-func rawStages(r *runSpec, txn bool) ([]*rawStage, []string) {
+// rawStages returns the stages of the scenario's pipeline and the internal
+// topics they need.
+func rawStages(r *runSpec) ([]*rawStage, []string) {
 	switch r.sc.name {
 	case "passthrough":
 		return []*rawStage{{
 			group: r.app + "-map", input: r.input,
-			output: func(in *kgo.Record, emit func(*kgo.Record)) {
+			output: func(_ *memState, in *kgo.Record, emit func(*kgo.Record)) {
 				emit(&kgo.Record{Topic: r.output, Key: in.Key, Value: upper(in.Value), Timestamp: in.Timestamp})
 			},
 		}}, nil
 	case "wordcount":
 		repart := r.app + "-by-word-repartition"
-		counts := newMemState(txn)
 		return []*rawStage{{
 			group: r.app + "-split", input: r.input,
-			output: func(in *kgo.Record, emit func(*kgo.Record)) {
+			output: func(_ *memState, in *kgo.Record, emit func(*kgo.Record)) {
 				words(in.Value, func(w []byte) {
 					emit(&kgo.Record{Topic: repart, Key: w, Value: w, Timestamp: in.Timestamp})
 				})
 			},
 		}, {
-			group: r.app + "-by-word", input: repart, state: counts,
-			output: func(in *kgo.Record, emit func(*kgo.Record)) {
+			group: r.app + "-by-word", input: repart, stateful: true,
+			output: func(counts *memState, in *kgo.Record, emit func(*kgo.Record)) {
 				n := counts.get(in.Key) + 1
 				counts.set(in.Key, n)
 				emit(&kgo.Record{Topic: r.output, Key: in.Key, Value: strconv.AppendInt(nil, n, 10), Timestamp: in.Timestamp})
 			},
 		}}, []string{repart}
 	case "aggregate":
-		sums := newMemState(txn)
 		return []*rawStage{{
-			group: r.app + "-sum", input: r.input, state: sums,
-			output: func(in *kgo.Record, emit func(*kgo.Record)) {
+			group: r.app + "-sum", input: r.input, stateful: true,
+			output: func(sums *memState, in *kgo.Record, emit func(*kgo.Record)) {
 				s := sums.get(in.Key) + leadingNumber(in.Value)
 				sums.set(in.Key, s)
 				emit(&kgo.Record{Topic: r.output, Key: in.Key, Value: strconv.AppendInt(nil, s, 10), Timestamp: in.Timestamp})
@@ -106,11 +114,14 @@ func rawStages(r *runSpec, txn bool) ([]*rawStage, []string) {
 	return nil, nil
 }
 
-// startRaw starts the raw pipeline: at-least-once loops, or transactional
-// (GroupTransactSession) loops when txn.
-func startRaw(txn bool) func(ctx context.Context, r *runSpec) (*running, error) {
+// rawLoop runs one stage until ctx ends; an error stops the whole pipeline.
+type rawLoop func(ctx context.Context, r *runSpec, st *rawStage) error
+
+// startRaw starts a raw pipeline: one loop per stage, each with its own
+// client and consumer group.
+func startRaw(loop rawLoop) func(ctx context.Context, r *runSpec) (*running, error) {
 	return func(ctx context.Context, r *runSpec) (*running, error) {
-		stages, internal := rawStages(r, txn)
+		stages, internal := rawStages(r)
 		if len(internal) > 0 {
 			if err := r.createTopics(ctx, internal...); err != nil {
 				return nil, err
@@ -128,13 +139,7 @@ func startRaw(txn bool) func(ctx context.Context, r *runSpec) (*running, error) 
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				var err error
-				if txn {
-					err = runRawEOS(ctx, r, st)
-				} else {
-					err = runRawALO(ctx, r, st)
-				}
-				if err != nil && ctx.Err() == nil {
+				if err := loop(ctx, r, st); err != nil && ctx.Err() == nil {
 					errMu.Lock()
 					runErr = errors.Join(runErr, err)
 					errMu.Unlock()
@@ -144,8 +149,10 @@ func startRaw(txn bool) func(ctx context.Context, r *runSpec) (*running, error) 
 		}
 		go func() { wg.Wait(); close(done) }()
 		return &running{
-			stop: func() error { cancel(); <-done; return runErr },
-			done: done,
+			stop:    func() error { cancel(); <-done; return runErr },
+			done:    done,
+			metrics: noMetrics,
+			pid:     os.Getpid(),
 		}, nil
 	}
 }
@@ -160,10 +167,14 @@ func baseRawOpts(r *runSpec, st *rawStage) []kgo.Opt {
 	}
 }
 
-// runRawALO: poll, process, produce asynchronously; every commit interval
-// flush the producer and then commit the polled offsets (at-least-once:
-// offsets only ever cover acknowledged outputs).
-func runRawALO(ctx context.Context, r *runSpec, st *rawStage) error {
+// runRawALONaive is the first raw-alo loop, kept as the raw-alo-naive row:
+// poll, process, produce asynchronously; every commit interval flush the
+// producer and then commit the polled offsets synchronously (at-least-once:
+// offsets only ever cover acknowledged outputs). The flush and the commit
+// stop all processing every interval: it is a transaction loop without
+// EndTxn, not the client's limit (issue 16). raw-alo (system_rawalo.go) is.
+func runRawALONaive(ctx context.Context, r *runSpec, st *rawStage) error {
+	state := newMemState(false)
 	cl, err := kgo.NewClient(append(baseRawOpts(r, st), kgo.DisableAutoCommit())...)
 	if err != nil {
 		return err
@@ -195,7 +206,7 @@ func runRawALO(ctx context.Context, r *runSpec, st *rawStage) error {
 		if ctx.Err() != nil {
 			return commit()
 		}
-		fetches.EachRecord(func(in *kgo.Record) { st.output(in, emit) })
+		fetches.EachRecord(func(in *kgo.Record) { st.output(state, in, emit) })
 		if time.Since(last) >= r.commitInterval {
 			if err := commit(); err != nil {
 				return fmt.Errorf("raw-alo %s: %w", st.group, err)
@@ -217,6 +228,7 @@ func runRawEOS(ctx context.Context, r *runSpec, st *rawStage) error {
 		return err
 	}
 	defer sess.Close()
+	state := newMemState(true)
 	var produceErr atomic.Pointer[error]
 	promise := func(_ *kgo.Record, err error) {
 		if err != nil {
@@ -240,7 +252,7 @@ func runRawEOS(ctx context.Context, r *runSpec, st *rawStage) error {
 					began = true
 				}
 				n++
-				st.output(in, emit)
+				st.output(state, in, emit)
 			}
 		}
 		if !began {
@@ -252,12 +264,10 @@ func runRawEOS(ctx context.Context, r *runSpec, st *rawStage) error {
 		if err != nil {
 			return fmt.Errorf("raw-eos %s: end: %w", st.group, err)
 		}
-		if st.state != nil {
-			if committed {
-				st.state.commit()
-			} else {
-				st.state.abort()
-			}
+		if committed {
+			state.commit()
+		} else {
+			state.abort()
 		}
 		if p := produceErr.Load(); p != nil {
 			return fmt.Errorf("raw-eos %s: produce: %w", st.group, *p)

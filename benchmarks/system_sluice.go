@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/codec"
@@ -32,16 +33,29 @@ type runSpec struct {
 	createTopics func(ctx context.Context, topics ...string) error
 	// sluiceOpts are extra processor options (the restore benchmark's).
 	sluiceOpts []processor.Opt
-	// onSluice, if set, gets the sluice processor before it runs.
-	onSluice func(p *processor.Processor)
+	// cpuProfile, out of process only, is the file the system's process
+	// writes its CPU profile to ("" writes none).
+	cpuProfile string
 }
 
-// running is a started system: stop ends it and returns its error; done is
-// closed when it ends by itself.
+// running is a started system.
 type running struct {
+	// stop ends the system and returns its error; done is closed when
+	// it has ended, by itself or by stop.
 	stop func() error
 	done <-chan struct{}
+	// metrics returns the sluice processor's counters (nil, nil for the
+	// other systems).
+	metrics func() (map[string]processor.StageMetrics, error)
+	// pid is the process the system runs in: the harness's own, or a
+	// child's (-out-of-process).
+	pid int
+	// usage, out of process, returns the child's rusage once stop has
+	// returned (nil in process).
+	usage func() *syscall.Rusage
 }
+
+func noMetrics() (map[string]processor.StageMetrics, error) { return nil, nil }
 
 // sluiceTopology builds the scenario's topology with sluice's DSL.
 func sluiceTopology(r *runSpec) (*stream.Topology, error) {
@@ -109,9 +123,6 @@ func startSluice(g processor.Guarantee) func(ctx context.Context, r *runSpec) (*
 			}
 			return nil, err
 		}
-		if r.onSluice != nil {
-			r.onSluice(p)
-		}
 		ctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		var runErr error
@@ -125,7 +136,9 @@ func startSluice(g processor.Guarantee) func(ctx context.Context, r *runSpec) (*
 				<-done
 				return runErr
 			},
-			done: done,
+			done:    done,
+			metrics: func() (map[string]processor.StageMetrics, error) { return p.Metrics().Stages, nil },
+			pid:     os.Getpid(),
 		}, nil
 	}
 }
