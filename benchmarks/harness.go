@@ -184,6 +184,9 @@ func Run(ctx context.Context, c Config, w io.Writer) (*Report, error) {
 	c.progress("broker: %s at %v; run id %s; order seed %d (-order-seed); systems %s",
 		e.version, e.brokers, e.runID, c.OrderSeed, map[bool]string{true: "out of process", false: "in the harness's process"}[c.OutOfProcess])
 	fmt.Fprintf(w, "order seed %d; method %s\n", c.OrderSeed, c.method())
+	if err := e.warm(ctx, &c); err != nil {
+		return rep, err
+	}
 
 	if c.Table {
 		scs, _ := c.scenarios(c.Scenario)

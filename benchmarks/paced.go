@@ -358,13 +358,17 @@ func (s *pacedSession) probe(ctx context.Context, rate float64, bound time.Durat
 		}
 		if now := time.Now(); earlyStop && now.After(nextCheck) {
 			nextCheck = now.Add(250 * time.Millisecond)
+			// The outputs the whole probe would produce at its target
+			// rate: the paced producer never gets ahead of the target,
+			// so the probe's real total is at most about this, and more
+			// than 1% of it late means a p99 above the bound.
 			s.mu.Lock()
-			projected := float64(s.outputs) * c.LatencyDuration.Seconds() / el.Seconds()
+			planned := float64(s.outputs) / float64(max(sent, 1)) * rate * c.LatencyDuration.Seconds()
 			s.mu.Unlock()
-			if late := s.lat.lateBy(now); float64(late) > 0.01*projected+1 {
+			if late := s.lat.lateBy(now); sent > 0 && float64(late) > 0.01*planned+1 {
 				p.EarlyStop = true
 				p.Reason = fmt.Sprintf("stopped after %.1f s: %d outputs already later than %v, more than 1%% of the ~%.0f the probe would produce",
-					el.Seconds(), late, bound, projected)
+					el.Seconds(), late, bound, planned)
 				break
 			}
 		}
