@@ -69,7 +69,6 @@ func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, t topi
 	if err != nil {
 		return err
 	}
-	demo.Run(ctx, p.Run)
 	items := map[string]Item{}
 	var badItem error
 	released := func() bool {
@@ -84,10 +83,7 @@ func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, t topi
 		})
 		return len(items) >= len(sampleOrders) || badItem != nil
 	}
-	err = demo.WaitFor(ctx, released, f.Timeout, "the released items")
-	if runErr := demo.Stop(); runErr != nil {
-		return runErr
-	}
+	err = demo.RunUntil(ctx, p.Run, released, f.Timeout, "the released items")
 	if err != nil {
 		return err
 	}

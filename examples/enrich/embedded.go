@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -116,7 +115,7 @@ func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, t topi
 	if err != nil {
 		return err
 	}
-	counts, err := readCounts(ctx, demo, t.output)
+	counts, err := demo.ReadCounts(ctx, t.output)
 	if err != nil {
 		return err
 	}
@@ -143,22 +142,4 @@ func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, t topi
 		fmt.Fprintf(bw, "%s\t%s\t%d\n", e.start, e.country, e.count)
 	}
 	return bw.Flush()
-}
-
-// readCounts reads the output topic to its end with a read_committed
-// consumer and returns the last count of each key.
-func readCounts(ctx context.Context, demo *cli.Demo, topic string) (map[string]int64, error) {
-	recs, err := demo.ReadTopic(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	counts := map[string]int64{}
-	for _, r := range recs {
-		n, err := strconv.ParseInt(string(r.Value), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("output record %q=%q is not a count: %w", r.Key, r.Value, err)
-		}
-		counts[string(r.Key)] = n
-	}
-	return counts, nil
 }

@@ -122,7 +122,6 @@ func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, t topi
 	if err != nil {
 		return err
 	}
-	demo.Run(ctx, p.Run)
 	// Done when the events' stage has processed every record and the
 	// roll-up stage every final minute (the closers' minutes are the last
 	// ones its partitions get).
@@ -131,10 +130,7 @@ func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, t topi
 		return m["events"].Records == int64(len(recs)) && m["events"].Emitted > 0 &&
 			m["minutes-by-account"].Records == m["events"].Emitted/2
 	}
-	err = demo.WaitFor(ctx, finished, f.Timeout, "the windows")
-	if runErr := demo.Stop(); runErr != nil {
-		return runErr
-	}
+	err = demo.RunUntil(ctx, p.Run, finished, f.Timeout, "the windows")
 	if err != nil {
 		return err
 	}

@@ -87,12 +87,8 @@ func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, events
 	if err != nil {
 		return err
 	}
-	demo.Run(ctx, p.Run)
 	finished := func() bool { return p.Metrics().Stages["events"].Records == int64(len(recs)) }
-	err = demo.WaitFor(ctx, finished, f.Timeout, "the sessions")
-	if runErr := demo.Stop(); runErr != nil {
-		return runErr
-	}
+	err = demo.RunUntil(ctx, p.Run, finished, f.Timeout, "the sessions")
 	if err != nil {
 		return err
 	}

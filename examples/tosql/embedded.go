@@ -91,7 +91,6 @@ func runEmbedded(ctx context.Context, c config, stdin io.Reader, stdout io.Write
 		return fmt.Errorf("the database already holds offsets of group %s for topic %s from an earlier run, and the embedded Kafka is new: use a fresh database, or another -app", r.Group(), c.input)
 	}
 
-	demo.Run(ctx, r.Run)
 	var readErr error
 	caughtUp := func() bool {
 		stored, err := s.Offsets(ctx, r.Group(), c.input, partitions)
@@ -107,10 +106,7 @@ func runEmbedded(ctx context.Context, c config, stdin io.Reader, stdout io.Write
 		})
 		return done
 	}
-	err = demo.WaitFor(ctx, caughtUp, c.timeout, "the table")
-	if runErr := demo.Stop(); runErr != nil {
-		return runErr
-	}
+	err = demo.RunUntil(ctx, r.Run, caughtUp, c.timeout, "the table")
 	if err == nil {
 		err = readErr
 	}

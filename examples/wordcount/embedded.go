@@ -63,21 +63,17 @@ func runEmbedded(ctx context.Context, f cli.Flags, topo *stream.Topology, input,
 	if err != nil {
 		return err
 	}
-	demo.Run(ctx, p.Run)
 	// Every line processed by the first stage, and every word it emitted
 	// by the second: then the output is complete.
 	finished := func() bool {
 		m := p.Metrics().Stages
 		return m["split"].Records == int64(len(lines)) && m["by-word"].Records == m["split"].Emitted
 	}
-	err = demo.WaitFor(ctx, finished, f.Timeout, "the counts")
-	if runErr := demo.Stop(); runErr != nil {
-		return runErr
-	}
+	err = demo.RunUntil(ctx, p.Run, finished, f.Timeout, "the counts")
 	if err != nil {
 		return err
 	}
-	counts, err := readCounts(ctx, demo, output)
+	counts, err := demo.ReadCounts(ctx, output)
 	if err != nil {
 		return err
 	}
@@ -120,22 +116,4 @@ func readInput(stdin io.Reader) ([]string, error) {
 		return nil, fmt.Errorf("reading standard input: %w", err)
 	}
 	return lines, nil
-}
-
-// readCounts reads the output topic to its end with a read_committed
-// consumer and returns the last count of each word.
-func readCounts(ctx context.Context, demo *cli.Demo, topic string) (map[string]int64, error) {
-	recs, err := demo.ReadTopic(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	counts := map[string]int64{}
-	for _, r := range recs {
-		n, err := strconv.ParseInt(string(r.Value), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("output record %q=%q is not a count: %w", r.Key, r.Value, err)
-		}
-		counts[string(r.Key)] = n
-	}
-	return counts, nil
 }

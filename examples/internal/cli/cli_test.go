@@ -77,3 +77,26 @@ func TestDemoWaitFor(t *testing.T) {
 		t.Errorf("stopped: %v", err)
 	}
 }
+
+func TestDemoRunUntil(t *testing.T) {
+	d, err := StartDemo("test", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	failed := errors.New("run failed")
+	err = d.RunUntil(context.Background(), func(context.Context) error { return failed }, func() bool { return false }, time.Minute, "x")
+	if !errors.Is(err, failed) {
+		t.Errorf("a failed run: RunUntil = %v, want the run's error", err)
+	}
+	d2, err := StartDemo("test", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	stopped := false
+	run := func(ctx context.Context) error { <-ctx.Done(); stopped = true; return nil }
+	if err := d2.RunUntil(context.Background(), run, func() bool { return true }, time.Minute, "x"); err != nil || !stopped {
+		t.Errorf("a run whose condition holds: RunUntil = %v, stopped %v; want nil, true", err, stopped)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -119,6 +120,20 @@ func (d *Demo) Stop() error {
 	return d.err
 }
 
+// RunUntil runs run (a processor's or a sink runner's Run) until cond
+// holds, then stops it. It returns run's error if run failed, or else
+// WaitFor's: cond did not hold within timeout, or run returned first.
+//
+// REQUIRES: Run was not called before.
+func (d *Demo) RunUntil(ctx context.Context, run func(context.Context) error, cond func() bool, timeout time.Duration, what string) error {
+	d.Run(ctx, run)
+	err := d.WaitFor(ctx, cond, timeout, what)
+	if runErr := d.Stop(); runErr != nil {
+		return runErr
+	}
+	return err
+}
+
 // Close stops the run, then the broker, and removes the temporary state
 // directory.
 func (d *Demo) Close() {
@@ -190,4 +205,22 @@ func TickPartitioner() kgo.Partitioner {
 			return def.Partition(r, n)
 		}
 	})
+}
+
+// ReadCounts reads topic (ReadTopic), whose values are counts as decimal
+// text, and returns the last count of each key.
+func (d *Demo) ReadCounts(ctx context.Context, topic string) (map[string]int64, error) {
+	recs, err := d.ReadTopic(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]int64{}
+	for _, r := range recs {
+		n, err := strconv.ParseInt(string(r.Value), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("output record %q=%q is not a count: %w", r.Key, r.Value, err)
+		}
+		counts[string(r.Key)] = n
+	}
+	return counts, nil
 }
