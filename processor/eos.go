@@ -69,49 +69,10 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	st.emitted = 0
 
 	started := time.Now()
-	began := false
-	n, recErr := st.gather(ctx, sess, func(recs []*kgo.Record) error {
-		if !began {
-			if err := sess.Begin(); err != nil {
-				return fmt.Errorf("stage %s: beginning transaction: %w", st.name, err)
-			}
-			began = true
-		}
-		for _, r := range recs {
-			if err := st.process(sess, r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if recErr == nil {
-		_, recErr = st.punctuateWall(sess, func() error {
-			if began {
-				return nil
-			}
-			if err := sess.Begin(); err != nil {
-				return fmt.Errorf("stage %s: beginning transaction: %w", st.name, err)
-			}
-			began = true
-			return nil
-		})
-	}
+	n, began, recErr := st.gatherEOS(ctx, sess)
 	if !began {
-		if st.sawRevoke.Load() {
-			// A revoke with no transaction open: end the empty
-			// session round, so that franz-go forgets it (its flag
-			// would abort the next transaction on purpose).
-			ectx, cancel := context.WithTimeout(context.Background(), 2*st.p.cfg.txnTimeout)
-			_, err := sess.End(ectx, kgo.TryAbort)
-			cancel()
-			st.sawRevoke.Store(false)
-			if err != nil && recErr == nil {
-				return fmt.Errorf("stage %s: %w: %w", st.name, errUnknownOutcome, err)
-			}
-		}
-		return recErr
+		return st.endEmptyRound(sess, recErr)
 	}
-
 	moved := errors.Is(recErr, errPartitionMoved)
 	if moved {
 		recErr = nil
@@ -168,6 +129,61 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	// decides whether an idle cycle ends an empty round, above).
 	st.sawRevoke.Store(false)
 	st.metrics.commitNanos.Add(int64(time.Since(ending)))
+	return st.settleEOS(n, commit, committed, endErr, recErr)
+}
+
+// gatherEOS gathers and processes the cycle's records and runs the due
+// wall-clock timers, beginning the transaction before the first record or
+// timer. began reports whether it did.
+func (st *stage) gatherEOS(ctx context.Context, sess *kgo.GroupTransactSession) (n int, began bool, err error) {
+	begin := func() error {
+		if began {
+			return nil
+		}
+		if err := sess.Begin(); err != nil {
+			return fmt.Errorf("stage %s: beginning transaction: %w", st.name, err)
+		}
+		began = true
+		return nil
+	}
+	n, err = st.gather(ctx, sess, func(recs []*kgo.Record) error {
+		if err := begin(); err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if err := st.process(sess, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		_, err = st.punctuateWall(sess, begin)
+	}
+	return n, began, err
+}
+
+// endEmptyRound ends a cycle that began no transaction. After a revoke it
+// ends the empty session round, so that franz-go forgets the revoke (its
+// flag would abort the next transaction on purpose).
+func (st *stage) endEmptyRound(sess *kgo.GroupTransactSession, recErr error) error {
+	if !st.sawRevoke.Load() {
+		return recErr
+	}
+	ectx, cancel := context.WithTimeout(context.Background(), 2*st.p.cfg.txnTimeout)
+	_, err := sess.End(ectx, kgo.TryAbort)
+	cancel()
+	st.sawRevoke.Store(false)
+	if err != nil && recErr == nil {
+		return fmt.Errorf("stage %s: %w: %w", st.name, errUnknownOutcome, err)
+	}
+	return recErr
+}
+
+// settleEOS acts on how the cycle's transaction ended: a committed
+// transaction's batches are applied with their checkpoints; an aborted or
+// unknown one's are discarded. commit is whether the cycle asked to commit.
+func (st *stage) settleEOS(n int, commit, committed bool, endErr, recErr error) error {
 	switch {
 	case endErr != nil:
 		st.discardDirty()

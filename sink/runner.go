@@ -417,9 +417,19 @@ func (s *session) fatal() error {
 // deferred AllowRebalance is what lets revoke callbacks run.
 func (s *session) cycle(ctx context.Context) error {
 	defer s.cl.AllowRebalance()
-	c := &s.r.cfg
 	s.hurried.Store(false)
+	b, err := s.gatherBatch(ctx)
+	if err != nil || len(b.Records) == 0 {
+		return err
+	}
+	return s.writeBatch(ctx, b)
+}
 
+// gatherBatch polls until the commit interval passed, the batch holds the
+// record cap, a revoke hurries it, or ctx is done, and returns the batch
+// with its ranges sorted by topic and partition.
+func (s *session) gatherBatch(ctx context.Context) (*Batch, error) {
+	c := &s.r.cfg
 	b := &Batch{Group: c.group()}
 	ranges := map[topicPartition]*Range{}
 	deadline := time.Now().Add(c.commitInterval)
@@ -434,7 +444,7 @@ func (s *session) cycle(ctx context.Context) error {
 		s.mu.Unlock()
 		cancel()
 		if fetches.IsClientClosed() {
-			return errors.New("sink: client closed")
+			return nil, errors.New("sink: client closed")
 		}
 		var unknownID map[topicPartition]bool
 		fetches.EachError(func(topic string, partition int32, err error) {
@@ -450,53 +460,20 @@ func (s *session) cycle(ctx context.Context) error {
 			c.logger.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
 		if err := s.checkTopicIDs(ctx, unknownID); err != nil {
-			return err
+			return nil, err
 		}
-		var reset *kgo.Record
-		fetches.EachRecord(func(kr *kgo.Record) {
-			tp := topicPartition{kr.Topic, kr.Partition}
-			rg := ranges[tp]
-			if rg == nil {
-				pos, ok := s.position(tp)
-				if !ok {
-					s.r.metrics.stale.Add(1)
-					return
-				}
-				if kr.Offset < pos.min {
-					// franz-go fetches from the offset adjust set and
-					// drops records below it, so this one comes from
-					// a reset: the stored offset went out of range
-					// after adjust checked it (the topic was deleted
-					// and created again, or the broker lost records).
-					if reset == nil {
-						reset = kr
-					}
-					return
-				}
-				rg = &Range{Topic: kr.Topic, Partition: kr.Partition, From: pos.from, FromTopicID: pos.fromID, TopicID: pos.id}
-				ranges[tp] = rg
-			} else if kr.Offset < rg.To {
-				s.r.metrics.stale.Add(1)
-				return
-			}
-			rg.To = kr.Offset + 1
-			b.Records = append(b.Records, toRecord(kr))
-		})
-		if reset != nil {
+		if reset := s.addRecords(fetches, b, ranges); reset != nil {
 			pos, _ := s.position(topicPartition{reset.Topic, reset.Partition})
 			c.logger.Warn("the client's position went below the sink's offset (out of range: topic recreated, or records lost); dropping the batch and rejoining to check the partition",
 				"group", c.group(), "topic", reset.Topic, "partition", reset.Partition, "offset", reset.Offset, "stored", pos.from)
-			return errRestart
+			return nil, errRestart
 		}
 		if err := s.fatal(); err != nil {
-			return err
+			return nil, err
 		}
 		if ctx.Err() != nil || s.hurried.Load() || !time.Now().Before(deadline) {
 			break
 		}
-	}
-	if len(b.Records) == 0 {
-		return nil
 	}
 	for _, rg := range ranges {
 		b.Ranges = append(b.Ranges, *rg)
@@ -504,7 +481,50 @@ func (s *session) cycle(ctx context.Context) error {
 	slices.SortFunc(b.Ranges, func(x, y Range) int {
 		return cmp.Or(strings.Compare(x.Topic, y.Topic), cmp.Compare(x.Partition, y.Partition))
 	})
+	return b, nil
+}
 
+// addRecords adds the fetched records of partitions the session holds to b,
+// extending their ranges, and counts the others as stale. It returns the
+// first record below a partition's stored position: one that comes from an
+// offset reset (see gatherBatch), after which the batch must be dropped.
+func (s *session) addRecords(fetches kgo.Fetches, b *Batch, ranges map[topicPartition]*Range) (reset *kgo.Record) {
+	fetches.EachRecord(func(kr *kgo.Record) {
+		tp := topicPartition{kr.Topic, kr.Partition}
+		rg := ranges[tp]
+		if rg == nil {
+			pos, ok := s.position(tp)
+			if !ok {
+				s.r.metrics.stale.Add(1)
+				return
+			}
+			if kr.Offset < pos.min {
+				// franz-go fetches from the offset adjust set and
+				// drops records below it, so this one comes from
+				// a reset: the stored offset went out of range
+				// after adjust checked it (the topic was deleted
+				// and created again, or the broker lost records).
+				if reset == nil {
+					reset = kr
+				}
+				return
+			}
+			rg = &Range{Topic: kr.Topic, Partition: kr.Partition, From: pos.from, FromTopicID: pos.fromID, TopicID: pos.id}
+			ranges[tp] = rg
+		} else if kr.Offset < rg.To {
+			s.r.metrics.stale.Add(1)
+			return
+		}
+		rg.To = kr.Offset + 1
+		b.Records = append(b.Records, toRecord(kr))
+	})
+	return reset
+}
+
+// writeBatch writes b to the sink with its ranges and, once written, moves
+// the session's positions past it.
+func (s *session) writeBatch(ctx context.Context, b *Batch) error {
+	c := &s.r.cfg
 	if err := s.write(ctx, b); err != nil {
 		if errors.Is(err, ErrFenced) {
 			s.r.metrics.fenced.Add(1)
