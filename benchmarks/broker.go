@@ -182,8 +182,12 @@ func (e *env) waitTopics(ctx context.Context, partitions int, topics ...string) 
 	}
 }
 
-// deleteTopicsWithPrefix deletes every topic of this run (best effort), so a
-// long session on a shared broker does not pile them up.
+// deleteRunTopics deletes every topic whose name starts with prefix (best
+// effort): each run's topics once the run is over, the input once its
+// scenario is done, and whatever is left of the harness run at its end. A
+// published run writes tens of gigabytes of output otherwise (the fastest
+// row writes about a gigabyte per 10 s window), and a broker that holds them
+// flushes and caches more.
 func (e *env) deleteRunTopics(ctx context.Context, prefix string) {
 	if !e.real() {
 		return

@@ -83,6 +83,7 @@ type Result struct {
 	MBPerS           float64              `json:"mb_per_s"`
 	DrainS           float64              `json:"drain_s,omitempty"` // drain method: start of the system to the last output record
 	FirstOutputS     float64              `json:"first_output_s"`    // start of the system to the first output record
+	StopS            float64              `json:"stop_s"`            // how long the system took to stop after the measurement
 	Check            string               `json:"check,omitempty"`   // how the output was checked: exact or prefix (see expectation)
 
 	// Latency at LatencyLoad (0.5) x records_per_s, or at -latency-rate:
@@ -258,6 +259,7 @@ func runScenario(ctx context.Context, e *env, c *Config, sc *scenario, syss []sy
 	if err != nil {
 		return nil, err
 	}
+	defer e.deleteRunTopics(context.WithoutCancel(ctx), in.topic)
 	out, err := measureAll(ctx, e, c, sc, syss, in, ci, kind)
 	setRatios(out)
 	return out, err

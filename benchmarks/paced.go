@@ -215,7 +215,7 @@ func startSession(ctx context.Context, e *env, c *Config, sc *scenario, sys syst
 	if err != nil {
 		return nil, err
 	}
-	s := &pacedSession{c: c, cleanup: cleanup, lat: newLatencies(), g: newGenerator(sc, c.Keys, c.ValueSize, c.Seed+1)}
+	s := &pacedSession{c: c, cleanup: func() { cleanup(); e.deleteRunTopics(context.WithoutCancel(ctx), app+"-") }, lat: newLatencies(), g: newGenerator(sc, c.Keys, c.ValueSize, c.Seed+1)}
 	defer func() {
 		if rerr != nil {
 			s.close()

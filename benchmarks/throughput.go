@@ -43,8 +43,8 @@ func measureThroughput(ctx context.Context, e *env, c *Config, sc *scenario, sys
 		res.Error, res.Correct = err.Error(), false
 		c.progress("  FAILED: %v", err)
 	default:
-		c.progress("  %.0f records/s over %.1f s, %.1f MB/s, cpu %.2f µs/record, rss %.0f MB, output %s",
-			res.RecordsPerS, res.WindowS, res.MBPerS, res.CPUUsPerRecord, res.RSSMB, res.Check)
+		c.progress("  %.0f records/s over %.1f s, %.1f MB/s, cpu %.2f µs/record, rss %.0f MB, output %s (first output after %.1f s, stopped in %.1f s)",
+			res.RecordsPerS, res.WindowS, res.MBPerS, res.CPUUsPerRecord, res.RSSMB, res.Check, res.FirstOutputS, res.StopS)
 	}
 	if !res.Correct && res.Error != "" {
 		rd.Error = res.Error
@@ -74,6 +74,7 @@ func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system
 		return err
 	}
 	defer cleanup()
+	defer e.deleteRunTopics(context.WithoutCancel(ctx), app+"-")
 
 	// Profile all or none (issue 16): every system of a measured run.
 	if path := c.profilePath(sc, sys, ci, round); path != "" {
@@ -123,7 +124,9 @@ func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system
 	rd := outputReader{check: in.exp.newCheck()}
 	readErr := rd.read(ctx, c, e.brokers, spec.output, in.exp.total.n, win, run.done)
 	endStages, _ := run.metrics()
+	stopStart := time.Now()
 	stopErr := run.stop()
+	res.StopS = time.Since(stopStart).Seconds()
 	if readErr != nil {
 		return errors.Join(readErr, stopErr)
 	}
