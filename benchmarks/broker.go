@@ -39,8 +39,11 @@ func newEnv(ctx context.Context, brokers string) (*env, error) {
 	} else {
 		e.brokers = splitList(brokers)
 	}
+	// MetadataMinAge: waitTopics's ListOffsets routes by the client's
+	// metadata, which franz-go refreshes at most every 5 s by default; a
+	// topic created a moment ago made every run wait those 5 s.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ProducerLinger(5*time.Millisecond),
-		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(100000))
+		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(100000), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		e.close()
 		return nil, err
@@ -169,10 +172,21 @@ func (e *env) waitTopics(ctx context.Context, partitions int, topics ...string) 
 			}
 		}
 		if ready {
+			// The metadata can name a leader before that broker
+			// acts as one: a ListOffsets then fails with
+			// NOT_LEADER_OR_FOLLOWER (goka's startup gave up on
+			// one). Ask every partition for its start offset.
+			lo, lerr := e.adm.ListStartOffsets(ctx, topics...)
+			ready = lerr == nil && lo.Error() == nil
+			if !ready {
+				err = errors.Join(lerr, lo.Error())
+			}
+		}
+		if ready {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("topics %v not ready after 30s (metadata error: %v)", topics, err)
+			return fmt.Errorf("topics %v not ready after 30s (last error: %v)", topics, err)
 		}
 		select {
 		case <-ctx.Done():

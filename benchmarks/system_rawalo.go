@@ -189,7 +189,7 @@ func (a *rawALO) poll(ctx context.Context) error {
 				return
 			}
 			if !a.parallel {
-				a.process(p, a.queues[p.Partition], a.states[p.Partition])
+				a.process(p, a.queues[p.Partition], a.states[p.Partition], ctx.Done())
 				return
 			}
 			w := a.workers[p.Partition]
@@ -216,8 +216,12 @@ func (a *rawALO) poll(ctx context.Context) error {
 }
 
 // process runs the stage on one partition's records of one poll, produces
-// the outputs, and queues the batch for marking.
-func (a *rawALO) process(p kgo.FetchTopicPartition, q *markQueue, state *memState) {
+// the outputs, and queues the batch for marking. When stop is closed it
+// gives up on the batch: the batch keeps its hold and is never marked, so
+// its records are consumed again by the partition's next owner
+// (at-least-once), and a stop does not wait for up to max-records records
+// (each with a blocking produce) to be processed.
+func (a *rawALO) process(p kgo.FetchTopicPartition, q *markQueue, state *memState, stop <-chan struct{}) {
 	last := p.Records[len(p.Records)-1]
 	b := &markBatch{q: q, next: kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}}
 	b.left.Store(1) // held while processing
@@ -226,7 +230,14 @@ func (a *rawALO) process(p kgo.FetchTopicPartition, q *markQueue, state *memStat
 		b.left.Add(1)
 		a.cl.Produce(context.Background(), o, b.promise)
 	}
-	for _, in := range p.Records {
+	for i, in := range p.Records {
+		if i%64 == 0 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
 		a.st.output(state, in, emit)
 	}
 	b.release()
@@ -252,7 +263,7 @@ func (a *rawALO) assigned(_ context.Context, cl *kgo.Client, assigned map[string
 					case <-w.quit:
 						return
 					case f := <-w.in:
-						a.process(f, w.q, w.state)
+						a.process(f, w.q, w.state, w.quit)
 					}
 				}
 			}()
