@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/exec"
 )
 
 // JoinWindows say which records of two streams a stream-stream join pairs:
@@ -364,34 +365,12 @@ func (j *ssJoin[K, VL, VR, VO]) forwardAt(h *Handle, k K, o VO, ts int64) error 
 // expire emits the unpaired buffered records that can no longer pair (left
 // and outer joins) and deletes every expired one.
 func (j *ssJoin[K, VL, VR, VO]) expire(h *Handle, _, to int64) error {
-	store, err := h.taskStore(j.st)
-	if err != nil {
-		return err
-	}
-	var due [][]byte
-	err = store.Scan([]byte{joinExpiry}, encTime([]byte{joinExpiry}, to+1), func(k, _ []byte) error {
-		due = append(due, bytes.Clone(k))
+	return expireIndexed(h, j.st, joinExpiry, nil, to, func(store exec.Store, dk []byte) error {
+		if side := dk[0]; j.mode == outerJoin || (j.mode == leftJoin && side == joinLeft) {
+			return j.emitUnpaired(h, store, dk)
+		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	for _, ek := range due {
-		dk := ek[9:]
-		side := dk[0]
-		if j.mode == outerJoin || (j.mode == leftJoin && side == joinLeft) {
-			if err := j.emitUnpaired(h, store, dk); err != nil {
-				return err
-			}
-		}
-		if err := store.Delete(dk); err != nil {
-			return err
-		}
-		if err := store.Delete(ek); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (j *ssJoin[K, VL, VR, VO]) emitUnpaired(h *Handle, store interface {

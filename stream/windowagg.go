@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"slices"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/exec"
 )
 
 // Windowed stores. A windowed aggregation keeps its windows in one store
@@ -51,8 +53,11 @@ func expiryKey(t int64, dk []byte) []byte {
 
 // expireIndexed deletes every entry of the store's expiry index that is due
 // by stream time `to`, and the data key each one indexes; on each data key,
-// before its deletion, it calls fn (when not nil).
-func expireIndexed(h *Handle, st *storeDecl, index byte, to int64, fn func(dk []byte) error) error {
+// before its deletion, it calls fn with the store (when fn is not nil). An index entry is index |
+// expiry time (encTime) | the data key without its first len(dataPrefix)
+// bytes, which are dataPrefix: windowed stores leave their data byte out of
+// the index (expiryKey), the stream-stream join keeps its side byte in it.
+func expireIndexed(h *Handle, st *storeDecl, index byte, dataPrefix []byte, to int64, fn func(store exec.Store, dk []byte) error) error {
 	store, err := h.taskStore(st)
 	if err != nil {
 		return err
@@ -66,9 +71,9 @@ func expireIndexed(h *Handle, st *storeDecl, index byte, to int64, fn func(dk []
 		return err
 	}
 	for _, ek := range due {
-		dk := append([]byte{0}, ek[9:]...)
+		dk := append(slices.Clone(dataPrefix), ek[9:]...)
 		if fn != nil {
-			if err := fn(dk); err != nil {
+			if err := fn(store, dk); err != nil {
 				return err
 			}
 		}
@@ -198,7 +203,7 @@ func windowAggregate[K, V, A any](w WindowedGrouped[K, V], op string, ac codec.C
 		step: step, merge: merge, label: n.label(), target: "store " + quote(st.name)}
 	out.get = wa.get
 	n.timeHooks = append(n.timeHooks, timeHook{phase: 1, fn: func(h *Handle, _, to int64) error {
-		return expireIndexed(h, st, windowExpiry, to, nil)
+		return expireIndexed(h, st, windowExpiry, []byte{windowData}, to, nil)
 	}})
 	if spec.kind == sessionWindows {
 		s.attach(wa.session)
