@@ -7,61 +7,38 @@ import (
 
 // FilterNot keeps the records for which fn returns false.
 func FilterNot[K, V any](s Stream[K, V], fn func(K, V) bool, opts ...Option) Stream[K, V] {
-	n := s.child("FilterNot", configure(opts))
-	if n == nil {
-		return Stream[K, V]{}
-	}
-	checkFunc(n, "function", fn == nil)
-	out := sameKey[K, V, V](n, s.s)
-	if fn != nil {
-		s.attach(func(h *Handle, k K, v V) error {
+	return sameKeyOp(s, "FilterNot", opts, fn == nil, func(out *streamNode[K, V]) func(*Handle, K, V) error {
+		return func(h *Handle, k K, v V) error {
 			if !fn(k, v) {
 				return out.forward(h, k, v)
 			}
 			return nil
-		})
-	}
-	return Stream[K, V]{out}
+		}
+	})
 }
 
 // FlatMapValues turns every record into zero or more records with the same
 // key, one per value fn returns, in order.
 func FlatMapValues[K, V, V2 any](s Stream[K, V], fn func(K, V) []V2, opts ...Option) Stream[K, V2] {
-	n := s.child("FlatMapValues", configure(opts))
-	if n == nil {
-		return Stream[K, V2]{}
-	}
-	checkFunc(n, "function", fn == nil)
-	out := sameKey[K, V, V2](n, s.s)
-	if fn != nil {
-		s.attach(func(h *Handle, k K, v V) error {
+	return sameKeyOp(s, "FlatMapValues", opts, fn == nil, func(out *streamNode[K, V2]) func(*Handle, K, V) error {
+		return func(h *Handle, k K, v V) error {
 			for _, v2 := range fn(k, v) {
 				if err := out.forward(h, k, v2); err != nil {
 					return err
 				}
 			}
 			return nil
-		})
-	}
-	return Stream[K, V2]{out}
+		}
+	})
 }
 
 // SelectKey sets every record's key to fn(key, value) and keeps its value.
 // The stream is no longer partitioned by its key: a later GroupByKey
 // repartitions, and a Join needs a Repartition first.
 func SelectKey[K, V, K2 any](s Stream[K, V], fn func(K, V) K2, opts ...Option) Stream[K2, V] {
-	n := s.child("SelectKey", configure(opts))
-	if n == nil {
-		return Stream[K2, V]{}
-	}
-	checkFunc(n, "function", fn == nil)
-	out := &streamNode[K2, V]{n: n, rekeyed: n}
-	if fn != nil {
-		s.attach(func(h *Handle, k K, v V) error {
-			return out.forward(h, fn(k, v), v)
-		})
-	}
-	return Stream[K2, V]{out}
+	return rekeyOp(s, "SelectKey", opts, fn == nil, func(out *streamNode[K2, V]) func(*Handle, K, V) error {
+		return func(h *Handle, k K, v V) error { return out.forward(h, fn(k, v), v) }
+	})
 }
 
 // Peek calls fn for every record and passes the record on unchanged. It is
@@ -69,19 +46,12 @@ func SelectKey[K, V, K2 any](s Stream[K, V], fn func(K, V) K2, opts ...Option) S
 // record is processed again (after an aborted transaction or a crash), so it
 // must not be the only record of anything.
 func Peek[K, V any](s Stream[K, V], fn func(K, V), opts ...Option) Stream[K, V] {
-	n := s.child("Peek", configure(opts))
-	if n == nil {
-		return Stream[K, V]{}
-	}
-	checkFunc(n, "function", fn == nil)
-	out := sameKey[K, V, V](n, s.s)
-	if fn != nil {
-		s.attach(func(h *Handle, k K, v V) error {
+	return sameKeyOp(s, "Peek", opts, fn == nil, func(out *streamNode[K, V]) func(*Handle, K, V) error {
+		return func(h *Handle, k K, v V) error {
 			fn(k, v)
 			return out.forward(h, k, v)
-		})
-	}
-	return Stream[K, V]{out}
+		}
+	})
 }
 
 // Branch is one branch of Split.
@@ -258,17 +228,10 @@ func (hs Headers) Del(key string) Headers {
 // hs is a copy fn owns and may modify and return. The returned headers
 // belong to the runtime from then on: do not keep or modify them.
 func WithHeaders[K, V any](s Stream[K, V], fn func(k K, v V, hs Headers) Headers, opts ...Option) Stream[K, V] {
-	n := s.child("WithHeaders", configure(opts))
-	if n == nil {
-		return Stream[K, V]{}
-	}
-	checkFunc(n, "function", fn == nil)
-	out := sameKey[K, V, V](n, s.s)
-	if fn != nil {
-		s.attach(func(h *Handle, k K, v V) error {
+	return sameKeyOp(s, "WithHeaders", opts, fn == nil, func(out *streamNode[K, V]) func(*Handle, K, V) error {
+		return func(h *Handle, k K, v V) error {
 			hs := fn(k, v, cloneHeaders(h.viewHeaders()))
 			return h.withHeaders(hs, func() error { return out.forward(h, k, v) })
-		})
-	}
-	return Stream[K, V]{out}
+		}
+	})
 }

@@ -68,6 +68,56 @@ func (s Stream[K, V]) child(op string, cfg opConfig) *node {
 	return s.s.n.b.newNode(op, s.s.n, cfg)
 }
 
+// writesTopic makes operator n (To, TableTo) write user topic topic, with a
+// key codec and a value codec that Build reports when nil. It returns what
+// the operator's codec errors name, and whether both codecs are there (only
+// then is the operator wired).
+func writesTopic(n *node, topic string, kcNil, vcNil bool) (label, target string, ok bool) {
+	t := &topicRef{name: topic}
+	n.out = append(n.out, t)
+	n.details = "-> " + t.String()
+	n.b.checkName(n.label(), "topic", topic)
+	checkCodec(n, "key codec", kcNil)
+	checkCodec(n, "value codec", vcNil)
+	return n.label(), "topic " + quote(topic), !kcNil && !vcNil
+}
+
+// rekeyOp adds the stateless operator op on s, whose records may leave with
+// another key (Map, FlatMap, SelectKey), so that a later GroupByKey or Join
+// repartitions. wire returns what the operator does with one record,
+// forwarding to out; it is called only when fnNil is false, as Build
+// reports a nil function.
+func rekeyOp[K, V, K2, V2 any](s Stream[K, V], op string, opts []Option, fnNil bool,
+	wire func(out *streamNode[K2, V2]) func(*Handle, K, V) error) Stream[K2, V2] {
+	n := s.child(op, configure(opts))
+	if n == nil {
+		return Stream[K2, V2]{}
+	}
+	checkFunc(n, "function", fnNil)
+	out := &streamNode[K2, V2]{n: n, rekeyed: n}
+	if !fnNil {
+		s.attach(wire(out))
+	}
+	return Stream[K2, V2]{out}
+}
+
+// sameKeyOp adds the stateless operator op on s, whose records keep their
+// key (MapValues, Filter, Peek, ...), so the stream stays partitioned as s
+// is. wire is as for rekeyOp.
+func sameKeyOp[K, V, V2 any](s Stream[K, V], op string, opts []Option, fnNil bool,
+	wire func(out *streamNode[K, V2]) func(*Handle, K, V) error) Stream[K, V2] {
+	n := s.child(op, configure(opts))
+	if n == nil {
+		return Stream[K, V2]{}
+	}
+	checkFunc(n, "function", fnNil)
+	out := sameKey[K, V, V2](n, s.s)
+	if !fnNil {
+		s.attach(wire(out))
+	}
+	return Stream[K, V2]{out}
+}
+
 // attach adds a downstream function, unless the Builder was built.
 func (s Stream[K, V]) attach(f func(h *Handle, k K, v V) error) {
 	if s.s.n.b.wireable() {
@@ -159,76 +209,46 @@ func sourceEntry[K, V any](n *node, out *streamNode[K, V], kc codec.Codec[K], vc
 // Map transforms every record's key and value. The key may change, so a
 // later GroupByKey repartitions.
 func Map[K, V, K2, V2 any](s Stream[K, V], fn func(K, V) (K2, V2), opts ...Option) Stream[K2, V2] {
-	n := s.child("Map", configure(opts))
-	if n == nil {
-		return Stream[K2, V2]{}
-	}
-	checkFunc(n, "function", fn == nil)
-	out := &streamNode[K2, V2]{n: n, rekeyed: n}
-	if fn != nil {
-		s.attach(func(h *Handle, k K, v V) error {
+	return rekeyOp(s, "Map", opts, fn == nil, func(out *streamNode[K2, V2]) func(*Handle, K, V) error {
+		return func(h *Handle, k K, v V) error {
 			k2, v2 := fn(k, v)
 			return out.forward(h, k2, v2)
-		})
-	}
-	return Stream[K2, V2]{out}
+		}
+	})
 }
 
 // MapValues transforms every record's value and keeps its key.
 func MapValues[K, V, V2 any](s Stream[K, V], fn func(K, V) V2, opts ...Option) Stream[K, V2] {
-	n := s.child("MapValues", configure(opts))
-	if n == nil {
-		return Stream[K, V2]{}
-	}
-	checkFunc(n, "function", fn == nil)
-	out := sameKey[K, V, V2](n, s.s)
-	if fn != nil {
-		s.attach(func(h *Handle, k K, v V) error {
-			return out.forward(h, k, fn(k, v))
-		})
-	}
-	return Stream[K, V2]{out}
+	return sameKeyOp(s, "MapValues", opts, fn == nil, func(out *streamNode[K, V2]) func(*Handle, K, V) error {
+		return func(h *Handle, k K, v V) error { return out.forward(h, k, fn(k, v)) }
+	})
 }
 
 // Filter keeps the records for which fn returns true.
 func Filter[K, V any](s Stream[K, V], fn func(K, V) bool, opts ...Option) Stream[K, V] {
-	n := s.child("Filter", configure(opts))
-	if n == nil {
-		return Stream[K, V]{}
-	}
-	checkFunc(n, "function", fn == nil)
-	out := sameKey[K, V, V](n, s.s)
-	if fn != nil {
-		s.attach(func(h *Handle, k K, v V) error {
+	return sameKeyOp(s, "Filter", opts, fn == nil, func(out *streamNode[K, V]) func(*Handle, K, V) error {
+		return func(h *Handle, k K, v V) error {
 			if fn(k, v) {
 				return out.forward(h, k, v)
 			}
 			return nil
-		})
-	}
-	return Stream[K, V]{out}
+		}
+	})
 }
 
 // FlatMap turns every record into zero or more records, in the order fn
 // returns them. The key may change, so a later GroupByKey repartitions.
 func FlatMap[K, V, K2, V2 any](s Stream[K, V], fn func(K, V) []KeyValue[K2, V2], opts ...Option) Stream[K2, V2] {
-	n := s.child("FlatMap", configure(opts))
-	if n == nil {
-		return Stream[K2, V2]{}
-	}
-	checkFunc(n, "function", fn == nil)
-	out := &streamNode[K2, V2]{n: n, rekeyed: n}
-	if fn != nil {
-		s.attach(func(h *Handle, k K, v V) error {
+	return rekeyOp(s, "FlatMap", opts, fn == nil, func(out *streamNode[K2, V2]) func(*Handle, K, V) error {
+		return func(h *Handle, k K, v V) error {
 			for _, kv := range fn(k, v) {
 				if err := out.forward(h, kv.Key, kv.Value); err != nil {
 					return err
 				}
 			}
 			return nil
-		})
-	}
-	return Stream[K2, V2]{out}
+		}
+	})
 }
 
 // To writes every record to topic, encoding keys with kc and values with vc.
@@ -241,16 +261,10 @@ func To[K, V any](s Stream[K, V], topic string, kc codec.Codec[K], vc codec.Code
 	if n == nil {
 		return
 	}
-	t := &topicRef{name: topic}
-	n.out = append(n.out, t)
-	n.details = "-> " + t.String()
-	n.b.checkName(n.label(), "topic", topic)
-	checkCodec(n, "key codec", kc == nil)
-	checkCodec(n, "value codec", vc == nil)
-	if kc == nil || vc == nil {
+	label, target, ok := writesTopic(n, topic, kc == nil, vc == nil)
+	if !ok {
 		return
 	}
-	label, target := n.label(), "topic "+quote(topic)
 	s.attach(func(h *Handle, k K, v V) error {
 		kb, err := kc.Encode(k)
 		if err != nil {

@@ -303,16 +303,10 @@ func TableTo[K, V any](t Table[K, V], topic string, kc codec.Codec[K], vc codec.
 	if n == nil {
 		return
 	}
-	r := &topicRef{name: topic}
-	n.out = append(n.out, r)
-	n.details = "-> " + r.String()
-	n.b.checkName(n.label(), "topic", topic)
-	checkCodec(n, "key codec", kc == nil)
-	checkCodec(n, "value codec", vc == nil)
-	if kc == nil || vc == nil {
+	label, target, ok := writesTopic(n, topic, kc == nil, vc == nil)
+	if !ok {
 		return
 	}
-	label, target := n.label(), "topic "+quote(topic)
 	t.attach(func(h *Handle, k K, c Change[V]) error {
 		kb, err := kc.Encode(k)
 		if err != nil {
@@ -331,18 +325,28 @@ func TableTo[K, V any](t Table[K, V], topic string, kc codec.Codec[K], vc codec.
 	})
 }
 
+// derivedTable adds the operator op on t, a table computed from t's rows
+// and not materialized (TableFilter, TableMapValues): lookups go to t's
+// stores. It returns the operator's table node (nil for the zero Table, so
+// that Table{out} is the zero Table too) and whether to wire it: not when
+// its function is nil (fnNil; Build reports it) or t cannot be looked up.
+func derivedTable[K, V, V2 any](t Table[K, V], op string, opts []Option, fnNil bool) (*tableNode[K, V2], bool) {
+	n := t.child(op, configure(opts))
+	if n == nil {
+		return nil, false
+	}
+	checkFunc(n, "function", fnNil)
+	out := &tableNode[K, V2]{n: n, kc: t.t.kc, stores: t.t.stores, needOld: t.t.requireOld, window: t.t.window}
+	return out, !fnNil && t.t.get != nil
+}
+
 // TableFilter keeps the rows for which fn returns true. A row that stops
 // passing is deleted from the result (a deletion flows downstream); an update
 // that neither passed before nor passes now flows nowhere. The result is not
 // materialized: lookups apply fn to the parent's value.
 func TableFilter[K, V any](t Table[K, V], fn func(K, V) bool, opts ...Option) Table[K, V] {
-	n := t.child("TableFilter", configure(opts))
-	if n == nil {
-		return Table[K, V]{}
-	}
-	checkFunc(n, "function", fn == nil)
-	out := &tableNode[K, V]{n: n, kc: t.t.kc, stores: t.t.stores, needOld: t.t.requireOld, window: t.t.window}
-	if fn == nil || t.t.get == nil {
+	out, wire := derivedTable[K, V, V](t, "TableFilter", opts, fn == nil)
+	if !wire {
 		return Table[K, V]{out}
 	}
 	// Whether the row passed before decides whether a deletion must flow,
@@ -378,13 +382,8 @@ func TableFilter[K, V any](t Table[K, V], fn func(K, V) bool, opts ...Option) Ta
 // values, when an operator downstream needs them, are mapped too), so fn
 // must be deterministic and should be cheap.
 func TableMapValues[K, V, V2 any](t Table[K, V], fn func(K, V) V2, opts ...Option) Table[K, V2] {
-	n := t.child("TableMapValues", configure(opts))
-	if n == nil {
-		return Table[K, V2]{}
-	}
-	checkFunc(n, "function", fn == nil)
-	out := &tableNode[K, V2]{n: n, kc: t.t.kc, stores: t.t.stores, needOld: t.t.requireOld, window: t.t.window}
-	if fn == nil || t.t.get == nil {
+	out, wire := derivedTable[K, V, V2](t, "TableMapValues", opts, fn == nil)
+	if !wire {
 		return Table[K, V2]{out}
 	}
 	get := t.t.get
