@@ -428,21 +428,10 @@ func (c *cfg) validate(stageNames []string) error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf(format, args...))
 	}
-	if len(c.brokers) == 0 {
-		bad("no brokers: set processor.Brokers (a -brokers flag or KAFKA_BROKERS)")
-	}
-	for _, b := range c.brokers {
-		if b == "" || !strings.Contains(b, ":") {
-			bad("broker %q is not host:port", b)
+	if c.dlq != "" {
+		if err := kgox.CheckName("dead-letter topic", c.dlq); err != nil {
+			errs = append(errs, err)
 		}
-	}
-	if c.dlq != "" && !kgox.ValidName(c.dlq) {
-		bad("dead-letter topic %q: use only letters, digits, '.', '_' and '-'", c.dlq)
-	}
-	if c.app == "" {
-		bad("no application id: set processor.ApplicationID")
-	} else if !kgox.ValidName(c.app) {
-		bad("application id %q: use only letters, digits, '.', '_' and '-'", c.app)
 	}
 	if c.stateDir == "" {
 		bad("no state directory: set processor.StateDir")
@@ -457,26 +446,19 @@ func (c *cfg) validate(stageNames []string) error {
 	if c.instanceID == "" && c.stateDir != "" {
 		c.instanceID = defaultInstanceID(c.stateDir)
 	}
-	if c.instanceID != "" && !kgox.ValidName(c.instanceID) {
-		bad("instance id %q: use only letters, digits, '.', '_' and '-'", c.instanceID)
-	}
+	errs = append(errs, kgox.Client{
+		Pkg: "processor", Brokers: c.brokers, App: c.app, InstanceID: c.instanceID,
+		Session: c.sessionTimeout, Rebalance: c.rebalanceTime, Heartbeat: c.heartbeat,
+		Logger: c.logger,
+	}.Check()...)
 	if c.txnTimeout < time.Second {
 		bad("transaction timeout %v is below 1s", c.txnTimeout)
-	}
-	if c.heartbeat <= 0 || c.heartbeat >= c.sessionTimeout {
-		bad("heartbeat interval %v must be positive and below the session timeout %v", c.heartbeat, c.sessionTimeout)
-	}
-	if c.rebalanceTime < c.sessionTimeout/2 {
-		bad("rebalance timeout %v is too short for session timeout %v", c.rebalanceTime, c.sessionTimeout)
 	}
 	if c.maxRecordBytes < 1024 {
 		bad("max record bytes %d is below 1024", c.maxRecordBytes)
 	}
 	if c.stateCache < 0 {
 		bad("state cache size %d is negative: use processor.StateCacheSize with 0 or more bytes", c.stateCache)
-	}
-	if c.logger == nil {
-		bad("logger is nil: pass a *slog.Logger, or leave the option out to discard logs")
 	}
 	known := map[string]bool{}
 	for _, n := range stageNames {

@@ -6,7 +6,6 @@ import (
 	"github.com/sluicehq/sluice/internal/kgox"
 	"log/slog"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -205,21 +204,13 @@ func (c *cfg) validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf(format, args...))
 	}
-	if len(c.brokers) == 0 {
-		bad("no brokers: set sink.Brokers (a -brokers flag or KAFKA_BROKERS)")
-	}
-	for _, b := range c.brokers {
-		if b == "" || !strings.Contains(b, ":") {
-			bad("broker %q is not host:port", b)
-		}
-	}
-	if c.app == "" {
-		bad("no application id: set sink.ApplicationID")
-	} else if !kgox.ValidName(c.app) {
-		bad("application id %q: use only letters, digits, '.', '_' and '-'", c.app)
-	}
-	if !kgox.ValidName(c.name) {
-		bad("name %q: use only letters, digits, '.', '_' and '-'", c.name)
+	errs = append(errs, kgox.Client{
+		Pkg: "sink", Brokers: c.brokers, App: c.app, InstanceID: c.instanceID,
+		Session: c.sessionTimeout, Rebalance: c.rebalanceTime, Heartbeat: c.heartbeat,
+		Logger: c.logger,
+	}.Check()...)
+	if err := kgox.CheckName("name", c.name); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.topics) == 0 {
 		bad("no input topics: set sink.Topics")
@@ -233,9 +224,6 @@ func (c *cfg) validate() error {
 		}
 		seen[t] = true
 	}
-	if c.instanceID != "" && !kgox.ValidName(c.instanceID) {
-		bad("instance id %q: use only letters, digits, '.', '_' and '-'", c.instanceID)
-	}
 	if c.commitInterval <= 0 {
 		bad("commit interval %v must be positive", c.commitInterval)
 	}
@@ -248,20 +236,11 @@ func (c *cfg) validate() error {
 	if c.writeAttempts <= 0 {
 		bad("write attempts %d must be at least 1", c.writeAttempts)
 	}
-	if c.heartbeat <= 0 || c.heartbeat >= c.sessionTimeout {
-		bad("heartbeat interval %v must be positive and below the session timeout %v", c.heartbeat, c.sessionTimeout)
-	}
-	if c.rebalanceTime < c.sessionTimeout/2 {
-		bad("rebalance timeout %v is too short for session timeout %v", c.rebalanceTime, c.sessionTimeout)
-	}
 	if c.commitInterval > 0 && c.writeTimeout > 0 && c.writeAttempts > 0 {
 		if d := c.batchTime(); d >= c.rebalanceTime {
 			bad("a batch may take %v (commit interval %v, then %d write attempts of up to %v each and the pauses between them), not below the rebalance timeout %v, and a rebalance waits for the running batch: lower sink.WriteAttempts or sink.WriteTimeout (or sink.CommitInterval), or raise sink.RebalanceTimeout",
 				d, c.commitInterval, c.writeAttempts, c.writeTimeout, c.rebalanceTime)
 		}
-	}
-	if c.logger == nil {
-		bad("logger is nil: pass a *slog.Logger, or leave the option out to discard logs")
 	}
 	if len(errs) == 0 {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -30,5 +31,33 @@ func TestLoggerLevels(t *testing.T) {
 	l.Log(kgo.LogLevelError, "shown", "k", 1)
 	if out := buf.String(); strings.Contains(out, "hidden") || !strings.Contains(out, "kafka: shown") || !strings.Contains(out, "k=1") {
 		t.Errorf("log output %q", out)
+	}
+}
+
+func TestClientCheck(t *testing.T) {
+	ok := Client{Pkg: "sink", Brokers: []string{"h:1"}, App: "app", Session: 45 * time.Second,
+		Rebalance: time.Minute, Heartbeat: 3 * time.Second, Logger: slog.New(slog.DiscardHandler)}
+	if errs := ok.Check(); len(errs) != 0 {
+		t.Fatalf("valid settings refused: %v", errs)
+	}
+	for _, tc := range []struct {
+		change func(*Client)
+		want   string
+	}{
+		{func(c *Client) { c.Brokers = nil }, "no brokers: set sink.Brokers"},
+		{func(c *Client) { c.Brokers = []string{"h"} }, `broker "h" is not host:port`},
+		{func(c *Client) { c.App = "" }, "no application id: set sink.ApplicationID"},
+		{func(c *Client) { c.App = "a b" }, `application id "a b": use only letters`},
+		{func(c *Client) { c.InstanceID = "x/y" }, `instance id "x/y": use only letters`},
+		{func(c *Client) { c.Heartbeat = time.Minute }, "heartbeat interval 1m0s must be positive and below the session timeout"},
+		{func(c *Client) { c.Rebalance = time.Second }, "rebalance timeout 1s is too short"},
+		{func(c *Client) { c.Logger = nil }, "logger is nil"},
+	} {
+		c := ok
+		tc.change(&c)
+		errs := c.Check()
+		if len(errs) != 1 || !strings.Contains(errs[0].Error(), tc.want) {
+			t.Errorf("Check = %v, want one error containing %q", errs, tc.want)
+		}
 	}
 }
