@@ -3,11 +3,11 @@ package processor
 import (
 	"context"
 	"errors"
-	"github.com/sluicehq/sluice/internal/kgox"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/kgox"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 )
 

@@ -3,7 +3,6 @@ package processor
 import (
 	"errors"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/kgox"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/kgox"
 )
 
 // Guarantee is a stage's delivery guarantee, as the Kafka documentation

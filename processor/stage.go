@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/kgox"
 	"log/slog"
 	"runtime/debug"
 	"slices"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/balancer"
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/internal/kgox"
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
 )

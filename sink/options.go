@@ -3,12 +3,13 @@ package sink
 import (
 	"errors"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/kgox"
 	"log/slog"
 	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/kgox"
 )
 
 // ErrConfig is wrapped by every configuration error New returns; the message
