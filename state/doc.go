@@ -5,9 +5,9 @@
 // The runtime reads and writes stores inside a [Txn], which buffers one
 // transaction's changes for any number of tasks in an indexed Pebble batch.
 // [Txn.Store] gives the byte-level view of one store partition ([Store]);
-// [Typed] wraps it with codecs. Reads see the Txn's own earlier writes merged
-// over the applied state (read-your-writes); nothing reaches the database
-// before [Txn.Apply].
+// the typed view users see is package stream's (stream.Get, stream.Put).
+// Reads see the Txn's own earlier writes merged over the applied state
+// (read-your-writes); nothing reaches the database before [Txn.Apply].
 //
 // # Key layout
 //

@@ -2,12 +2,12 @@ package state_test
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/sluicehq/sluice/checkpoint"
-	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/state"
 )
 
@@ -23,14 +23,15 @@ func Example() {
 	task := state.TaskID{Stage: "count", Partition: 0}
 	txn := db.NewTxn()
 	defer txn.Discard() // a no-op after Apply
-	counts := state.Typed(txn.Store("counts", task.Partition), codec.String{}, codec.Int64Text{})
+	counts := txn.Store("counts", task.Partition)
 	for _, w := range []string{"to", "be", "or", "not", "to", "be"} {
-		n, _, err := counts.Get(w) // sees this transaction's earlier Puts
+		v, _, err := counts.Get([]byte(w)) // sees this transaction's earlier Puts
 		if err != nil {
 			fmt.Println(err)
 			return
 		}
-		if err := counts.Put(w, n+1); err != nil {
+		n, _ := strconv.Atoi(string(v)) // 0 for a new word
+		if err := counts.Put([]byte(w), strconv.AppendInt(nil, int64(n+1), 10)); err != nil {
 			fmt.Println(err)
 			return
 		}

@@ -11,7 +11,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/sluicehq/sluice/checkpoint"
-	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/exec"
 	"github.com/sluicehq/sluice/state"
 )
@@ -613,60 +612,6 @@ func TestWriter(t *testing.T) {
 	defer txn.Discard()
 	if got := scanAll(t, txn.Store("counts", 4), nil, nil); got != "b=vb,c=vc,d=vd" {
 		t.Fatalf("restored store = %q", got)
-	}
-}
-
-func TestTyped(t *testing.T) {
-	db := openMem(t)
-	txn := db.NewTxn()
-	defer txn.Discard()
-	s := txn.Store("counts", 0)
-	kv := state.Typed(s, codec.String{}, codec.Int64{})
-
-	if _, ok, err := kv.Get("go"); ok || err != nil {
-		t.Fatalf("Get(missing) = %v, %v", ok, err)
-	}
-	if err := kv.Put("go", 3); err != nil {
-		t.Fatal(err)
-	}
-	if v, ok, err := kv.Get("go"); v != 3 || !ok || err != nil {
-		t.Fatalf("Get = %d, %v, %v; want 3", v, ok, err)
-	}
-	raw, _, _ := s.Get([]byte("go"))
-	if !bytes.Equal(raw, []byte{0, 0, 0, 0, 0, 0, 0, 3}) {
-		t.Fatalf("stored bytes = %x", raw)
-	}
-	if err := kv.Delete("go"); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok, _ := kv.Get("go"); ok {
-		t.Fatal("Get after Delete found the key")
-	}
-
-	// A value the codec cannot read names the store and matches ErrDecode.
-	mustPut(t, s, "bad", "abc")
-	_, _, err := kv.Get("bad")
-	if !errors.Is(err, codec.ErrDecode) {
-		t.Fatalf("Get(bad) = %v, want ErrDecode", err)
-	}
-	want := `state: store "counts" partition 0: decode value of key "bad": codec: Int64 wants 8 bytes, got 3`
-	if err.Error() != want {
-		t.Fatalf("error = %q\nwant    %q", err, want)
-	}
-
-	// Encode errors name the store too.
-	jkv := state.Typed(s, codec.String{}, codec.JSON[float64]{})
-	if err := jkv.Put("nan", nanValue()); err == nil || !bytes.Contains([]byte(err.Error()), []byte(`store "counts": encode value`)) {
-		t.Fatalf("Put(NaN) = %v", err)
-	}
-
-	// Missing codecs are an error, not a panic.
-	var nilKV state.KV[string, int64]
-	if err := nilKV.Put("a", 1); err == nil {
-		t.Fatal("zero KV Put succeeded")
-	}
-	if _, _, err := state.Typed[string, int64](s, nil, codec.Int64{}).Get("a"); err == nil {
-		t.Fatal("Typed with nil key codec succeeded")
 	}
 }
 

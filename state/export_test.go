@@ -1,5 +1,0 @@
-package state_test
-
-import "math"
-
-func nanValue() float64 { return math.NaN() }
