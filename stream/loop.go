@@ -119,13 +119,9 @@ func LoopTo[K, V any](s Stream[K, V], l Loop[K, V], opts ...Option) {
 	}
 	label, target := n.label(), "topic "+quote(t.name)
 	s.attach(func(h *Handle, k K, v V) error {
-		kb, err := kc.Encode(k)
+		kb, vb, err := encodeRecord(h, kc, vc, k, v, target, label)
 		if err != nil {
-			return h.codecError("encode", "key", target, label, err)
-		}
-		vb, err := vc.Encode(v)
-		if err != nil {
-			return h.codecError("encode", "value", target, label, err)
+			return err
 		}
 		if kb == nil {
 			// A key of no bytes is written as an empty key, which the

@@ -254,8 +254,9 @@ func FlatMap[K, V, K2, V2 any](s Stream[K, V], fn func(K, V) []KeyValue[K2, V2],
 // To writes every record to topic, encoding keys with kc and values with vc.
 // The runtime picks the partition by hashing the key bytes (as Kafka's
 // default partitioner does). Outputs carry the input record's timestamp and
-// the current headers (see WithHeaders). A topic written by To must not be read by a Source of the same
-// topology upstream of it (Build reports the cycle).
+// the current headers (see WithHeaders). A topic written by To must not be
+// read by a Source of the same topology upstream of it (Build reports the
+// cycle).
 func To[K, V any](s Stream[K, V], topic string, kc codec.Codec[K], vc codec.Codec[V], opts ...Option) {
 	n := s.child("To", configure(opts))
 	if n == nil {
@@ -266,14 +267,22 @@ func To[K, V any](s Stream[K, V], topic string, kc codec.Codec[K], vc codec.Code
 		return
 	}
 	s.attach(func(h *Handle, k K, v V) error {
-		kb, err := kc.Encode(k)
+		kb, vb, err := encodeRecord(h, kc, vc, k, v, target, label)
 		if err != nil {
-			return h.codecError("encode", "key", target, label, err)
-		}
-		vb, err := vc.Encode(v)
-		if err != nil {
-			return h.codecError("encode", "value", target, label, err)
+			return err
 		}
 		return h.emit(topic, kb, vb)
 	})
+}
+
+// encodeRecord encodes a record's key and value for the operator named
+// label, which writes them to target; a failure is a *CodecError.
+func encodeRecord[K, V any](h *Handle, kc codec.Codec[K], vc codec.Codec[V], k K, v V, target, label string) (kb, vb []byte, err error) {
+	if kb, err = kc.Encode(k); err != nil {
+		return nil, nil, h.codecError("encode", "key", target, label, err)
+	}
+	if vb, err = vc.Encode(v); err != nil {
+		return nil, nil, h.codecError("encode", "value", target, label, err)
+	}
+	return kb, vb, nil
 }
