@@ -129,6 +129,13 @@ func runChild(spec childSpec, out *json.Encoder) error {
 		_ = run.stop()
 		return err
 	}
+	return serveChild(ctx, run, reply)
+}
+
+// serveChild answers the harness's commands until it says stop (or its
+// stdin ends), the system stops by itself, or a signal arrives; then it
+// stops the system and sends the final reply.
+func serveChild(ctx context.Context, run *running, reply func(childReply) error) error {
 	cmds := make(chan string)
 	go func() {
 		defer close(cmds)

@@ -151,8 +151,9 @@ type Round struct {
 	CPUUsPerRecord float64 `json:"cpu_us_per_record,omitempty"`
 	Check          string  `json:"check,omitempty"`
 	Error          string  `json:"error,omitempty"`
-	// Rerun: the first try of this round ran out of input before its
-	// window ended; the input was grown and the round run again.
+	// Rerun: the first try of this round did not count and the round ran
+	// again: its input ran out before the window ended (the input was
+	// grown), or the system failed to run (the notes say how).
 	Rerun bool `json:"rerun,omitempty"`
 }
 
@@ -320,6 +321,17 @@ func measureAll(ctx context.Context, e *env, c *Config, sc *scenario, syss []sys
 // input grows if the run came close to its end.
 func measureRound(ctx context.Context, e *env, c *Config, sc *scenario, sys system, in *loaded, ci time.Duration, kind string, round, pos int) Result {
 	r := measureThroughput(ctx, e, c, sc, sys, in, ci, kind, round, pos)
+	if !r.measured && !r.Unsupported && ctx.Err() == nil {
+		// A system that failed to run (not one whose output was wrong:
+		// that row is wrong, whatever a second try does) gets one more
+		// try, so that one refused start on a loaded broker does not
+		// cost a sample; the failure stays in the notes.
+		first := r.Error
+		c.progress("  running the round again once")
+		r = measureThroughput(ctx, e, c, sc, sys, in, ci, kind, round, pos)
+		r.Rounds[0].Rerun = true
+		r.Notes = append(r.Notes, fmt.Sprintf("round %d: the first try failed and the round ran again: %s", round+1, oneLine(first)))
+	}
 	if c.Window <= 0 || r.consumed == 0 {
 		return r
 	}

@@ -131,12 +131,6 @@ func (o *outputReader) read(ctx context.Context, c *Config, brokers []string, to
 		return err
 	}
 	defer cl.Close()
-	readCPU := func() time.Duration {
-		if win.cpu == nil {
-			return 0
-		}
-		return win.cpu()
-	}
 	lastProgress := time.Now()
 	lastReport := time.Now()
 	var grace time.Time
@@ -167,23 +161,8 @@ func (o *outputReader) read(ctx context.Context, c *Config, brokers []string, to
 				o.first = now
 			}
 		}
-		if win.length > 0 && !o.first.IsZero() {
-			if o.winStart.IsZero() && now.Sub(o.first) >= win.warmup && o.n < want {
-				o.winStart, o.nStart, o.cpuStart = now, o.n, readCPU()
-			}
-			if !o.winStart.IsZero() && o.winEnd.IsZero() {
-				switch {
-				case now.Sub(o.winStart) >= win.length:
-					o.winEnd, o.nEnd, o.cpuEnd = now, o.n, readCPU()
-					return nil
-				case o.n >= want:
-					o.winEnd, o.nEnd, o.cpuEnd = now, o.n, readCPU()
-					o.cutShort = true
-				}
-			}
-			if o.n >= want && o.winStart.IsZero() {
-				o.cutShort = true
-			}
+		if win.length > 0 && o.advanceWindow(now, want, win) {
+			return nil
 		}
 		if o.n >= want {
 			if grace.IsZero() {
@@ -209,6 +188,37 @@ func (o *outputReader) read(ctx context.Context, c *Config, brokers []string, to
 			return fmt.Errorf("no output for %v: %d of %d output records", c.Stall, o.n, want)
 		}
 	}
+}
+
+// advanceWindow opens and closes the window as time passes and records
+// arrive; it reports whether the window is over with input left.
+func (o *outputReader) advanceWindow(now time.Time, want int64, win windowSpec) bool {
+	if o.first.IsZero() {
+		return false
+	}
+	readCPU := func() time.Duration {
+		if win.cpu == nil {
+			return 0
+		}
+		return win.cpu()
+	}
+	if o.winStart.IsZero() && now.Sub(o.first) >= win.warmup && o.n < want {
+		o.winStart, o.nStart, o.cpuStart = now, o.n, readCPU()
+	}
+	if !o.winStart.IsZero() && o.winEnd.IsZero() {
+		switch {
+		case now.Sub(o.winStart) >= win.length:
+			o.winEnd, o.nEnd, o.cpuEnd = now, o.n, readCPU()
+			return true
+		case o.n >= want:
+			o.winEnd, o.nEnd, o.cpuEnd = now, o.n, readCPU()
+			o.cutShort = true
+		}
+	}
+	if o.n >= want && o.winStart.IsZero() {
+		o.cutShort = true
+	}
+	return false
 }
 
 // latencies collects end-to-end latencies: the paced producer registers the

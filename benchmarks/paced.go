@@ -395,18 +395,7 @@ func (s *pacedSession) probe(ctx context.Context, rate float64, bound time.Durat
 	}
 	p.Outputs, p.P50Ms, p.P99Ms, p.MaxMs = s.lat.percentiles()
 	p.Late = s.lat.lateBy(time.Now())
-	boundMs := float64(bound) / float64(time.Millisecond)
-	switch {
-	case p.EarlyStop:
-	case p.Outputs == 0:
-		p.Reason = "no output timed"
-	case p.P99Ms > boundMs:
-		p.Reason = fmt.Sprintf("p99 %.0f ms > %.0f ms", p.P99Ms, boundMs)
-	case p.AchievedPerS < 0.95*rate:
-		p.Reason = fmt.Sprintf("the paced producer reached only %.0f of %.0f records/s", p.AchievedPerS, rate)
-	default:
-		p.Passed = true
-	}
+	p.judge(bound)
 	verdict := "passed"
 	if !p.Passed {
 		verdict = "failed: " + p.Reason
@@ -414,6 +403,22 @@ func (s *pacedSession) probe(ctx context.Context, rate float64, bound time.Durat
 	c.progress("    at %.0f records/s: p50 %.0f ms, p99 %.0f ms, max %.0f ms over %d outputs; %s",
 		p.AchievedPerS, p.P50Ms, p.P99Ms, p.MaxMs, p.Outputs, verdict)
 	return p, nil
+}
+
+// judge decides whether a finished probe passed.
+func (p *Probe) judge(bound time.Duration) {
+	boundMs := float64(bound) / float64(time.Millisecond)
+	switch {
+	case p.EarlyStop:
+	case p.Outputs == 0:
+		p.Reason = "no output timed"
+	case p.P99Ms > boundMs:
+		p.Reason = fmt.Sprintf("p99 %.0f ms > %.0f ms", p.P99Ms, boundMs)
+	case p.AchievedPerS < 0.95*p.TargetPerS:
+		p.Reason = fmt.Sprintf("the paced producer reached only %.0f of %.0f records/s", p.AchievedPerS, p.TargetPerS)
+	default:
+		p.Passed = true
+	}
 }
 
 // close waits a grace period (duplicates would show), checks that the

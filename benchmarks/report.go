@@ -72,6 +72,12 @@ func printTable(w io.Writer, rs []Result, kind string) {
 			sus, of, lat, paced, r.CPUUsPerRecord, r.RSSMB, output)
 	}
 	tw.Flush()
+	printNotes(w, rs, kind)
+}
+
+// printNotes prints, below a table, what it has no room for: errors,
+// failed rounds, paired ratios of the sluice rows, probes and stages.
+func printNotes(w io.Writer, rs []Result, kind string) {
 	for _, r := range rs {
 		if r.Kind != kind {
 			continue

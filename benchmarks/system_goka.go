@@ -126,6 +126,49 @@ func runGoka(ctx context.Context, r *runSpec, tuned bool) (*running, error) {
 		}
 		return o
 	}
+	groups, err := gokaGroups(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	// go-metrics reads its global UseNilMetrics whenever sarama makes a
+	// meter or histogram: here for the producers and topic managers, in
+	// Run for the consumers. The harness runs one system at a time, so the
+	// switch stays as this row set it until the row stops.
+	metrics.UseNilMetrics = tuned
+	var procs []*goka.Processor
+	for _, g := range groups {
+		p, err := goka.NewProcessor(r.brokers, g, opts(string(g.Group()))...)
+		if err != nil {
+			return nil, fmt.Errorf("goka: %w", err)
+		}
+		procs = append(procs, p)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		runErr error
+	)
+	for _, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				mu.Lock()
+				runErr = errors.Join(runErr, err)
+				mu.Unlock()
+				cancel()
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	return &running{stop: func() error { cancel(); <-done; return runErr }, done: done, metrics: noMetrics, pid: os.Getpid()}, nil
+}
+
+// gokaGroups defines the scenario's goka groups with goka's API (and
+// creates the topics goka expects to exist).
+func gokaGroups(ctx context.Context, r *runSpec) ([]*goka.GroupGraph, error) {
 	output := goka.Stream(r.output)
 	var groups []*goka.GroupGraph
 	switch r.sc.name {
@@ -183,39 +226,5 @@ func runGoka(ctx context.Context, r *runSpec, tuned bool) (*running, error) {
 	default:
 		return nil, fmt.Errorf("no goka pipeline for %s", r.sc.name)
 	}
-
-	// go-metrics reads its global UseNilMetrics whenever sarama makes a
-	// meter or histogram: here for the producers and topic managers, in
-	// Run for the consumers. The harness runs one system at a time, so the
-	// switch stays as this row set it until the row stops.
-	metrics.UseNilMetrics = tuned
-	var procs []*goka.Processor
-	for _, g := range groups {
-		p, err := goka.NewProcessor(r.brokers, g, opts(string(g.Group()))...)
-		if err != nil {
-			return nil, fmt.Errorf("goka: %w", err)
-		}
-		procs = append(procs, p)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		runErr error
-	)
-	for _, p := range procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := p.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				mu.Lock()
-				runErr = errors.Join(runErr, err)
-				mu.Unlock()
-				cancel()
-			}
-		}()
-	}
-	go func() { wg.Wait(); close(done) }()
-	return &running{stop: func() error { cancel(); <-done; return runErr }, done: done, metrics: noMetrics, pid: os.Getpid()}, nil
+	return groups, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime/pprof"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/processor"
@@ -68,10 +69,46 @@ func (c *Config) profilePath(sc *scenario, sys system, ci time.Duration, round i
 // Config.Window for the two methods). It fills res; an error means the round
 // measured nothing (res.measured false) or its output was wrong.
 func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system, in *loaded, ci time.Duration, tag string, round int, res *Result) error {
+	obs, err := observe(ctx, e, c, sc, sys, in, ci, tag, round)
+	res.StopS = obs.stop.Seconds()
+	if err != nil {
+		return err
+	}
+	res.measured = true
+	obs.resources(c, res)
+	obs.rates(c, in, res)
+	check, err := obs.rd.check.verdict()
+	res.Check = check
+	res.Correct = err == nil
+	return err
+}
+
+// observation is what one throughput run saw.
+type observation struct {
+	rd        outputReader
+	start     time.Time     // when the system was started
+	cpu0      time.Duration // the harness process's CPU then
+	snaps     []windowSnap  // at the window's start and end
+	endStages map[string]processor.StageMetrics
+	stop      time.Duration // how long stopping the system took
+	usage     *syscall.Rusage
+}
+
+// windowSnap is what the window's two ends sample: the system's CPU (its
+// process's), the harness's own CPU, and the stage metrics.
+type windowSnap struct {
+	cpu, harness time.Duration
+	stages       map[string]processor.StageMetrics
+}
+
+// observe starts the system on the input, reads its output until the
+// measurement is over, and stops the system.
+func observe(ctx context.Context, e *env, c *Config, sc *scenario, sys system, in *loaded, ci time.Duration, tag string, round int) (*observation, error) {
+	obs := &observation{rd: outputReader{check: in.exp.newCheck()}}
 	app := e.name(tag)
 	spec, cleanup, err := e.spec(ctx, c, sc, app, in.topic, app+"-out", ci)
 	if err != nil {
-		return err
+		return obs, err
 	}
 	defer cleanup()
 	defer e.deleteRunTopics(context.WithoutCancel(ctx), app+"-")
@@ -83,11 +120,11 @@ func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system
 		} else {
 			f, err := createFile(path)
 			if err != nil {
-				return err
+				return obs, err
 			}
 			if err := pprof.StartCPUProfile(f); err != nil {
 				f.Close()
-				return err
+				return obs, err
 			}
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
@@ -96,61 +133,62 @@ func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system
 	if !c.OutOfProcess {
 		resetPeakRSS()
 	}
-	cpu0 := cpuTime()
-	t0 := time.Now()
+	obs.cpu0, obs.start = cpuTime(), time.Now()
 	run, err := c.starter(sys)(ctx, spec)
 	if err != nil {
-		return err
+		return obs, err
 	}
-	// What the window's two ends sample: the system's CPU (its process's),
-	// the harness's own CPU out of process, and the stage metrics.
-	type snap struct {
-		cpu, harness time.Duration
-		stages       map[string]processor.StageMetrics
-	}
-	var snaps []snap
 	win := windowSpec{warmup: c.Warmup, length: c.Window}
 	win.cpu = func() time.Duration {
-		s := snap{harness: cpuTime()}
+		s := windowSnap{harness: cpuTime()}
 		if c.OutOfProcess {
 			s.cpu, _ = procCPU(run.pid)
 		} else {
 			s.cpu = s.harness
 		}
 		s.stages, _ = run.metrics()
-		snaps = append(snaps, s)
+		obs.snaps = append(obs.snaps, s)
 		return s.cpu
 	}
-	rd := outputReader{check: in.exp.newCheck()}
-	readErr := rd.read(ctx, c, e.brokers, spec.output, in.exp.total.n, win, run.done)
-	endStages, _ := run.metrics()
+	readErr := obs.rd.read(ctx, c, e.brokers, spec.output, in.exp.total.n, win, run.done)
+	obs.endStages, _ = run.metrics()
 	stopStart := time.Now()
 	stopErr := run.stop()
-	res.StopS = time.Since(stopStart).Seconds()
+	obs.stop = time.Since(stopStart)
+	if run.usage != nil {
+		obs.usage = run.usage()
+	}
 	if readErr != nil {
-		return errors.Join(readErr, stopErr)
+		return obs, errors.Join(readErr, stopErr)
 	}
 	if stopErr != nil {
-		return fmt.Errorf("stopping: %w", stopErr)
+		return obs, fmt.Errorf("stopping: %w", stopErr)
 	}
-	res.measured = true
+	return obs, nil
+}
 
-	// CPU and memory.
-	res.CPURunS = (cpuTime() - cpu0).Seconds()
-	res.CPUScope = "the harness's process: the system, the harness's reader and (on kfake) the broker"
-	res.RSSMB = float64(peakRSS()) / (1 << 20)
-	res.RSSScope = "the harness's process (VmHWM): the system, the reader and the expected outputs"
+// resources fills the CPU and memory of the whole run.
+func (o *observation) resources(c *Config, res *Result) {
 	if c.OutOfProcess {
 		res.CPUScope = "the system's own process (/proc/<pid>/stat in the window, rusage from wait4 for the run)"
 		res.RSSScope = "the system's own process (ru_maxrss from wait4)"
-		res.CPURunS, res.RSSMB = 0, 0
-		if ru := run.usage(); ru != nil {
+		if ru := o.usage; ru != nil {
 			res.CPURunS = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 			res.RSSMB = float64(ru.Maxrss) / 1024 // kilobytes on Linux
 		}
+		return
 	}
+	res.CPURunS = (cpuTime() - o.cpu0).Seconds()
+	res.CPUScope = "the harness's process: the system, the harness's reader and (on kfake) the broker"
+	res.RSSMB = float64(peakRSS()) / (1 << 20)
+	res.RSSScope = "the harness's process (VmHWM): the system, the reader and the expected outputs"
+}
 
-	res.FirstOutputS = rd.first.Sub(t0).Seconds()
+// rates fills the throughput, by the window method where a window was
+// measured, else by the drain method.
+func (o *observation) rates(c *Config, in *loaded, res *Result) {
+	rd := &o.rd
+	res.FirstOutputS = rd.first.Sub(o.start).Seconds()
 	perInput := in.outputsPerInput()
 	// A window cut short by the end of the input still counts if it
 	// covered half of c.Window (the round is run again anyway, see
@@ -165,11 +203,11 @@ func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system
 		res.OutputsPerS = float64(rd.nEnd-rd.nStart) / w
 		res.RecordsPerS = res.OutputsPerS / perInput
 		res.CPUS = (rd.cpuEnd - rd.cpuStart).Seconds()
-		if len(snaps) == 2 {
+		if len(o.snaps) == 2 {
 			if c.OutOfProcess {
-				res.HarnessCPUS = (snaps[1].harness - snaps[0].harness).Seconds()
+				res.HarnessCPUS = (o.snaps[1].harness - o.snaps[0].harness).Seconds()
 			}
-			if d := stageDelta(snaps[0].stages, snaps[1].stages); d != nil {
+			if d := stageDelta(o.snaps[0].stages, o.snaps[1].stages); d != nil {
 				res.StageMetrics, res.Stages = d, describeStages(d)
 			}
 		}
@@ -181,7 +219,7 @@ func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system
 		// group joins, topic setup and the first and last commits do not
 		// count. Tiny runs fall back to the drain time.
 		res.Method = "drain"
-		res.DrainS = rd.last.Sub(t0).Seconds()
+		res.DrainS = rd.last.Sub(o.start).Seconds()
 		res.DrainRecordsPerS = float64(in.n) / res.DrainS
 		if w := rd.p90.Sub(rd.p10).Seconds(); w > 0.5 {
 			res.WindowS = w
@@ -192,7 +230,7 @@ func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system
 		}
 		res.OutputsPerS = res.RecordsPerS * perInput
 		res.CPUS = res.CPURunS
-		if d := stageDelta(nil, endStages); d != nil {
+		if d := stageDelta(nil, o.endStages); d != nil {
 			res.StageMetrics, res.Stages = d, describeStages(d)
 		}
 		if c.Window > 0 {
@@ -206,10 +244,6 @@ func throughput(ctx context.Context, e *env, c *Config, sc *scenario, sys system
 	if res.RecordsPerS > 0 && res.WindowS > 0 {
 		res.CPUUsPerRecord = 1e6 * res.CPUS / (res.RecordsPerS * res.WindowS)
 	}
-	check, err := rd.check.verdict()
-	res.Check = check
-	res.Correct = err == nil
-	return err
 }
 
 // method describes c's throughput method.
