@@ -28,8 +28,10 @@ import (
 //   - Then (-sustainable) a search: a probe passes when its p99 over the
 //     whole probe is at most the bound, stages x commit interval + 100 ms
 //     (issue 15's bound, per stage as issue 5's latency target has it: 200 ms
-//     for one stage at 100 ms, 300 ms for two), the producer reached at
-//     least 95% of the rate, and the output is exact. nextProbeRate picks
+//     for one stage at 100 ms, 300 ms for two) and the producer reached at
+//     least 95% of the rate. (The session's whole output is checked when it
+//     ends, against what its input must cause; a wrong one fails the row.)
+//     nextProbeRate picks
 //     the next rate: up to 0.9 x drain and on by 20% while every probe
 //     passes, halving while every probe fails, bisecting between the highest
 //     pass and the lowest failure otherwise, until -probes probes ran or the

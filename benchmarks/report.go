@@ -183,7 +183,7 @@ func printTargets(w io.Writer, rs []Result) {
 			}
 		}
 		if s.LatencyRecords > 0 {
-			bound := float64(scenarios[sc].stages)*s.CommitIntervalMs + 100
+			bound := float64(latencyBound(scenarios[sc], time.Duration(s.CommitIntervalMs*float64(time.Millisecond)))) / float64(time.Millisecond)
 			check(fmt.Sprintf("p99 <= %.0f ms at half of throughput", bound), s.P99Ms <= bound, fmt.Sprintf("%.0f ms at %.0f records/s", s.P99Ms, s.LatencyRate))
 		}
 		if len(s.Probes) > 1 {

@@ -63,8 +63,9 @@ func (s *memState) commit() {
 func (s *memState) abort() { clear(s.pending) }
 
 // rawStage is one stage of a raw pipeline. output does the stage's keyed work
-// on one input record with st, the state of the record's partition (nil for a
-// stateless stage), and hands every output record to emit.
+// on one input record, with the state the loop keeps for the record's
+// partition (stateless stages ignore it), and hands every output record to
+// emit.
 type rawStage struct {
 	group    string
 	input    string
