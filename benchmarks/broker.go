@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,15 @@ type env struct {
 	adm     *kadm.Client
 	version string // the broker version as franz-go guesses it from ApiVersions
 	runID   string // prefixes every topic, group and id of this run
+	runs    atomic.Int64
+}
+
+// app returns a new application name for one run of a system: its topics,
+// groups and transactional ids. A rerun of a round must not find the
+// offsets its first try committed (raw-alo's rerun once resumed from them,
+// with its in-memory sums back at zero, and the check caught it).
+func (e *env) app(tag string) string {
+	return e.name(tag, "a"+strconv.FormatInt(e.runs.Add(1), 10))
 }
 
 func newEnv(ctx context.Context, brokers string) (*env, error) {

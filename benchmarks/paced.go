@@ -208,7 +208,7 @@ type pacedSession struct {
 // startSession creates fresh topics, starts the system, its producer and
 // reader, and waits until the system answers.
 func startSession(ctx context.Context, e *env, c *Config, sc *scenario, sys system, ci time.Duration, tag string) (_ *pacedSession, rerr error) {
-	app := e.name(tag, "lat")
+	app := e.app(tag + "-lat")
 	input := app + "-in"
 	if err := e.createTopics(ctx, c.Partitions, nil, input); err != nil {
 		return nil, err

@@ -226,9 +226,10 @@ func (a *rawALO) process(p kgo.FetchTopicPartition, q *markQueue, state *memStat
 	b := &markBatch{q: q, next: kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}}
 	b.left.Store(1) // held while processing
 	q.push(b)
+	promise := b.promise // one method value per batch, not per record
 	emit := func(o *kgo.Record) {
 		b.left.Add(1)
-		a.cl.Produce(context.Background(), o, b.promise)
+		a.cl.Produce(context.Background(), o, promise)
 	}
 	for i, in := range p.Records {
 		if i%64 == 0 {

@@ -105,7 +105,7 @@ type windowSnap struct {
 // measurement is over, and stops the system.
 func observe(ctx context.Context, e *env, c *Config, sc *scenario, sys system, in *loaded, ci time.Duration, tag string, round int) (*observation, error) {
 	obs := &observation{rd: outputReader{check: in.exp.newCheck()}}
-	app := e.name(tag)
+	app := e.app(tag)
 	spec, cleanup, err := e.spec(ctx, c, sc, app, in.topic, app+"-out", ci)
 	if err != nil {
 		return obs, err
