@@ -350,7 +350,8 @@ func ErrorPolicy(p Policy) StageOpt { return stageOpt{func(c *stageCfg) { c.poli
 // A stage that keeps up with live input ends a transaction one interval
 // after the previous one stopped gathering, so the time a transaction takes
 // to end (flush, offset commit, EndTxn, apply) counts toward the next
-// interval, as in Kafka Streams; a stage working through a backlog gathers
+// interval, as in Kafka Streams (but each transaction still gathers for at
+// least half an interval); a stage working through a backlog gathers
 // for a whole interval from the start of each cycle, which spreads each
 // transaction's fixed cost over more records.
 func CommitInterval(d time.Duration) StageOpt {

@@ -21,7 +21,8 @@ func (idlePoller) PollRecords(ctx context.Context, _ int) kgo.Fetches {
 // one commit interval after the previous gather stopped (the previous
 // transaction's ending counts toward the interval); a stage with a backlog,
 // or on its first cycle, gathers for a whole interval from now; a caught-up
-// stage whose previous ending outlasted the interval still gathers briefly.
+// stage gathers at least half an interval (when the previous transaction
+// took long to end, back-to-back tiny transactions would add to the load).
 func TestGatherDeadline(t *testing.T) {
 	st := &stage{name: "s", cfg: stageCfg{commitInterval: 200 * time.Millisecond, maxRecords: 50000}}
 	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
@@ -30,11 +31,14 @@ func TestGatherDeadline(t *testing.T) {
 		t.Errorf("first cycle: deadline %v, want now + interval %v", got, want)
 	}
 	st.pace.ended, st.pace.caughtUp = t0, true
-	if got, want := st.gatherDeadline(t0.Add(150*time.Millisecond)), t0.Add(200*time.Millisecond); !got.Equal(want) {
-		t.Errorf("caught up, previous gather ended 150ms ago: deadline %v, want previous end + interval %v", got, want)
+	if got, want := st.gatherDeadline(t0.Add(50*time.Millisecond)), t0.Add(200*time.Millisecond); !got.Equal(want) {
+		t.Errorf("caught up, previous gather ended 50ms ago: deadline %v, want previous end + interval %v", got, want)
 	}
-	if got, want := st.gatherDeadline(t0.Add(300*time.Millisecond)), t0.Add(300*time.Millisecond+minGather); !got.Equal(want) {
-		t.Errorf("caught up, ending outlasted the interval: deadline %v, want now + %v = %v", got, minGather, want)
+	if got, want := st.gatherDeadline(t0.Add(300*time.Millisecond)), t0.Add(400*time.Millisecond); !got.Equal(want) {
+		t.Errorf("caught up, ending outlasted the interval: deadline %v, want now + half the interval = %v", got, want)
+	}
+	if got, want := st.gatherDeadline(t0.Add(150*time.Millisecond)), t0.Add(250*time.Millisecond); !got.Equal(want) {
+		t.Errorf("caught up, previous gather ended 150ms ago: deadline %v, want at least now + half the interval %v", got, want)
 	}
 	st.pace.caughtUp = false
 	if got, want := st.gatherDeadline(t0.Add(150*time.Millisecond)), t0.Add(350*time.Millisecond); !got.Equal(want) {

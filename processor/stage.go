@@ -408,9 +408,6 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 // that finds records buffered returns in microseconds.
 const caughtUpIdle = time.Millisecond
 
-// minGather is the shortest gather of a caught-up stage whose previous
-// transaction took longer to end than the commit interval.
-const minGather = 5 * time.Millisecond
 
 // gatherDeadline returns when the cycle starting at now stops gathering
 // records and ends its transaction.
@@ -430,7 +427,10 @@ func (st *stage) gatherDeadline(now time.Time) time.Time {
 	if !st.pace.caughtUp || st.pace.ended.IsZero() {
 		return now.Add(st.cfg.commitInterval)
 	}
-	return maxTime(st.pace.ended.Add(st.cfg.commitInterval), now.Add(min(minGather, st.cfg.commitInterval)))
+	// At least half an interval: when ending takes longer than the
+	// interval (an overloaded broker), back-to-back transactions of a few
+	// records each would add to the load that slows them.
+	return maxTime(st.pace.ended.Add(st.cfg.commitInterval), now.Add(st.cfg.commitInterval/2))
 }
 
 func maxTime(a, b time.Time) time.Time {
