@@ -408,7 +408,6 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 // that finds records buffered returns in microseconds.
 const caughtUpIdle = time.Millisecond
 
-
 // gatherDeadline returns when the cycle starting at now stops gathering
 // records and ends its transaction.
 //
