@@ -23,7 +23,7 @@ import (
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/testkit/kafkaproxy"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
-	"github.com/sluicehq/sluice/stream"
+	"github.com/sluicehq/sluice/internal/topology"
 )
 
 // Fault-injection tests (issue #3). Each fails when the exactly-once
@@ -57,7 +57,7 @@ func faultSeed(t *testing.T) uint64 {
 func newFixtureOn(t testing.TB, brokers []string, partitions int32) *fixture {
 	app := testbroker.Unique(t, "flt")
 	f := &fixture{t: t, brokers: brokers, app: app, input: app + "-in", output: app + "-out",
-		stateDir: t.TempDir(), partitions: partitions, changelogTopic: stream.ChangelogTopic(app, "totals")}
+		stateDir: t.TempDir(), partitions: partitions, changelogTopic: topology.ChangelogTopic(app, "totals")}
 	testbroker.CreateTopic(t, brokers, f.input, partitions, nil)
 	testbroker.CreateTopic(t, brokers, f.output, partitions, nil)
 	return f

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/checkpoint"
 	"github.com/sluicehq/sluice/internal/exec"
 	"github.com/sluicehq/sluice/internal/kgox"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
 )
@@ -111,7 +112,7 @@ type globalMetrics struct {
 
 func newGlobals(p *Processor, t *stream.Topology) []*globalTable {
 	var gs []*globalTable
-	for _, spec := range t.GlobalTables() {
+	for _, spec := range topology.Of(t).Globals {
 		gs = append(gs, &globalTable{
 			p:     p,
 			name:  spec.Name,

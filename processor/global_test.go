@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -127,7 +128,7 @@ func TestIntegrationGlobalTable(t *testing.T) {
 	testbroker.CreateTopic(t, brokers, users, 1, map[string]*string{"cleanup.policy": ptr("compact")})
 	testbroker.CreateTopic(t, brokers, out, 3, nil)
 	topo := globalOrders(t, orders, users, out)
-	if s := topo.Stages(); len(s) != 1 || len(s[0].Inputs) != 1 {
+	if s := topology.Of(topo).Stages; len(s) != 1 || len(s[0].Inputs) != 1 {
 		t.Fatalf("want one stage reading only %s:\n%v", orders, topo)
 	}
 	produceGlobal(t, brokers, users, "ann=de", "bob=fr", "cid=de", "cid=<nil>")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
 )
@@ -84,7 +85,7 @@ func newFixture(t testing.TB, partitions int32) *fixture {
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "inv")
 	f := &fixture{t: t, brokers: brokers, app: app, input: app + "-in", output: app + "-out",
-		stateDir: t.TempDir(), partitions: partitions, changelogTopic: stream.ChangelogTopic(app, "totals")}
+		stateDir: t.TempDir(), partitions: partitions, changelogTopic: topology.ChangelogTopic(app, "totals")}
 	testbroker.CreateTopic(t, brokers, f.input, partitions, nil)
 	testbroker.CreateTopic(t, brokers, f.output, partitions, nil)
 	return f
@@ -174,7 +175,7 @@ func (f *fixture) assertStateMatchesChangelog(stage, store string) map[int32]map
 		f.t.Fatal(err)
 	}
 	defer db.Close()
-	topic := stream.ChangelogTopic(f.app, store)
+	topic := topology.ChangelogTopic(f.app, store)
 	all := map[int32]map[string]string{}
 	for p := int32(0); p < f.partitions; p++ {
 		local := map[string]string{}

@@ -15,8 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/state"
-	"github.com/sluicehq/sluice/stream"
 )
 
 // The membership simulation's checks: draining (progress within a bound,
@@ -342,7 +342,7 @@ func rel(ms []int64, base time.Time) []string {
 func (s *sim) checkStateDirs(bad func(string, ...any)) {
 	s.t.Helper()
 	var stores []string
-	for _, st := range s.topology(newLoopGate()).Stages() {
+	for _, st := range topology.Of(s.topology(newLoopGate())).Stages {
 		if st.Name == simTally {
 			for _, ss := range st.Stores {
 				stores = append(stores, ss.Name)
@@ -353,7 +353,7 @@ func (s *sim) checkStateDirs(bad func(string, ...any)) {
 	logs := map[string]map[int32][]*kgo.Record{}
 	for _, store := range stores {
 		logs[store] = map[int32][]*kgo.Record{}
-		for _, r := range testbroker.ReadCommitted(s.t, s.brokers, stream.ChangelogTopic(s.app, store)) {
+		for _, r := range testbroker.ReadCommitted(s.t, s.brokers, topology.ChangelogTopic(s.app, store)) {
 			logs[store][r.Partition] = append(logs[store][r.Partition], r)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/kgox"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
 )
@@ -68,7 +69,7 @@ func New(t *stream.Topology, opts ...Opt) (*Processor, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	p := &Processor{topo: t, cfg: c, now: time.Now, userLogger: userKgoLogger(c.kgoOpts)}
-	for _, spec := range t.Stages() {
+	for _, spec := range topology.Of(t).Stages {
 		p.stages = append(p.stages, newStage(p, spec))
 	}
 	p.globals = newGlobals(p, t)

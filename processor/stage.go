@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/internal/balancer"
 	"github.com/sluicehq/sluice/internal/exec"
 	"github.com/sluicehq/sluice/internal/kgox"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
 )
@@ -124,7 +125,7 @@ type storeInfo struct {
 	deleteRetention time.Duration
 }
 
-func newStage(p *Processor, spec *stream.Stage) *stage {
+func newStage(p *Processor, spec *topology.Stage) *stage {
 	app := p.cfg.app
 	st := &stage{
 		p:           p,
@@ -144,7 +145,7 @@ func newStage(p *Processor, spec *stream.Stage) *stage {
 		st.outputs = append(st.outputs, topicRef{out.TopicName(app), out.Internal})
 	}
 	for _, s := range spec.Stores {
-		si := &storeInfo{name: s.Name, topic: stream.ChangelogTopic(app, s.Name)}
+		si := &storeInfo{name: s.Name, topic: topology.ChangelogTopic(app, s.Name)}
 		st.stores = append(st.stores, si)
 		st.storeByName[s.Name] = si
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/sluicehq/sluice/checkpoint"
+	"github.com/sluicehq/sluice/internal/topology"
 )
 
 // prepareTopics checks the topology's topics against the cluster and creates
@@ -86,7 +87,7 @@ func (p *Processor) ensureTopics(ctx context.Context, adm *kadm.Client, md kadm.
 	}
 	// The partition counts are the topology's rules; what is left here is
 	// to create or check the internal topics.
-	plan, err := p.topo.PlanPartitions(p.cfg.app, func(topic string) (int, bool) {
+	plan, err := topology.Of(p.topo).PlanPartitions(p.cfg.app, func(topic string) (int, bool) {
 		d, ok := exists(topic)
 		return len(d.Partitions), ok
 	})

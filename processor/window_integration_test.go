@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/streamtest"
 )
@@ -157,7 +158,7 @@ func TestIntegrationWindowedCountSuppress(t *testing.T) {
 	// driver's store: closed windows were deleted with tombstones.
 	for _, store := range []string{"counts", "final-counts", "clicks-stream-time"} {
 		latest := map[string][]byte{}
-		for _, r := range testbroker.ReadCommitted(t, brokers, stream.ChangelogTopic(app, store)) {
+		for _, r := range testbroker.ReadCommitted(t, brokers, topology.ChangelogTopic(app, store)) {
 			k := fmt.Sprintf("%d/%x", r.Partition, r.Key)
 			if r.Value == nil {
 				delete(latest, k)

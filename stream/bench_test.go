@@ -5,6 +5,7 @@ import (
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -24,7 +25,7 @@ func BenchmarkStatelessStage(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, task := topo.Stages()[0].Program("app"), discardTask{newTask(0)}
+	p, task := topology.Of(topo).Stages[0].Program("app"), discardTask{newTask(0)}
 	r := rec("in", 0, 0, "key", "some value")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -38,7 +39,7 @@ func BenchmarkStatelessStage(b *testing.B) {
 // BenchmarkCountStage measures the word count's second stage: decode, count
 // in a (map-backed) store, encode, emit.
 func BenchmarkCountStage(b *testing.B) {
-	p := wordCount(b).Stages()[1].Program("app")
+	p := topology.Of(wordCount(b)).Stages[1].Program("app")
 	task := discardTask{newTask(0, "counts")}
 	r := rec("app-by-word-repartition", 0, 0, "word", "word")
 	b.ReportAllocs()

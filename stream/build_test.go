@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -290,13 +291,13 @@ func TestBuildTwice(t *testing.T) {
 	stream.To(s, "more", codec.String{}, codec.String{})
 	stream.DeclareStore(b, "late", codec.String{}, codec.String{})
 	task := newTask(0)
-	if err := topo.Stages()[0].Program("app")(task, rec("lines", 0, 0, "k", "v")); err != nil {
+	if err := topology.Of(topo).Stages[0].Program("app")(task, rec("lines", 0, 0, "k", "v")); err != nil {
 		t.Fatal(err)
 	}
 	if got := kvs(task.emits); !equalKVs(got, []kv{{"out", "k", "v"}}) {
 		t.Fatalf("emits %v after a late To; want only the original sink", got)
 	}
-	if topo.String() != desc || len(topo.Stages()[0].Outputs) != 1 {
+	if topo.String() != desc || len(topology.Of(topo).Stages[0].Outputs) != 1 {
 		t.Fatal("the built topology changed after Build")
 	}
 

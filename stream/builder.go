@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/internal/topology"
 )
 
 // Builder collects the operators of a topology. Create one with NewBuilder,
@@ -39,8 +40,8 @@ type topicRef struct {
 	partitions int    // an internal topic's partition count from Partitions; 0: inherit
 }
 
-func (t *topicRef) ref() TopicRef {
-	return TopicRef{Name: t.name, Internal: t.internal, Partitions: t.partitions}
+func (t *topicRef) ref() topology.TopicRef {
+	return topology.TopicRef{Name: t.name, Internal: t.internal, Partitions: t.partitions}
 }
 
 func (t *topicRef) String() string {
@@ -83,7 +84,7 @@ type node struct {
 	emits  []*outputDecl // outputs declared with EmitsTo
 	// usesTime marks an operator that needs its task's stream time
 	// (windows, suppression, stream-stream joins, stream-time timers): its
-	// stage keeps it in a store (Stage.TimeStore).
+	// stage keeps it in a store (Stage.timeStore).
 	usesTime  bool
 	timeHooks []timeHook // run when stream time advances
 	timers    []timer    // Every, on Process and ProcessTo

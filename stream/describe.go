@@ -3,6 +3,8 @@ package stream
 import (
 	"fmt"
 	"strings"
+
+	"github.com/sluicehq/sluice/internal/topology"
 )
 
 // describe renders the description of a built topology.
@@ -10,7 +12,7 @@ func describe(b *Builder, stages []*Stage) string {
 	var w strings.Builder
 	nstores := 0
 	for _, s := range stages {
-		nstores += len(s.Stores)
+		nstores += len(s.stores)
 	}
 	fmt.Fprintf(&w, "Topology: %s, %s", plural(len(stages), "stage"), plural(nstores, "store"))
 	if len(b.globals) > 0 {
@@ -22,13 +24,13 @@ func describe(b *Builder, stages []*Stage) string {
 
 	for _, s := range stages {
 		fmt.Fprintf(&w, "Stage %q\n", s.Name)
-		fmt.Fprintf(&w, "  inputs:  %s\n", refs(s.Inputs))
-		if len(s.Outputs) > 0 {
-			fmt.Fprintf(&w, "  outputs: %s\n", refs(s.Outputs))
+		fmt.Fprintf(&w, "  inputs:  %s\n", refs(s.inputs))
+		if len(s.outputs) > 0 {
+			fmt.Fprintf(&w, "  outputs: %s\n", refs(s.outputs))
 		}
-		if len(s.Stores) > 0 {
-			names := make([]string, len(s.Stores))
-			for i, st := range s.Stores {
+		if len(s.stores) > 0 {
+			names := make([]string, len(s.stores))
+			for i, st := range s.stores {
 				names[i] = st.Name
 				if st.Internal {
 					names[i] += " (stream time)"
@@ -48,7 +50,7 @@ func describe(b *Builder, stages []*Stage) string {
 			warn("stage %q has a generated name: renaming it later loses its committed offsets; name its first operator with stream.Named", s.Name)
 		}
 		loops := s.loops()
-		for _, r := range s.Outputs {
+		for _, r := range s.outputs {
 			if !r.Internal {
 				continue
 			}
@@ -60,16 +62,16 @@ func describe(b *Builder, stages []*Stage) string {
 				}
 			}
 		}
-		written := map[TopicRef]bool{}
-		for _, r := range s.Outputs {
+		written := map[topology.TopicRef]bool{}
+		for _, r := range s.outputs {
 			written[r] = true
 		}
-		for _, r := range s.Inputs {
+		for _, r := range s.inputs {
 			if loops[r] && !written[r] {
 				warn("loop topic %q is never written: nothing comes back through it; write it with stream.LoopTo or Emit to its Output", r.Name)
 			}
 		}
-		for _, st := range s.Stores {
+		for _, st := range s.stores {
 			if st.GeneratedName {
 				warn("store %q has a generated name: renaming it later loses its state; name its operator with stream.Named", st.Name)
 			}
@@ -115,7 +117,7 @@ func describeNode(w *strings.Builder, n *node, depth int, seen map[*node]bool) {
 
 // generatedTopicWriter returns the operator kind that writes r, when r's
 // name was generated, or "".
-func generatedTopicWriter(s *Stage, r TopicRef) string {
+func generatedTopicWriter(s *Stage, r topology.TopicRef) string {
 	for _, n := range s.nodes {
 		for _, t := range n.out {
 			if t.ref() == r && t.generated {
@@ -126,7 +128,7 @@ func generatedTopicWriter(s *Stage, r TopicRef) string {
 	return ""
 }
 
-func refs(rs []TopicRef) string {
+func refs(rs []topology.TopicRef) string {
 	parts := make([]string, len(rs))
 	for i, r := range rs {
 		parts[i] = r.Name

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -40,7 +41,7 @@ func TestDescribeWarnsAboutGeneratedNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	desc := topo.String()
-	stages := topo.Stages()
+	stages := topology.Of(topo).Stages
 	if !stages[0].GeneratedName || stages[0].Name != "source-0" || !stages[1].GeneratedName || stages[1].Name != "groupby-1" ||
 		!stages[1].Stores[0].GeneratedName || stages[1].Stores[0].Name != "count-2" {
 		t.Fatalf("stages %+v %+v", stages[0], stages[1])

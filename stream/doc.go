@@ -1,7 +1,10 @@
 // Package stream describes stream-processing topologies: typed sources,
 // operators, state stores and sinks, validated and split into stages that the
 // runtime (package processor) executes against Kafka. This package does no
-// I/O.
+// I/O. It is the API users compose topologies with, and part of sluice's
+// stable API (with processor, streamtest, codec and sink); what the runtime
+// needs of a built topology (its stages' topics, stores and compiled
+// programs) is in sluice's internal/topology, out of the user's way.
 //
 // A topology is built with a Builder and the package's functions (Go methods
 // cannot have type parameters, so every operator that may change types is a
@@ -54,7 +57,7 @@
 // processed. Windows close, suppressed results are released, windowed and
 // join buffers expire and stream-time timers fire as it passes their time,
 // inside the record that moved it. A stage that needs it keeps it in a
-// store of its own (Stage.TimeStore), written in the record's transaction
+// store of its own ("<stage>-stream-time"), written in the record's transaction
 // and restored with the task's state, so a restarted task decides as the
 // crashed one would have. An input record too late for its windows fails
 // with ErrLateRecord, for the runtime's error policy; a record a stream-time
@@ -90,8 +93,9 @@
 // inputs (processors on different sources sharing a store) needs them
 // co-partitioned, which the runtime checks.
 //
-// Topology.Stages lists the stages upstream first. Stage.Program compiles a
-// stage into an exec.Program for one application id.
+// Topology.Stages lists the stages upstream first, and Topology.String
+// describes them. For the runtime, a stage compiles into one program per
+// application id, which processes one input record (see Exactly-once).
 //
 // # Repartition topics
 //
@@ -105,15 +109,15 @@
 // Join of a re-keyed stream, say), and TableGroupBy writes one carrying
 // change envelopes (ChangeCodec). Repartition topics are internal: the
 // application creates and owns them, and their physical name is
-// "<app>-<name>-repartition" (TopicRef.TopicName). Loop topics are internal
+// "<app>-<name>-repartition". Loop topics are internal
 // too: "<app>-<name>-loop".
 //
 // # Naming
 //
 // Stage names, store names and internal topic names come from Named. They are
 // not labels: the runtime derives from them the stage's consumer group and
-// transactional ids, the store's changelog topic ("<app>-<store>-changelog",
-// see ChangelogTopic) and the repartition topic. Renaming one later silently
+// transactional ids, the store's changelog topic ("<app>-<store>-changelog")
+// and the repartition topic. Renaming one later silently
 // loses committed offsets or state, as it does in Kafka Streams. Where no name
 // is given, one is generated from the operator's kind and position (such as
 // "count-3"), which changes when operators are added before it; the

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/sluicehq/sluice/internal/topology"
 )
 
 // DOT returns the topology as a Graphviz graph (render it with, e.g.,
@@ -22,9 +24,9 @@ func dot(stages []*Stage) string {
 	w.WriteString("  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n")
 	w.WriteString("  edge [fontname=\"Helvetica\"];\n")
 
-	topics := map[TopicRef]bool{} // declared topic nodes
-	var topicOrder []TopicRef
-	generated := map[TopicRef]bool{}
+	topics := map[topology.TopicRef]bool{} // declared topic nodes
+	var topicOrder []topology.TopicRef
+	generated := map[topology.TopicRef]bool{}
 	addTopic := func(t *topicRef) {
 		r := t.ref()
 		if !topics[r] {
@@ -56,7 +58,7 @@ func dot(stages []*Stage) string {
 		for _, n := range s.nodes {
 			fmt.Fprintf(&w, "    %s [label=%s];\n", dotNode(n), dotQuote(n.label()))
 		}
-		for _, st := range s.Stores {
+		for _, st := range s.stores {
 			attrs := "shape=cylinder, style=solid, label=" + dotQuote(st.Name)
 			if st.GeneratedName {
 				attrs += ", color=red"
@@ -122,7 +124,7 @@ func dotNode(n *node) string { return fmt.Sprintf("\"op%d\"", n.id) }
 
 func dotStore(name string) string { return dotQuote("store:" + name) }
 
-func dotTopic(r TopicRef) string {
+func dotTopic(r topology.TopicRef) string {
 	if r.Internal {
 		return dotQuote("internal:" + r.Name)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/internal/topology"
 )
 
 // GlobalTable is a full copy of a topic that every instance of the
@@ -53,22 +54,6 @@ type globalDecl struct {
 	topic *topicRef
 	users []*node // the operators that look keys up in it (GlobalJoin, GlobalLeftJoin)
 }
-
-// GlobalTableSpec describes a global table of a topology, for the runtime.
-type GlobalTableSpec struct {
-	// Name is the table's name (see Named). Programs look the table up by
-	// it (exec.GlobalTask), and the runtime keys its local copy by it:
-	// renaming a global table makes every instance read its topic again.
-	Name string
-	// GeneratedName reports that Name was generated (no Named was given).
-	GeneratedName bool
-	// Topic is the topic the table copies, a user topic.
-	Topic string
-}
-
-// GlobalTables returns the topology's global tables, in declaration order.
-// The slice is a copy.
-func (t *Topology) GlobalTables() []GlobalTableSpec { return slices.Clone(t.globals) }
 
 // SourceGlobalTable reads topic as a global table: every instance keeps the
 // latest value of every key of every partition of topic, and a record with
@@ -259,11 +244,11 @@ func (b *Builder) checkGlobals() []error {
 	return errs
 }
 
-// globalSpecs returns the GlobalTableSpecs of b's global tables.
-func (b *Builder) globalSpecs() []GlobalTableSpec {
-	var specs []GlobalTableSpec
+// globalSpecs returns the runtime's view of b's global tables.
+func (b *Builder) globalSpecs() []topology.Global {
+	var specs []topology.Global
 	for _, d := range b.globals {
-		specs = append(specs, GlobalTableSpec{Name: d.n.name, GeneratedName: d.n.generated, Topic: d.topic.name})
+		specs = append(specs, topology.Global{Name: d.n.name, GeneratedName: d.n.generated, Topic: d.topic.name})
 	}
 	return specs
 }

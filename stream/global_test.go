@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/streamtest"
 )
@@ -46,12 +47,12 @@ func TestGlobalJoinDescription(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stages := topo.Stages()
+	stages := topology.Of(topo).Stages
 	if len(stages) != 1 || len(stages[0].Inputs) != 1 || stages[0].Inputs[0].Name != "orders" || len(stages[0].Stores) != 0 {
 		t.Fatalf("want one stage reading only orders, without stores:\n%v", topo)
 	}
-	gs := topo.GlobalTables()
-	if len(gs) != 1 || gs[0] != (stream.GlobalTableSpec{Name: "users", Topic: "users"}) {
+	gs := topology.Of(topo).Globals
+	if len(gs) != 1 || gs[0] != (topology.Global{Name: "users", Topic: "users"}) {
 		t.Fatalf("GlobalTables() = %+v", gs)
 	}
 	want := `Topology: 1 stage, 0 stores, 1 global table
@@ -139,7 +140,7 @@ func TestGlobalJoinNeedsNoRepartition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(topo.Stages()); n != 1 {
+	if n := len(topology.Of(topo).Stages); n != 1 {
 		t.Fatalf("%d stages, want 1:\n%v", n, topo)
 	}
 }
@@ -222,7 +223,7 @@ func TestGlobalLookupFromProcess(t *testing.T) {
 		return nil
 	}, stream.EmitsTo(alerts), stream.Named("check"))
 	d, topo := drive(t, b, streamtest.Partitions(2))
-	if n := len(topo.Stages()); n != 2 {
+	if n := len(topology.Of(topo).Stages); n != 2 {
 		t.Fatalf("%d stages, want 2 (set-limit, spend):\n%v", n, topo)
 	}
 	in := streamtest.NewInput(d, "spend", codec.String{}, codec.Int64Text{})

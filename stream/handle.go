@@ -50,7 +50,8 @@ type Handle struct {
 	tm taskTime
 }
 
-// program is what Stage.Program compiles for one application id.
+// program is what a Stage compiles for one application id (compileProgram,
+// compilePunctuator).
 type program struct {
 	stage *Stage
 	app   string

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -44,7 +45,7 @@ func newHookRunner(t *testing.T, b *stream.Builder, policy string) *hookRunner {
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
-	stages := topo.Stages()
+	stages := topology.Of(topo).Stages
 	if len(stages) != 1 {
 		t.Fatalf("want one stage:\n%v", topo)
 	}

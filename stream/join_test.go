@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/streamtest"
 )
@@ -34,7 +35,7 @@ func enrich(t *testing.T, left bool, opts ...streamtest.Opt) (*streamtest.Driver
 
 func TestJoinStreamTable(t *testing.T) {
 	d, topo := enrich(t, false, streamtest.Partitions(4))
-	stages := topo.Stages()
+	stages := topology.Of(topo).Stages
 	if len(stages) != 1 || len(stages[0].Inputs) != 2 || len(stages[0].Stores) != 1 {
 		t.Fatalf("want one stage reading views and users with the users store:\n%v", topo)
 	}

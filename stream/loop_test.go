@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/streamtest"
 )
@@ -24,8 +25,8 @@ func TestLoopTo(t *testing.T) {
 		func(_ string, n int64) int64 { return n - 1 })
 	stream.LoopTo(again, loop)
 	d, topo := drive(t, b, streamtest.Partitions(2), streamtest.ApplicationID("app"))
-	stages := topo.Stages()
-	loopRef := stream.TopicRef{Name: "countdown-loop", Internal: true}
+	stages := topology.Of(topo).Stages
+	loopRef := topology.TopicRef{Name: "countdown-loop", Internal: true}
 	if len(stages) != 1 || !slices.Contains(stages[0].Inputs, loopRef) || !slices.Contains(stages[0].Outputs, loopRef) {
 		t.Fatalf("want one stage reading and writing its loop:\n%v", topo)
 	}
@@ -53,7 +54,7 @@ func TestLoopFromProcess(t *testing.T) {
 		return stream.Put(h, seen, r.Key, r.Value)
 	}, stream.Uses(seen))
 	d, topo := drive(t, b, streamtest.Partitions(3))
-	if len(topo.Stages()) != 1 {
+	if len(topology.Of(topo).Stages) != 1 {
 		t.Fatalf("want one stage:\n%v", topo)
 	}
 	strIn(d, "in").Pipe("post1", "ann,bob")

@@ -103,8 +103,7 @@ func (emitsOpt) processOption()      {}
 
 // EmitsTo declares the outputs a Process function emits to. Emit returns an
 // error wrapping ErrUndeclaredOutput for any other output. The outputs' topics
-// become outputs of the stage (see Stage.Outputs), which Build checks for
-// cycles.
+// become outputs of the stage, which Build checks for cycles.
 func EmitsTo(outputs ...AnyOutputRef) ProcessOption { return emitsOpt(outputs) }
 
 type partitionsOpt int

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -41,13 +42,13 @@ func visitCounter(t *testing.T) *stream.Topology {
 }
 
 func TestProcessStoresAndEmit(t *testing.T) {
-	stages := visitCounter(t).Stages()
+	stages := topology.Of(visitCounter(t)).Stages
 	if len(stages) != 1 {
 		t.Fatalf("%d stages, want 1", len(stages))
 	}
 	s := stages[0]
 	if s.Name != "read-clicks" || len(s.Stores) != 1 || s.Stores[0].Name != "visits" ||
-		len(s.Outputs) != 1 || s.Outputs[0] != (stream.TopicRef{Name: "alerts"}) {
+		len(s.Outputs) != 1 || s.Outputs[0] != (topology.TopicRef{Name: "alerts"}) {
 		t.Fatalf("stage = %+v", s)
 	}
 	p := s.Program("app")
@@ -93,7 +94,7 @@ func TestProcessUndeclared(t *testing.T) {
 		t.Fatal(err)
 	}
 	task := newTask(0, "declared", "other")
-	if err := topo.Stages()[0].Program("app")(task, rec("in", 0, 0, "k", "v")); err != nil {
+	if err := topology.Of(topo).Stages[0].Program("app")(task, rec("in", 0, 0, "k", "v")); err != nil {
 		t.Fatal(err)
 	}
 	for i, err := range errs[:4] {
@@ -156,7 +157,7 @@ func TestProcessScans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := topo.Stages()[0].Program("app")(newTask(0, "s"), rec("in", 0, 0, "k", "v")); err != nil {
+	if err := topology.Of(topo).Stages[0].Program("app")(newTask(0, "s"), rec("in", 0, 0, "k", "v")); err != nil {
 		t.Fatal(err)
 	}
 	want := "all:a/1=0 all:a/2=1 all:b/1=2 all:c=4 prefix:a/1=0 prefix:a/2=1 range:a/2=1 range:b/1=2"
@@ -184,11 +185,11 @@ func TestProcessToForwards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(topo.Stages()); n != 2 {
+	if n := len(topology.Of(topo).Stages); n != 2 {
 		t.Fatalf("%d stages, want 2 (GroupByKey after ProcessTo repartitions)", n)
 	}
 	task := newTask(0, "seen")
-	p := topo.Stages()[0].Program("app")
+	p := topology.Of(topo).Stages[0].Program("app")
 	for i, v := range []string{"xy", "xy", "abc"} {
 		if err := p(task, rec("in", 0, int64(i), "k", v)); err != nil {
 			t.Fatal(err)
@@ -212,7 +213,7 @@ func TestProcessErrorWrapped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = topo.Stages()[0].Program("app")(newTask(0), rec("in", 0, 0, "k", "v"))
+	err = topology.Of(topo).Stages[0].Program("app")(newTask(0), rec("in", 0, 0, "k", "v"))
 	if !errors.Is(err, boom) || !strings.Contains(err.Error(), `"inner"`) || strings.Contains(err.Error(), `"outer"`) {
 		t.Fatalf("err = %v, want boom wrapped once with the failing processor's name", err)
 	}
@@ -231,7 +232,7 @@ func TestProcessPanicNotRecovered(t *testing.T) {
 			t.Fatalf("recovered %v, want the user's panic", r)
 		}
 	}()
-	_ = topo.Stages()[0].Program("app")(newTask(0), rec("in", 0, 0, "k", "v"))
+	_ = topology.Of(topo).Stages[0].Program("app")(newTask(0), rec("in", 0, 0, "k", "v"))
 	t.Fatal("Program returned; want a panic")
 }
 
@@ -250,7 +251,7 @@ func TestHandleAfterCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	task := newTask(0, "s")
-	if err := topo.Stages()[0].Program("app")(task, rec("in", 0, 0, "k", "v")); err != nil {
+	if err := topology.Of(topo).Stages[0].Program("app")(task, rec("in", 0, 0, "k", "v")); err != nil {
 		t.Fatal(err)
 	}
 	if err := stream.Put(kept, st, "k", "v"); err == nil || len(task.stores["s"].m) != 0 {
@@ -277,7 +278,7 @@ func TestCodecErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stages := topo.Stages()
+	stages := topology.Of(topo).Stages
 
 	// A plain decode error from a user codec still matches codec.ErrDecode.
 	err = stages[0].Program("app")(newTask(0), rec("in", 4, 17, "k", "bad"))
@@ -309,7 +310,7 @@ func TestCodecErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	task := newTask(0)
-	err = topo.Stages()[0].Program("app")(task, rec("in", 0, 3, "k", "bad"))
+	err = topology.Of(topo).Stages[0].Program("app")(task, rec("in", 0, 3, "k", "bad"))
 	if !errors.As(err, &ce) || !errors.Is(err, errEncode) || errors.Is(err, codec.ErrDecode) ||
 		ce.Op != "encode" || ce.Part != "value" || !strings.Contains(err.Error(), `To "write"`) {
 		t.Fatalf("err = %v, want a value encode error of To \"write\"", err)
@@ -332,7 +333,7 @@ func TestStoreDecodeError(t *testing.T) {
 	}
 	task := newTask(0, "s")
 	task.stores["s"].m["k"] = []byte("short")
-	err = topo.Stages()[0].Program("app")(task, rec("in", 0, 0, "k", "v"))
+	err = topology.Of(topo).Stages[0].Program("app")(task, rec("in", 0, 0, "k", "v"))
 	if !errors.Is(err, codec.ErrDecode) || !strings.Contains(err.Error(), `store "s"`) {
 		t.Fatalf("err = %v, want a decode error naming the store", err)
 	}
@@ -352,7 +353,7 @@ func TestOutputsOwnTheirMemory(t *testing.T) {
 	task := newTask(0)
 	r := rec("in", 0, 5, "key", "value")
 	r.Headers = []exec.Header{{Key: "trace", Value: []byte("abc")}}
-	if err := topo.Stages()[0].Program("app")(task, r); err != nil {
+	if err := topology.Of(topo).Stages[0].Program("app")(task, r); err != nil {
 		t.Fatal(err)
 	}
 	copy(r.Key, "XXX")

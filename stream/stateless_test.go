@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/streamtest"
 )
@@ -64,7 +65,7 @@ func TestFlatMapValuesKeepsKeyAndPartitioning(t *testing.T) {
 	n := stream.Count(stream.GroupByKey(chars, codec.String{}, codec.String{}, stream.Named("g")), stream.Named("n"))
 	stream.To(n.ToStream(), "counts", codec.String{}, codec.Int64Text{})
 	d, topo := drive(t, b)
-	if got := len(topo.Stages()); got != 1 {
+	if got := len(topology.Of(topo).Stages); got != 1 {
 		t.Fatalf("%d stages, want 1:\n%v", got, topo)
 	}
 	strIn(d, "in").Pipe("k", "abc")
@@ -157,7 +158,7 @@ func TestMergeSourcesMakesOneStage(t *testing.T) {
 	m := stream.Merge([]stream.Stream[string, string]{a, c}, stream.Named("both"))
 	stream.To(m, "out", codec.String{}, codec.String{})
 	d, topo := drive(t, b, streamtest.Partitions(2))
-	stages := topo.Stages()
+	stages := topology.Of(topo).Stages
 	if len(stages) != 1 || len(stages[0].Inputs) != 2 {
 		t.Fatalf("want one stage reading a and c:\n%v", topo)
 	}
@@ -254,8 +255,8 @@ func TestRepartitionWithPartitions(t *testing.T) {
 	r := stream.Repartition(s, codec.String{}, codec.String{}, stream.Named("by-value"), stream.Partitions(3))
 	stream.To(r, "out", codec.String{}, codec.String{})
 	d, topo := drive(t, b, streamtest.ApplicationID("app"))
-	stages := topo.Stages()
-	want := stream.TopicRef{Name: "by-value-repartition", Internal: true, Partitions: 3}
+	stages := topology.Of(topo).Stages
+	want := topology.TopicRef{Name: "by-value-repartition", Internal: true, Partitions: 3}
 	if len(stages) != 2 || stages[0].Outputs[0] != want || stages[1].Inputs[0] != want {
 		t.Fatalf("stages %+v, want a repartition topic %+v", stages, want)
 	}

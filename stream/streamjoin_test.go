@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/streamtest"
 )
@@ -47,7 +48,7 @@ func clicksAndViews(t *testing.T, op string) *streamtest.Driver {
 	stream.Process(out, func(h *stream.Handle, r stream.Record[string, string]) error { return nil })
 	stream.To(stream.Map(out, func(k, v string) (string, string) { return k, v }), "joined", codec.String{}, codec.String{})
 	d, topo := drive(t, b)
-	if s := topo.Stages(); len(s) != 1 || len(s[0].Inputs) != 2 {
+	if s := topology.Of(topo).Stages; len(s) != 1 || len(s[0].Inputs) != 2 {
 		t.Fatalf("want one stage reading both streams:\n%v", topo)
 	}
 	return d

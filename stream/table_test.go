@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/streamtest"
 )
@@ -48,7 +49,7 @@ func TestSourceTable(t *testing.T) {
 	stream.To(users.ToStream(), "updates", codec.String{}, codec.String{})
 	stream.To(users.Changes(), "changes", codec.String{}, codec.JSON[stream.Change[string]]{})
 	d, topo := drive(t, b)
-	if s := topo.Stages()[0]; s.Name != "users" || len(s.Stores) != 1 || s.Stores[0].Name != "users" {
+	if s := topology.Of(topo).Stages[0]; s.Name != "users" || len(s.Stores) != 1 || s.Stores[0].Name != "users" {
 		t.Fatalf("stage %+v, want stage and store users", s)
 	}
 	in := strIn(d, "users")

@@ -24,7 +24,7 @@ import (
 //
 // A stage that needs stream time (it has windows, suppression, a
 // stream-stream join or a stream-time timer) keeps it in a store of its own,
-// "<stage>-stream-time" (Stage.TimeStore), with a changelog like any store.
+// "<stage>-stream-time" (Stage.timeStore), with a changelog like any store.
 // The record that moves it writes it in the same transaction as its other
 // effects, so after a crash the restored task has exactly the stream time of
 // its last committed transaction, and windows, grace periods and suppression
@@ -191,7 +191,7 @@ func (h *Handle) loadTime() error {
 	if h.tm.loaded {
 		return nil
 	}
-	name := h.prog.stage.TimeStore
+	name := h.prog.stage.timeStore
 	if name == "" {
 		return fmt.Errorf("stream: stage %q has no stream-time store", h.prog.stage.Name)
 	}
@@ -226,7 +226,7 @@ func (p *program) advanceTime(h *Handle, to int64) error {
 	if to <= from {
 		return nil
 	}
-	s := h.task.Store(p.stage.TimeStore)
+	s := h.task.Store(p.stage.timeStore)
 	if err := s.Put(timeKey, binary.BigEndian.AppendUint64(nil, uint64(to))); err != nil {
 		return err
 	}
@@ -387,14 +387,11 @@ func runTimer(h *Handle, n *node, tm timer, now time.Time) error {
 	return nil
 }
 
-// Punctuator compiles the stage's time-driven side for application id app
-// (see exec.Punctuator), or returns nil when the stage has neither stream
-// time (windows, suppression, stream-stream joins, stream-time timers) nor
-// wall-clock timers. Like the Program it keeps no state between calls and is
-// safe for concurrent use by different tasks.
-func (s *Stage) Punctuator(app string) *exec.Punctuator {
+// compilePunctuator compiles the stage's time-driven side for application id
+// app: see topology.Stage.Punctuator for the contract.
+func (s *Stage) compilePunctuator(app string) *exec.Punctuator {
 	p := s.compile(app)
-	if s.TimeStore == "" && len(p.wall) == 0 {
+	if s.timeStore == "" && len(p.wall) == 0 {
 		return nil
 	}
 	return &exec.Punctuator{
@@ -406,7 +403,7 @@ func (s *Stage) Punctuator(app string) *exec.Punctuator {
 			defer func() { h.task = nil }()
 			switch clock {
 			case exec.StreamTime:
-				if s.TimeStore == "" {
+				if s.timeStore == "" {
 					return nil
 				}
 				if err := p.advanceTime(h, millis(now)); err != nil {
@@ -435,11 +432,11 @@ func (s *Stage) Punctuator(app string) *exec.Punctuator {
 func (b *Builder) checkTimeStores(stages []*Stage) []error {
 	var errs []error
 	for _, s := range stages {
-		if s.TimeStore == "" {
+		if s.timeStore == "" {
 			continue
 		}
 		for _, st := range b.stores {
-			if st.name == s.TimeStore {
+			if st.name == s.timeStore {
 				errs = append(errs, errorf(ErrNameClash, "store %q of %s has the name of the stream-time store of stage %q; rename the store",
 					st.name, st.by, s.Name))
 			}

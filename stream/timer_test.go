@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/streamtest"
 )
@@ -70,7 +71,7 @@ func TestWallClockTimer(t *testing.T) {
 	if !strings.Contains(topo.String(), "[every 1m0s on wall clock]") {
 		t.Errorf("description:\n%v", topo)
 	}
-	if s := topo.Stages()[0]; s.TimeStore != "" {
+	if s := topology.Of(topo).Stages[0]; s.TimeStore != "" {
 		t.Errorf("a wall-clock timer needs no stream time, got store %q", s.TimeStore)
 	}
 	d := streamtest.New(t, topo, streamtest.Partitions(2)) // starts at 00:00:00

@@ -7,21 +7,29 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/internal/topology"
 )
 
 // Topology is a validated, immutable topology, split into stages. It is safe
-// for concurrent use, and so are the Programs its stages compile.
+// for concurrent use. Run it with processor.New, test it with streamtest.New.
 type Topology struct {
-	stages  []*Stage
-	globals []GlobalTableSpec
-	desc    string
-	dot     string
+	// rt is the runtime's view (internal/topology): its stages' topics,
+	// stores and compiled programs, for processor and streamtest only.
+	rt
+	stages []*Stage
+	desc   string
+	dot    string
 }
+
+// rt is embedded in Topology under an unexported name: topology.Of reaches
+// the view through it, and nothing else can.
+type rt = topology.Handle
 
 // Stage is a sub-topology: the operators connected to each other without
 // crossing a repartition topic (operators that share a store are connected
-// too). The runtime runs a stage as one consumer group, with one task per
-// input partition.
+// too). The runtime runs a stage as one consumer group, <app>-<stage name>,
+// with one task per input partition; processor.ForStage configures one
+// stage by its name.
 //
 // A stage with several inputs needs them co-partitioned (the same number of
 // partitions, keyed alike); checking that needs partition counts, so the
@@ -33,64 +41,25 @@ type Stage struct {
 	// GeneratedName reports that Name was generated (no Named was given):
 	// renaming it later loses the stage's committed offsets.
 	GeneratedName bool
-	// Inputs are the topics the stage consumes, in declaration order.
-	Inputs []TopicRef
-	// Outputs are the topics the stage emits to: sink topics, declared
-	// outputs and repartition topics, in declaration order, without
-	// duplicates.
-	Outputs []TopicRef
-	// Stores are the stage's state stores, in declaration order. Each has a
-	// changelog topic, ChangelogTopic(app, Name).
-	Stores []StoreSpec
-	// TimeStore is the name of the store, among Stores, that keeps each
-	// task's stream time, or "" when the stage needs none (it has no
-	// windows, suppression, stream-stream joins or stream-time timers).
-	// It is "<stage>-stream-time"; see Clock.
-	TimeStore string
+
+	// What the runtime sees (internal/topology.Stage has their docs).
+	inputs    []topology.TopicRef
+	outputs   []topology.TopicRef
+	stores    []topology.StoreSpec
+	timeStore string // "<stage>-stream-time", or "" when the stage keeps no stream time
 
 	nodes   []*node // in id order
 	sources []*node // nodes with an input topic, in id order
 }
 
-// TopicRef names a topic a stage reads or writes.
-type TopicRef struct {
-	// Name is the logical name. For a user topic it is the topic's name;
-	// for an internal topic the physical name is app + "-" + Name (see
-	// TopicName).
-	Name string
-	// Internal reports a repartition or loop topic, created and owned by
-	// the application.
-	Internal bool
-	// Partitions is the partition count an internal topic was given with
-	// Partitions, or 0: then it inherits the partition count of the input of
-	// the stage that writes it (the runtime's default). Always 0 for user
-	// topics, whose partition counts only the cluster knows.
-	Partitions int
-}
-
-// TopicName returns the physical topic name for application id app.
-func (r TopicRef) TopicName(app string) string {
-	if r.Internal {
-		return app + "-" + r.Name
+// view returns the runtime's view of s.
+func (s *Stage) view() *topology.Stage {
+	return &topology.Stage{
+		Name: s.Name, GeneratedName: s.GeneratedName,
+		Inputs: s.inputs, Outputs: s.outputs, Stores: s.stores, TimeStore: s.timeStore,
+		Program: s.compileProgram, Punctuator: s.compilePunctuator,
 	}
-	return r.Name
 }
-
-// StoreSpec describes a state store of a stage.
-type StoreSpec struct {
-	// Name is the store's logical name, as Task.Store receives it.
-	Name string
-	// GeneratedName reports that Name was generated (no Named was given):
-	// renaming it later loses the store's state.
-	GeneratedName bool
-	// Internal reports a store the stage keeps for itself (its stream
-	// time), named after the stage.
-	Internal bool
-}
-
-// ChangelogTopic returns the name of store's changelog topic for application
-// id app: app + "-" + store + "-changelog".
-func ChangelogTopic(app, store string) string { return app + "-" + store + "-changelog" }
 
 // Stages returns the stages in topological order: a stage comes after every
 // stage that writes a topic it reads. The slice is a copy; the Stages are
@@ -118,15 +87,15 @@ func (t *Topology) Validate(app string) error {
 	internal := map[string]string{} // physical name -> what it is
 	user := map[string]bool{}
 	for _, s := range t.stages {
-		for _, r := range slices.Concat(s.Inputs, s.Outputs) {
+		for _, r := range slices.Concat(s.inputs, s.outputs) {
 			if r.Internal {
 				internal[r.TopicName(app)] = fmt.Sprintf("the internal topic %q", r.Name)
 			} else {
 				user[r.Name] = true
 			}
 		}
-		for _, st := range s.Stores {
-			internal[ChangelogTopic(app, st.Name)] = fmt.Sprintf("the changelog of store %q", st.Name)
+		for _, st := range s.stores {
+			internal[topology.ChangelogTopic(app, st.Name)] = fmt.Sprintf("the changelog of store %q", st.Name)
 		}
 	}
 	for _, name := range sortedKeys(internal) {
@@ -151,34 +120,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// Program compiles the stage for application id app.
-//
-// The Program decodes a record of whichever input topic it came from
-// (r.Topic is the physical topic name), runs the stage's operators, reads and
-// writes the stage's stores through t.Store (by logical store name) and
-// emits through t.Emit with physical topic names and exec.AnyPartition.
-// Outputs carry the input record's timestamp and its headers, unless an
-// operator upstream set others (WithHeaders). Table deletions written with
-// TableTo are outputs with a nil Value (tombstones).
-//
-// It returns a *CodecError (matching codec.ErrDecode for decode failures) for
-// a key or value that does not decode or encode, the error of a Process
-// function wrapped with the processor's name, and the runtime's own errors
-// from t unchanged. The outputs of the stream-time hooks the record runs (a
-// released window, an unpaired join result, a stream-time timer's call) are
-// judged on their own when t implements exec.Drops and exec.Savepoints (an
-// exec.Scope does): one found late downstream is dropped and reported with
-// DropLate once the call succeeded; one that fails is discarded and handed
-// to DropFailed as a *HookError, and fails the record only if DropFailed
-// returns an error. A panic in a user function is not recovered. Either way
-// the record's effects may be partly made: the runtime must discard every
-// store write and emit of a record whose call did not return nil (see the
-// exactly-once contract in the package documentation).
-//
-// The Program keeps no state between calls: it is safe to call concurrently
-// from several goroutines (one per task), as long as the user's functions
-// are.
-func (s *Stage) Program(app string) exec.Program {
+// compileProgram compiles the stage for application id app: see
+// topology.Stage.Program for the contract.
+func (s *Stage) compileProgram(app string) exec.Program {
 	p := s.compile(app)
 	type input struct {
 		topic string
@@ -196,7 +140,7 @@ func (s *Stage) Program(app string) exec.Program {
 				h := &Handle{task: t, rec: r, prog: p, ts: r.Timestamp}
 				h.tm.input = millis(r.Timestamp)
 				err := inputs[i].entry(h, r)
-				if err == nil && s.TimeStore != "" {
+				if err == nil && s.timeStore != "" {
 					// After the record's operators: the record moved
 					// stream time (its own windows saw it already).
 					err = p.advanceTime(h, h.tm.input)
@@ -255,7 +199,11 @@ func (b *Builder) Build() (*Topology, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	t := &Topology{stages: order, globals: b.globalSpecs()}
+	view := &topology.Topology{Globals: b.globalSpecs()}
+	for _, s := range order {
+		view.Stages = append(view.Stages, s.view())
+	}
+	t := &Topology{rt: topology.NewHandle(view), stages: order}
 	t.desc = describe(b, order)
 	t.dot = dot(order)
 	b.built = true
@@ -398,7 +346,7 @@ func (b *Builder) splitStages() []*Stage {
 		s.nodes = append(s.nodes, n)
 	}
 	for _, s := range stages {
-		seenOut := map[TopicRef]bool{}
+		seenOut := map[topology.TopicRef]bool{}
 		seenStore := map[*storeDecl]bool{}
 		for _, n := range s.nodes {
 			if n.in != nil {
@@ -406,24 +354,24 @@ func (b *Builder) splitStages() []*Stage {
 					s.Name, s.GeneratedName = n.name, n.generated
 				}
 				s.sources = append(s.sources, n)
-				s.Inputs = append(s.Inputs, n.in.ref())
+				s.inputs = append(s.inputs, n.in.ref())
 			}
 			for _, t := range n.out {
 				if r := t.ref(); !seenOut[r] {
 					seenOut[r] = true
-					s.Outputs = append(s.Outputs, r)
+					s.outputs = append(s.outputs, r)
 				}
 			}
 			for _, st := range n.stores {
 				if !seenStore[st] {
 					seenStore[st] = true
-					s.Stores = append(s.Stores, StoreSpec{Name: st.name, GeneratedName: st.generated})
+					s.stores = append(s.stores, topology.StoreSpec{Name: st.name, GeneratedName: st.generated})
 				}
 			}
 		}
 		if slices.ContainsFunc(s.nodes, func(n *node) bool { return n.usesTime }) && len(s.sources) > 0 {
-			s.TimeStore = s.Name + timeStoreSuffix
-			s.Stores = append(s.Stores, StoreSpec{Name: s.TimeStore, GeneratedName: s.GeneratedName, Internal: true})
+			s.timeStore = s.Name + timeStoreSuffix
+			s.stores = append(s.stores, topology.StoreSpec{Name: s.timeStore, GeneratedName: s.GeneratedName, Internal: true})
 		}
 	}
 	// A group without a source can only come from operators on a stream
@@ -446,22 +394,22 @@ func checkStageNames(stages []*Stage) []error {
 // orderStages sorts the stages so that every stage comes after the stages
 // writing the topics it reads, or reports a cycle.
 func orderStages(stages []*Stage) ([]*Stage, error) {
-	readers := map[TopicRef][]int{}
+	readers := map[topology.TopicRef][]int{}
 	for i, s := range stages {
-		for _, r := range s.Inputs {
+		for _, r := range s.inputs {
 			readers[r] = append(readers[r], i)
 		}
 	}
 	// next[i]: the stages fed by stage i, with the topic that feeds them.
 	type edge struct {
 		to    int
-		topic TopicRef
+		topic topology.TopicRef
 	}
 	next := make([][]edge, len(stages))
 	indeg := make([]int, len(stages))
 	for i, s := range stages {
 		loops := s.loops()
-		for _, w := range s.Outputs {
+		for _, w := range s.outputs {
 			for _, j := range readers[w] {
 				if j == i && loops[w] {
 					continue // a declared loop: the stage reads what it writes on purpose
@@ -479,8 +427,8 @@ func orderStages(stages []*Stage) ([]*Stage, error) {
 		black        // done, on no cycle
 	)
 	type hop struct {
-		from  int      // the stage that writes topic
-		topic TopicRef // read by the next hop's stage
+		from  int               // the stage that writes topic
+		topic topology.TopicRef // read by the next hop's stage
 	}
 	color := make([]int, len(stages))
 	var path, cycle []hop
@@ -556,8 +504,8 @@ func orderStages(stages []*Stage) ([]*Stage, error) {
 }
 
 // loops returns the declared loop topics the stage reads.
-func (s *Stage) loops() map[TopicRef]bool {
-	m := map[TopicRef]bool{}
+func (s *Stage) loops() map[topology.TopicRef]bool {
+	m := map[topology.TopicRef]bool{}
 	for _, n := range s.sources {
 		if n.in.loop {
 			m[n.in.ref()] = true
@@ -573,8 +521,8 @@ func (s *Stage) loops() map[TopicRef]bool {
 func checkCoPartitioned(stages []*Stage) []error {
 	var errs []error
 	for _, s := range stages {
-		var first TopicRef
-		for _, r := range s.Inputs {
+		var first topology.TopicRef
+		for _, r := range s.inputs {
 			if r.Partitions == 0 {
 				continue
 			}
@@ -614,7 +562,7 @@ func writesLoop(s *Stage) bool {
 }
 
 // writerOf names the operators of s that write topic r.
-func writerOf(s *Stage, r TopicRef) string {
+func writerOf(s *Stage, r topology.TopicRef) string {
 	var labels []string
 	for _, n := range s.nodes {
 		for _, t := range n.out {
@@ -627,7 +575,7 @@ func writerOf(s *Stage, r TopicRef) string {
 	return strings.Join(labels, ", ")
 }
 
-func describeRef(r TopicRef) string {
+func describeRef(r topology.TopicRef) string {
 	if r.Internal && strings.HasSuffix(r.Name, loopSuffix) {
 		return fmt.Sprintf("loop topic %q", r.Name)
 	}

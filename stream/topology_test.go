@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 )
 
 func stageNames(topo *stream.Topology) []string {
 	var names []string
-	for _, s := range topo.Stages() {
+	for _, s := range topology.Of(topo).Stages {
 		names = append(names, s.Name)
 	}
 	return names
@@ -47,7 +48,7 @@ func TestGroupByKeyRepartitionsOnlyAfterKeyChange(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := len(topo.Stages()); got != tt.stages {
+			if got := len(topology.Of(topo).Stages); got != tt.stages {
 				t.Fatalf("%d stages, want %d:\n%v", got, tt.stages, topo)
 			}
 		})
@@ -73,7 +74,7 @@ func TestMapFilterAggregate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stages := topo.Stages()
+	stages := topology.Of(topo).Stages
 	t1, t2 := newTask(0), newTask(0, "totals")
 	for i, v := range []string{"ab", "", "cde"} {
 		if err := stages[0].Program("app")(t1, rec("in", 0, int64(i), "k", v)); err != nil {
@@ -124,8 +125,8 @@ func TestSharedStoreJoinsStages(t *testing.T) {
 	if got := stageNames(topo); !reflect.DeepEqual(got, []string{"read-users", "other"}) {
 		t.Fatalf("stages %v", got)
 	}
-	s := topo.Stages()[0]
-	if want := []stream.TopicRef{{Name: "users"}, {Name: "logins"}}; !reflect.DeepEqual(s.Inputs, want) {
+	s := topology.Of(topo).Stages[0]
+	if want := []topology.TopicRef{{Name: "users"}, {Name: "logins"}}; !reflect.DeepEqual(s.Inputs, want) {
 		t.Fatalf("inputs %v, want %v", s.Inputs, want)
 	}
 	p, task := s.Program("app"), newTask(0, "names")

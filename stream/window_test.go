@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/streamtest"
 )
@@ -68,7 +69,7 @@ func wantLate(t *testing.T, err error) {
 
 func TestTumblingWindowEdges(t *testing.T) {
 	d, topo := windowCount(t, stream.Tumbling(10*time.Second).Grace(5*time.Second), false)
-	if s := topo.Stages()[0]; s.TimeStore != "clicks-stream-time" || len(s.Stores) != 2 {
+	if s := topology.Of(topo).Stages[0]; s.TimeStore != "clicks-stream-time" || len(s.Stores) != 2 {
 		t.Fatalf("stage stores %+v, time store %q", s.Stores, s.TimeStore)
 	}
 	if !strings.Contains(topo.String(), `WindowedCount "counts" [tumbling 10s, grace 5s; store counts]`) {
@@ -167,7 +168,7 @@ func TestWindowRetention(t *testing.T) {
 
 func TestSuppressUntilWindowCloses(t *testing.T) {
 	d, topo := windowCount(t, stream.Tumbling(10*time.Second).Grace(5*time.Second), true, streamtest.Partitions(3))
-	if s := topo.Stages()[0]; len(s.Stores) != 3 {
+	if s := topology.Of(topo).Stages[0]; len(s.Stores) != 3 {
 		t.Fatalf("stores %+v, want counts, final-counts and the stream time", s.Stores)
 	}
 	in, final := strIn(d, "clicks"), strOut(d, "final")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -38,12 +39,12 @@ func wordCount(t testing.TB) *stream.Topology {
 }
 
 func TestWordCountStages(t *testing.T) {
-	stages := wordCount(t).Stages()
+	stages := topology.Of(wordCount(t)).Stages
 	if len(stages) != 2 {
 		t.Fatalf("got %d stages, want 2", len(stages))
 	}
 	s1, s2 := stages[0], stages[1]
-	check := func(s *stream.Stage, name string, in, out []stream.TopicRef, stores []stream.StoreSpec) {
+	check := func(s *topology.Stage, name string, in, out []topology.TopicRef, stores []topology.StoreSpec) {
 		t.Helper()
 		if s.Name != name || s.GeneratedName {
 			t.Errorf("stage name = %q (generated %v), want %q", s.Name, s.GeneratedName, name)
@@ -58,24 +59,24 @@ func TestWordCountStages(t *testing.T) {
 			t.Errorf("stage %q stores = %v, want %v", name, s.Stores, stores)
 		}
 	}
-	rep := stream.TopicRef{Name: "by-word-repartition", Internal: true}
-	check(s1, "read-lines", []stream.TopicRef{{Name: "lines"}}, []stream.TopicRef{rep}, nil)
-	check(s2, "by-word", []stream.TopicRef{rep}, []stream.TopicRef{{Name: "word-counts"}},
-		[]stream.StoreSpec{{Name: "counts"}})
+	rep := topology.TopicRef{Name: "by-word-repartition", Internal: true}
+	check(s1, "read-lines", []topology.TopicRef{{Name: "lines"}}, []topology.TopicRef{rep}, nil)
+	check(s2, "by-word", []topology.TopicRef{rep}, []topology.TopicRef{{Name: "word-counts"}},
+		[]topology.StoreSpec{{Name: "counts"}})
 
 	if got := rep.TopicName("app"); got != "app-by-word-repartition" {
 		t.Errorf("TopicName = %q", got)
 	}
-	if got := (stream.TopicRef{Name: "lines"}).TopicName("app"); got != "lines" {
+	if got := (topology.TopicRef{Name: "lines"}).TopicName("app"); got != "lines" {
 		t.Errorf("TopicName of a user topic = %q", got)
 	}
-	if got := stream.ChangelogTopic("app", "counts"); got != "app-counts-changelog" {
+	if got := topology.ChangelogTopic("app", "counts"); got != "app-counts-changelog" {
 		t.Errorf("ChangelogTopic = %q", got)
 	}
 }
 
 func TestWordCountPrograms(t *testing.T) {
-	stages := wordCount(t).Stages()
+	stages := topology.Of(wordCount(t)).Stages
 	p1, p2 := stages[0].Program("app"), stages[1].Program("app")
 
 	t1 := newTask(0)
@@ -115,7 +116,7 @@ func TestWordCountPrograms(t *testing.T) {
 // A Program compiled once is called concurrently for several tasks; run
 // under -race.
 func TestProgramConcurrent(t *testing.T) {
-	p := wordCount(t).Stages()[1].Program("app")
+	p := topology.Of(wordCount(t)).Stages[1].Program("app")
 	var wg sync.WaitGroup
 	tasks := make([]*fakeTask, 8)
 	for i := range tasks {
@@ -147,7 +148,7 @@ func TestProgramConcurrent(t *testing.T) {
 }
 
 func TestProgramUnknownTopic(t *testing.T) {
-	p := wordCount(t).Stages()[0].Program("app")
+	p := topology.Of(wordCount(t)).Stages[0].Program("app")
 	err := p(newTask(0), rec("other", 0, 0, "k", "v"))
 	if err == nil || !strings.Contains(err.Error(), `"other"`) || !strings.Contains(err.Error(), `"lines"`) {
 		t.Fatalf("err = %v, want one naming the topic and the stage's inputs", err)
@@ -155,7 +156,7 @@ func TestProgramUnknownTopic(t *testing.T) {
 }
 
 func TestProgramEmitErrorPassesThrough(t *testing.T) {
-	p := wordCount(t).Stages()[0].Program("app")
+	p := topology.Of(wordCount(t)).Stages[0].Program("app")
 	task := newTask(0)
 	task.emitErr = errors.New("runtime: too large")
 	if err := p(task, rec("lines", 0, 0, "k", "a")); !errors.Is(err, task.emitErr) {
@@ -164,7 +165,7 @@ func TestProgramEmitErrorPassesThrough(t *testing.T) {
 }
 
 func TestProgramMissingStore(t *testing.T) {
-	p := wordCount(t).Stages()[1].Program("app")
+	p := topology.Of(wordCount(t)).Stages[1].Program("app")
 	err := p(newTask(3), rec("app-by-word-repartition", 3, 0, "a", "a"))
 	if err == nil || !strings.Contains(err.Error(), `"counts"`) {
 		t.Fatalf("err = %v, want one naming the missing store", err)

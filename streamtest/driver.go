@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -130,7 +131,7 @@ type topic struct {
 }
 
 type stage struct {
-	spec   *stream.Stage
+	spec   *topology.Stage
 	prog   exec.Program
 	stores map[string]bool
 	tasks  map[int32]*task
@@ -251,11 +252,12 @@ func open(topo *stream.Topology, opts []Opt) (*Driver, error) {
 	}
 	// Partition counts as the runtime gives them: the topology's partition
 	// plan, with every user topic existing.
-	plan, err := topo.PlanPartitions(cfg.app, func(topic string) (int, bool) { return userCount(topic), true })
+	view := topology.Of(topo)
+	plan, err := view.PlanPartitions(cfg.app, func(topic string) (int, bool) { return userCount(topic), true })
 	if err != nil {
 		return nil, err
 	}
-	get := func(r stream.TopicRef) *topic {
+	get := func(r topology.TopicRef) *topic {
 		name := r.TopicName(cfg.app)
 		t := d.topics[name]
 		if t == nil {
@@ -268,7 +270,7 @@ func open(topo *stream.Topology, opts []Opt) (*Driver, error) {
 		return t
 	}
 
-	for i, spec := range topo.Stages() {
+	for i, spec := range view.Stages {
 		st := &stage{spec: spec, prog: spec.Program(cfg.app), stores: map[string]bool{}, tasks: map[int32]*task{}, d: d,
 			punct: spec.Punctuator(cfg.app), partitions: plan.Stages[i]}
 		for _, s := range spec.Stores {
@@ -285,7 +287,7 @@ func open(topo *stream.Topology, opts []Opt) (*Driver, error) {
 			t.writers = append(t.writers, st)
 		}
 	}
-	d.openGlobals(topo, get)
+	d.openGlobals(view, get)
 	for _, t := range d.topics {
 		t.next = make([]int64, t.partitions)
 		t.parts = make([][]int, t.partitions)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -19,19 +20,19 @@ import (
 // globalTable is a global table's copy. It is the exec.ReadStore that stage
 // Programs read it through.
 type globalTable struct {
-	spec stream.GlobalTableSpec
+	spec topology.Global
 	data map[string][]byte
 }
 
 var _ exec.ReadStore = (*globalTable)(nil)
 
 // openGlobals sets up the topology's global tables and their topics.
-func (d *Driver) openGlobals(topo *stream.Topology, topicOf func(stream.TopicRef) *topic) {
+func (d *Driver) openGlobals(view *topology.Topology, topicOf func(topology.TopicRef) *topic) {
 	d.globals = map[string]*globalTable{}
-	for _, spec := range topo.GlobalTables() {
+	for _, spec := range view.Globals {
 		g := &globalTable{spec: spec, data: map[string][]byte{}}
 		d.globals[spec.Name] = g
-		t := topicOf(stream.TopicRef{Name: spec.Topic})
+		t := topicOf(topology.TopicRef{Name: spec.Topic})
 		t.globals = append(t.globals, g)
 	}
 }

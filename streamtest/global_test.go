@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/streamtest"
 )
@@ -111,7 +112,7 @@ func TestGlobalTableNotAStageInput(t *testing.T) {
 	if err := streamtest.Validate(topo, streamtest.TopicPartitions("clicks", 4), streamtest.TopicPartitions("plans", 1)); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	for _, st := range topo.Stages() {
+	for _, st := range topology.Of(topo).Stages {
 		for _, in := range st.Inputs {
 			if in.Name == "plans" {
 				t.Fatalf("stage %s reads the global table's topic", st.Name)

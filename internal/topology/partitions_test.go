@@ -1,4 +1,4 @@
-package stream_test
+package topology_test
 
 import (
 	"maps"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -90,7 +91,7 @@ func TestPlanPartitions(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Build: %v", err)
 			}
-			plan, err := topo.PlanPartitions("app", func(topic string) (int, bool) {
+			plan, err := topology.Of(topo).PlanPartitions("app", func(topic string) (int, bool) {
 				n, ok := c.topics[topic]
 				return n, ok
 			})
@@ -110,4 +111,8 @@ func TestPlanPartitions(t *testing.T) {
 			}
 		})
 	}
+}
+
+func src(b *stream.Builder, topic string, opts ...stream.SourceOption) stream.Stream[string, string] {
+	return stream.Source(b, topic, codec.String{}, codec.String{}, opts...)
 }

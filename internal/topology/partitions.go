@@ -1,4 +1,4 @@
-package stream
+package topology
 
 import (
 	"errors"
@@ -27,19 +27,22 @@ type PartitionPlan struct {
 //   - a declared loop without Partitions has the count of its stage's other
 //     inputs.
 //
+// The rules are topology knowledge, kept once: the runtime (processor) and
+// the test driver (streamtest) both call this function, so a test cannot see
+// partitions the runtime would not create.
+//
 // userTopic returns the partition count of a user topic and whether the
 // topic exists; every input and output topic of a stage must. (Global
 // tables' topics are not the plan's business: no stage reads them.)
 //
 // It reports every problem at once, joined with errors.Join, each saying
-// what to change; the plan then holds what could be resolved. The function
-// is pure: the runtime calls it with the cluster's metadata before it
-// creates the internal topics, and streamtest with the driver's options, so
-// the two cannot disagree.
+// what to change; the plan then holds what could be resolved. It is pure:
+// the runtime calls it with the cluster's metadata before it creates the
+// internal topics, and streamtest with the driver's options.
 func (t *Topology) PlanPartitions(app string, userTopic func(topic string) (partitions int, exists bool)) (PartitionPlan, error) {
-	plan := PartitionPlan{Stages: make([]int, len(t.stages)), Internal: map[string]int{}}
+	plan := PartitionPlan{Stages: make([]int, len(t.Stages)), Internal: map[string]int{}}
 	var errs []error
-	for i, s := range t.stages {
+	for i, s := range t.Stages {
 		n, err := s.planPartitions(app, userTopic, plan.Internal, len(errs) > 0)
 		errs = append(errs, err...)
 		plan.Stages[i] = n
@@ -56,7 +59,10 @@ func (s *Stage) planPartitions(app string, userTopic func(string) (int, bool), c
 	var errs []error
 	n, first := 0, ""
 	var loops []string
-	isLoop := s.loops()
+	writes := map[TopicRef]bool{}
+	for _, out := range s.Outputs {
+		writes[out] = true
+	}
 	for _, in := range s.Inputs {
 		name := in.TopicName(app)
 		var pc int
@@ -70,9 +76,10 @@ func (s *Stage) planPartitions(app string, userTopic func(string) (int, bool), c
 			pc = c
 		case in.Partitions > 0:
 			pc = in.Partitions
-		case isLoop[in]:
-			// A declared loop takes the count of the stage's other
-			// inputs, known only once they are all seen.
+		case writes[in]:
+			// A declared loop (stream.DeclareLoop: Build lets a stage
+			// read what it writes only then) takes the count of the
+			// stage's other inputs, known once they are all seen.
 			loops = append(loops, name)
 			continue
 		default:
