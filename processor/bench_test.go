@@ -8,9 +8,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/checkpoint"
 	"github.com/sluicehq/sluice/codec"
-	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/internal/checkpoint"
+	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/stream"
 )
 

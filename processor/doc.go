@@ -1,4 +1,8 @@
 // Package processor runs a topology built with package stream against Kafka.
+// Users import it into their processor binaries; it is part of sluice's
+// stable API (see package stream), and its internals (Pebble state,
+// checkpoints, the group balancer) live under internal/, where only it
+// reaches them.
 //
 // A Processor is an ordinary Go value inside an ordinary binary:
 //

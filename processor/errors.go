@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/sluicehq/sluice/internal/exec"
+	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -17,6 +18,11 @@ var (
 	// state change) is larger than MaxRecordBytes. The stage's error policy
 	// handles it; it never fails a transaction half-way.
 	ErrRecordTooLarge = exec.ErrRecordTooLarge
+
+	// ErrStateLocked is matched (errors.Is) by the error Run returns when
+	// another process, or another Processor in this process, has the
+	// state directory open (see StateDir). The error names the directory.
+	ErrStateLocked = state.ErrLocked
 
 	// ErrUnreachable is returned by Run when no broker answered within the
 	// startup timeout.

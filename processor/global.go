@@ -13,11 +13,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/checkpoint"
+	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/exec"
 	"github.com/sluicehq/sluice/internal/kgox"
+	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/internal/topology"
-	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
 )
 

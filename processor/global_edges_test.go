@@ -10,8 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
-	"github.com/sluicehq/sluice/state"
 )
 
 // Issue 13.5, global tables: a compacted topic with delete.retention.ms=0

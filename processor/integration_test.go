@@ -10,8 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
-	"github.com/sluicehq/sluice/state"
 )
 
 // TestIntegrationWordcount runs the word count over 10,000 lines on 4 input

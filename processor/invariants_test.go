@@ -17,9 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 	"github.com/sluicehq/sluice/internal/topology"
-	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
 )
 

@@ -14,9 +14,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 	"github.com/sluicehq/sluice/internal/topology"
-	"github.com/sluicehq/sluice/state"
 )
 
 // The membership simulation's checks: draining (progress within a bound,

@@ -257,7 +257,7 @@ func ApplicationID(app string) Opt { return opt{func(c *cfg) { c.app = app }} }
 
 // StateDir sets the directory holding the instance's Pebble state. Required.
 // Only one process may use a state directory at a time; the second fails with
-// state.ErrLocked. A wiped directory is rebuilt from the changelogs.
+// ErrStateLocked. A wiped directory is rebuilt from the changelogs.
 func StateDir(dir string) Opt { return opt{func(c *cfg) { c.stateDir = dir }} }
 
 // InstanceID sets the identity of this process: it names the transactional

@@ -12,8 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/kgox"
+	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/internal/topology"
-	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
 )
 
@@ -85,7 +85,7 @@ func (p *Processor) InstanceID() string { return p.cfg.instanceID }
 // the consumer groups (unless RollingRestart), closes the state and returns
 // nil. It returns an error when the brokers cannot be reached within the
 // startup timeout (ErrUnreachable), when a topic is missing or mis-sized
-// (ErrConfig), when the state directory is in use (state.ErrLocked), or when
+// (ErrConfig), when the state directory is in use (ErrStateLocked), or when
 // a stage stops: a record the Fail policy refused (*RecordError), or an
 // unrecoverable Kafka error.
 func (p *Processor) Run(ctx context.Context) error {

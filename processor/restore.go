@@ -10,9 +10,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/checkpoint"
+	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/kgox"
-	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/internal/state"
 )
 
 // restoreFlushBytes bounds the memory of a restore's write batch. A

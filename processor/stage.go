@@ -17,8 +17,8 @@ import (
 	"github.com/sluicehq/sluice/internal/balancer"
 	"github.com/sluicehq/sluice/internal/exec"
 	"github.com/sluicehq/sluice/internal/kgox"
+	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/internal/topology"
-	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/stream"
 )
 

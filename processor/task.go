@@ -7,9 +7,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/checkpoint"
+	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/exec"
-	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/internal/state"
 )
 
 // task is one input partition of a stage: its stores, its checkpoint and the

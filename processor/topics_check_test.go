@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
-	"github.com/sluicehq/sluice/state"
 )
 
 // wordcountTopics returns the word count's repartition topic and its

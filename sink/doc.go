@@ -1,7 +1,9 @@
 // Package sink gets Kafka records into a system outside Kafka exactly once,
 // the way the Kafka documentation describes: the consumer's position is
 // stored in the same place, and in the same transaction, as the data
-// produced from it.
+// produced from it. Users import it (and a Sink such as package sqlsink)
+// into their sink binaries; it is part of sluice's stable API (see package
+// stream).
 //
 // A Sink (package sqlsink has one for SQL databases) stores a Batch of
 // records together with, per input partition, the offsets the batch covers.

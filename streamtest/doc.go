@@ -1,6 +1,9 @@
 // Package streamtest runs a topology in memory, synchronously, without a
 // broker: a test driver in the spirit of Kafka Streams' TopologyTestDriver
-// and goka's tester.
+// and goka's tester. Users import it from their tests; it is part of
+// sluice's stable API (see package stream), and it gives a topology the
+// partition counts and the errors (RecordError, stream.TimerError) that the
+// runtime would, from the same code.
 //
 //	d := streamtest.New(t, topo, streamtest.Partitions(4))
 //	lines := streamtest.NewInput(d, "lines", codec.String{}, codec.String{})

@@ -1,8 +1,3 @@
-// Package kgox holds the small pieces of franz-go glue that several sluice
-// packages share: a log/slog adapter for kgo's Logger, the check of names
-// that become Kafka topic, group and transactional ids, and the checks of
-// the client options that processor and sink both take (Client). Only
-// sluice's own packages may import it (it is internal).
 package kgox
 
 import (

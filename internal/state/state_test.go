@@ -10,9 +10,9 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/sluicehq/sluice/checkpoint"
+	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/exec"
-	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/internal/state"
 )
 
 // *state.Store is what the runtime hands to a compiled Program.

@@ -7,8 +7,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/sluicehq/sluice/checkpoint"
-	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/internal/checkpoint"
+	"github.com/sluicehq/sluice/internal/state"
 )
 
 func Example() {

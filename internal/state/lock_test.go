@@ -11,7 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/internal/state"
 )
 
 func checkLocked(t *testing.T, err error, dir string) {

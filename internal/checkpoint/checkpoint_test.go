@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/checkpoint"
+	"github.com/sluicehq/sluice/internal/checkpoint"
 )
 
 func id(b byte) [16]byte {

@@ -1,6 +1,9 @@
 // Package state keeps the local state of a processor instance in Pebble: the
 // key-value stores of its tasks, and each task's checkpoint, in one Pebble
-// database per instance ([Open]).
+// database per instance ([Open]). It is the runtime's floor: only package
+// processor (and tests) import it, which is why it is internal; users reach
+// their stores through package stream, and size the cache and place the
+// directory with processor options (StateCacheSize, StateDir).
 //
 // The runtime reads and writes stores inside a [Txn], which buffers one
 // transaction's changes for any number of tasks in an indexed Pebble batch.

@@ -10,7 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/sluicehq/sluice/checkpoint"
+	"github.com/sluicehq/sluice/internal/checkpoint"
 )
 
 var (

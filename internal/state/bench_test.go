@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/checkpoint"
-	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/internal/checkpoint"
+	"github.com/sluicehq/sluice/internal/state"
 )
 
 func openDisk(b *testing.B) *state.DB {

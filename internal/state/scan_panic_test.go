@@ -5,7 +5,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/internal/state"
 )
 
 // TestScanPanicClosesIterator: a Scan callback that panics (user code under

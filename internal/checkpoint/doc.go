@@ -1,5 +1,7 @@
 // Package checkpoint records what a task's local state has applied, and
-// decides on restore whether that state can be kept.
+// decides on restore whether that state can be kept. Only sluice's runtime
+// (package processor, and package state, which stores checkpoints) imports
+// it, which is why it is internal.
 //
 // A [Checkpoint] says, for each state store of a task, which changelog topic
 // the store was built from (by Kafka topic id) and the next changelog offset

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/sluicehq/sluice/checkpoint"
-	"github.com/sluicehq/sluice/state"
+	"github.com/sluicehq/sluice/internal/checkpoint"
+	"github.com/sluicehq/sluice/internal/state"
 )
 
 // A global table's data and checkpoints: written with a Writer, read with a
