@@ -471,59 +471,68 @@ func (c *cfg) validate(stageNames []string) error {
 			bad("ForStage(%q): the topology has no such stage (stages: %s)", name, strings.Join(stageNames, ", "))
 		}
 	}
-	check := func(where string, sc stageCfg) {
-		switch sc.guarantee {
-		case ExactlyOnce, AtLeastOnce, AtMostOnce:
-		default:
-			bad("%s: unknown guarantee %d", where, int(sc.guarantee))
-		}
-		if sc.policy != Fail && sc.policy != Skip && sc.policy != DeadLetter {
-			bad("%s: unknown error policy %d", where, int(sc.policy))
-		}
-		acks, idem, _, linger := sc.producer()
-		if acks < AllAcks || acks > NoAck {
-			bad("%s: unknown acks %d", where, int(acks))
-		}
-		if sc.guarantee == ExactlyOnce && !idem {
-			bad("%s: exactly-once needs the idempotent producer: remove processor.Idempotence(false), or choose processor.AtLeastOnce or processor.AtMostOnce", where)
-		}
-		if idem && acks != AllAcks {
-			bad("%s: the idempotent producer needs acks=all: use processor.ProducerAcks(processor.AllAcks), or processor.Idempotence(false) (not with exactly-once)", where)
-		}
-		if sc.guarantee == AtLeastOnce && acks == NoAck {
-			bad("%s: at-least-once cannot know a record was written with acks=0: use processor.AllAcks or processor.LeaderAck", where)
-		}
-		if sc.guarantee == AtLeastOnce && acks == LeaderAck && c.logger != nil {
-			// Allowed, as Kafka Streams allows acks=1 under
-			// at_least_once, but it weakens the guarantee: say so
-			// once, at New, rather than only in the documentation.
-			c.logger.Warn(where+": at-least-once with processor.ProducerAcks(processor.LeaderAck) can lose acknowledged records: "+
-				"a record (output or changelog) the partition leader acknowledged but had not replicated is lost when the leader fails, "+
-				"while the input offset that produced it is committed; use processor.ProducerAcks(processor.AllAcks) with the idempotent producer (the default) to lose nothing",
-				"guarantee", sc.guarantee.String(), "acks", "1", "idempotence", idem)
-		}
-		if linger < 0 || linger >= sc.commitInterval && sc.commitInterval > 0 {
-			bad("%s: producer linger %v must be at least 0 and below the commit interval %v; lower processor.ProducerLinger or raise processor.CommitInterval", where, linger, sc.commitInterval)
-		}
-		if sc.commitInterval <= 0 {
-			bad("%s: commit interval %v must be positive", where, sc.commitInterval)
-		} else if sc.guarantee == ExactlyOnce && sc.commitInterval >= c.txnTimeout {
-			bad("%s: commit interval %v must be below the transaction timeout %v: raise processor.TransactionTimeout or lower processor.CommitInterval", where, sc.commitInterval, c.txnTimeout)
-		}
-		if sc.maxRecords <= 0 {
-			bad("%s: max records per transaction %d must be positive", where, sc.maxRecords)
-		}
-	}
-	check("topology default", c.stageDefaults)
+	errs = append(errs, c.checkStage("topology default", c.stageDefaults)...)
 	for _, n := range stageNames {
 		if len(c.stages[n]) > 0 {
-			check("stage "+n, c.stageConfig(n))
+			errs = append(errs, c.checkStage("stage "+n, c.stageConfig(n))...)
 		}
 	}
 	if len(errs) == 0 {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+}
+
+// checkStage checks the effective configuration sc of a stage (where names
+// it in the messages: "topology default", "stage <name>"), and logs a
+// warning for a weakened but allowed one.
+func (c *cfg) checkStage(where string, sc stageCfg) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+	switch sc.guarantee {
+	case ExactlyOnce, AtLeastOnce, AtMostOnce:
+	default:
+		bad("%s: unknown guarantee %d", where, int(sc.guarantee))
+	}
+	if sc.policy != Fail && sc.policy != Skip && sc.policy != DeadLetter {
+		bad("%s: unknown error policy %d", where, int(sc.policy))
+	}
+	acks, idem, _, linger := sc.producer()
+	if acks < AllAcks || acks > NoAck {
+		bad("%s: unknown acks %d", where, int(acks))
+	}
+	if sc.guarantee == ExactlyOnce && !idem {
+		bad("%s: exactly-once needs the idempotent producer: remove processor.Idempotence(false), or choose processor.AtLeastOnce or processor.AtMostOnce", where)
+	}
+	if idem && acks != AllAcks {
+		bad("%s: the idempotent producer needs acks=all: use processor.ProducerAcks(processor.AllAcks), or processor.Idempotence(false) (not with exactly-once)", where)
+	}
+	if sc.guarantee == AtLeastOnce && acks == NoAck {
+		bad("%s: at-least-once cannot know a record was written with acks=0: use processor.AllAcks or processor.LeaderAck", where)
+	}
+	if sc.guarantee == AtLeastOnce && acks == LeaderAck && c.logger != nil {
+		// Allowed, as Kafka Streams allows acks=1 under at_least_once,
+		// but it weakens the guarantee: say so once, at New, rather
+		// than only in the documentation.
+		c.logger.Warn(where+": at-least-once with processor.ProducerAcks(processor.LeaderAck) can lose acknowledged records: "+
+			"a record (output or changelog) the partition leader acknowledged but had not replicated is lost when the leader fails, "+
+			"while the input offset that produced it is committed; use processor.ProducerAcks(processor.AllAcks) with the idempotent producer (the default) to lose nothing",
+			"guarantee", sc.guarantee.String(), "acks", "1", "idempotence", idem)
+	}
+	if linger < 0 || linger >= sc.commitInterval && sc.commitInterval > 0 {
+		bad("%s: producer linger %v must be at least 0 and below the commit interval %v; lower processor.ProducerLinger or raise processor.CommitInterval", where, linger, sc.commitInterval)
+	}
+	if sc.commitInterval <= 0 {
+		bad("%s: commit interval %v must be positive", where, sc.commitInterval)
+	} else if sc.guarantee == ExactlyOnce && sc.commitInterval >= c.txnTimeout {
+		bad("%s: commit interval %v must be below the transaction timeout %v: raise processor.TransactionTimeout or lower processor.CommitInterval", where, sc.commitInterval, c.txnTimeout)
+	}
+	if sc.maxRecords <= 0 {
+		bad("%s: max records per transaction %d must be positive", where, sc.maxRecords)
+	}
+	return errs
 }
 
 // defaultInstanceID derives an instance id from the host name and the state

@@ -394,19 +394,52 @@ func checkStageNames(stages []*Stage) []error {
 // orderStages sorts the stages so that every stage comes after the stages
 // writing the topics it reads, or reports a cycle.
 func orderStages(stages []*Stage) ([]*Stage, error) {
+	next := stageEdges(stages)
+	if cycle := findCycle(next); cycle != nil {
+		return nil, cycleError(stages, cycle)
+	}
+	// Kahn's algorithm, taking the earliest-declared ready stage first.
+	indeg := make([]int, len(stages))
+	for _, es := range next {
+		for _, e := range es {
+			indeg[e.to]++
+		}
+	}
+	var order []*Stage
+	done := make([]bool, len(stages))
+	for progress := true; progress && len(order) < len(stages); {
+		progress = false
+		for i, s := range stages {
+			if !done[i] && indeg[i] == 0 {
+				done[i] = true
+				order = append(order, s)
+				for _, e := range next[i] {
+					indeg[e.to]--
+				}
+				progress = true
+				break
+			}
+		}
+	}
+	return order, nil
+}
+
+// stageEdge says that a stage feeds stage to through topic.
+type stageEdge struct {
+	to    int
+	topic topology.TopicRef
+}
+
+// stageEdges returns, for every stage i, the stages it feeds (next[i]),
+// leaving out a declared loop's edge from its stage to itself.
+func stageEdges(stages []*Stage) (next [][]stageEdge) {
 	readers := map[topology.TopicRef][]int{}
 	for i, s := range stages {
 		for _, r := range s.inputs {
 			readers[r] = append(readers[r], i)
 		}
 	}
-	// next[i]: the stages fed by stage i, with the topic that feeds them.
-	type edge struct {
-		to    int
-		topic topology.TopicRef
-	}
-	next := make([][]edge, len(stages))
-	indeg := make([]int, len(stages))
+	next = make([][]stageEdge, len(stages))
 	for i, s := range stages {
 		loops := s.loops()
 		for _, w := range s.outputs {
@@ -414,23 +447,28 @@ func orderStages(stages []*Stage) ([]*Stage, error) {
 				if j == i && loops[w] {
 					continue // a declared loop: the stage reads what it writes on purpose
 				}
-				next[i] = append(next[i], edge{j, w})
-				indeg[j]++
+				next[i] = append(next[i], stageEdge{j, w})
 			}
 		}
 	}
+	return next
+}
 
-	// Find a cycle first, to report it with its path.
+// hop is a step of a cycle: stage from writes topic, which the next hop's
+// stage reads.
+type hop struct {
+	from  int
+	topic topology.TopicRef
+}
+
+// findCycle returns a cycle of the stage graph next, as its hops, or nil.
+func findCycle(next [][]stageEdge) []hop {
 	const (
 		white = iota // not visited
 		grey         // on the DFS path
 		black        // done, on no cycle
 	)
-	type hop struct {
-		from  int               // the stage that writes topic
-		topic topology.TopicRef // read by the next hop's stage
-	}
-	color := make([]int, len(stages))
+	color := make([]int, len(next))
 	var path, cycle []hop
 	var visit func(i int) bool
 	visit = func(i int) bool {
@@ -452,55 +490,42 @@ func orderStages(stages []*Stage) ([]*Stage, error) {
 		color[i] = black
 		return false
 	}
-	for i := range stages {
-		if color[i] != white || !visit(i) {
-			continue
+	for i := range next {
+		if color[i] == white && visit(i) {
+			return cycle
 		}
-		var b strings.Builder
-		shared, looped := false, false
-		for k, h := range cycle {
-			from, to := stages[h.from], stages[cycle[(k+1)%len(cycle)].from]
-			if k > 0 {
-				b.WriteString("; ")
-			}
-			fmt.Fprintf(&b, "stage %q writes %s (%s), which stage %q reads", from.Name, describeRef(h.topic),
-				writerOf(from, h.topic), to.Name)
-			shared = shared || sharesStore(from)
-			looped = looped || writesLoop(from)
-		}
-		hint := ""
-		if shared {
-			hint = " (operators that share a store run in one stage)"
-		}
-		if looped {
-			hint += " (a loop's writers run in the loop's stage)"
-		}
-		fix := "write to another topic"
-		if len(cycle) == 1 && !cycle[0].topic.Internal {
-			fix += ", or declare a loop with stream.DeclareLoop if the stage is meant to read its own output"
-		}
-		return nil, errorf(ErrCycle, "%s: a stage must not consume its own output, directly or through other stages%s; %s",
-			b.String(), hint, fix)
 	}
+	return nil
+}
 
-	// Kahn's algorithm, taking the earliest-declared ready stage first.
-	var order []*Stage
-	done := make([]bool, len(stages))
-	for progress := true; progress && len(order) < len(stages); {
-		progress = false
-		for i, s := range stages {
-			if !done[i] && indeg[i] == 0 {
-				done[i] = true
-				order = append(order, s)
-				for _, e := range next[i] {
-					indeg[e.to]--
-				}
-				progress = true
-				break
-			}
+// cycleError reports cycle with its path, what may have joined its stages,
+// and what to change.
+func cycleError(stages []*Stage, cycle []hop) error {
+	var b strings.Builder
+	shared, looped := false, false
+	for k, h := range cycle {
+		from, to := stages[h.from], stages[cycle[(k+1)%len(cycle)].from]
+		if k > 0 {
+			b.WriteString("; ")
 		}
+		fmt.Fprintf(&b, "stage %q writes %s (%s), which stage %q reads", from.Name, describeRef(h.topic),
+			writerOf(from, h.topic), to.Name)
+		shared = shared || sharesStore(from)
+		looped = looped || writesLoop(from)
 	}
-	return order, nil
+	hint := ""
+	if shared {
+		hint = " (operators that share a store run in one stage)"
+	}
+	if looped {
+		hint += " (a loop's writers run in the loop's stage)"
+	}
+	fix := "write to another topic"
+	if len(cycle) == 1 && !cycle[0].topic.Internal {
+		fix += ", or declare a loop with stream.DeclareLoop if the stage is meant to read its own output"
+	}
+	return errorf(ErrCycle, "%s: a stage must not consume its own output, directly or through other stages%s; %s",
+		b.String(), hint, fix)
 }
 
 // loops returns the declared loop topics the stage reads.
