@@ -17,6 +17,29 @@ import (
 func (t *Topology) DOT() string { return t.dot }
 
 // dot renders the DOT form of a built topology.
+// dotCluster writes stage s, the i-th, as a cluster of its operators and
+// stores.
+func dotCluster(w *strings.Builder, i int, s *Stage) {
+	fmt.Fprintf(w, "  subgraph cluster_%d {\n", i)
+	label := fmt.Sprintf("Stage %q", s.Name)
+	fmt.Fprintf(w, "    label=%s;\n", dotQuote(label))
+	if s.GeneratedName {
+		w.WriteString("    fontcolor=red;\n")
+	}
+	w.WriteString("    style=rounded;\n")
+	for _, n := range s.nodes {
+		fmt.Fprintf(w, "    %s [label=%s];\n", dotNode(n), dotQuote(n.label()))
+	}
+	for _, st := range s.stores {
+		attrs := "shape=cylinder, style=solid, label=" + dotQuote(st.Name)
+		if st.GeneratedName {
+			attrs += ", color=red"
+		}
+		fmt.Fprintf(w, "    %s [%s];\n", dotStore(st.Name), attrs)
+	}
+	w.WriteString("  }\n")
+}
+
 func dot(stages []*Stage) string {
 	var w strings.Builder
 	w.WriteString("digraph topology {\n")
@@ -48,24 +71,7 @@ func dot(stages []*Stage) string {
 	}
 
 	for i, s := range stages {
-		fmt.Fprintf(&w, "  subgraph cluster_%d {\n", i)
-		label := fmt.Sprintf("Stage %q", s.Name)
-		fmt.Fprintf(&w, "    label=%s;\n", dotQuote(label))
-		if s.GeneratedName {
-			w.WriteString("    fontcolor=red;\n")
-		}
-		w.WriteString("    style=rounded;\n")
-		for _, n := range s.nodes {
-			fmt.Fprintf(&w, "    %s [label=%s];\n", dotNode(n), dotQuote(n.label()))
-		}
-		for _, st := range s.stores {
-			attrs := "shape=cylinder, style=solid, label=" + dotQuote(st.Name)
-			if st.GeneratedName {
-				attrs += ", color=red"
-			}
-			fmt.Fprintf(&w, "    %s [%s];\n", dotStore(st.Name), attrs)
-		}
-		w.WriteString("  }\n")
+		dotCluster(&w, i, s)
 
 		for _, n := range s.nodes {
 			if n.in != nil {

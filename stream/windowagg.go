@@ -308,6 +308,31 @@ type session struct {
 
 var errStopScan = errors.New("stop scan")
 
+// touchedSessions returns the sessions of the key whose windowed-store keys
+// start with prefix that a record at ts touches, with sessions gap apart:
+// those ending at or after ts - gap and starting at or before ts + gap. A
+// key's sessions never overlap, so in end order they are in start order
+// too: the scan stops at the first that starts too late.
+func touchedSessions(store exec.Store, prefix []byte, ts, gap int64) ([]session, error) {
+	var found []session
+	err := store.Scan(encTime(prefix[:len(prefix):len(prefix)], ts-gap), prefixEnd(prefix), func(key, val []byte) error {
+		if len(key) != len(prefix)+16 {
+			return nil
+		}
+		s := session{end: decTime(key[len(prefix):]), start: decTime(key[len(prefix)+8:])}
+		if s.start > ts+gap {
+			return errStopScan
+		}
+		s.key, s.val = bytes.Clone(key), bytes.Clone(val)
+		found = append(found, s)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return nil, err
+	}
+	return found, nil
+}
+
 // session merges a record into its key's sessions.
 func (wa *windowAgg[K, V, A]) session(h *Handle, k K, v V) error {
 	st, err := h.streamTime()
@@ -324,24 +349,8 @@ func (wa *windowAgg[K, V, A]) session(h *Handle, k K, v V) error {
 		return h.codecError("encode", "key", wa.target, wa.label, err)
 	}
 	prefix := windowKeyPrefix(kb)
-	// The sessions a record at ts touches end at or after ts - gap and
-	// start at or before ts + gap. A key's sessions never overlap, so in
-	// end order they are in start order too: stop at the first that
-	// starts too late.
-	var found []session
-	err = store.Scan(encTime(prefix[:len(prefix):len(prefix)], ts-gap), prefixEnd(prefix), func(key, val []byte) error {
-		if len(key) != len(prefix)+16 {
-			return nil
-		}
-		s := session{end: decTime(key[len(prefix):]), start: decTime(key[len(prefix)+8:])}
-		if s.start > ts+gap {
-			return errStopScan
-		}
-		s.key, s.val = bytes.Clone(key), bytes.Clone(val)
-		found = append(found, s)
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStopScan) {
+	found, err := touchedSessions(store, prefix, ts, gap)
+	if err != nil {
 		return err
 	}
 	start, end := ts, ts
