@@ -11,11 +11,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/checkpoint"
 	"github.com/sluicehq/sluice/internal/exec"
-	"github.com/sluicehq/sluice/internal/kgox"
 	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
@@ -86,19 +84,21 @@ type globalTable struct {
 	reader *state.GlobalReader
 
 	// Owned by bootstrap, then by the follow goroutine.
-	cl   *kgo.Client
-	next map[int32]int64 // next offset to apply, per partition
+	//
+	// rp is the copy's replay, which follows: its consumer reads on after
+	// the bootstrap, and its logs hold the next offset to apply per
+	// partition.
+	rp *replay
 	// since is, per partition, the Written of the partition's next
-	// checkpoint: a time before which no record at or past next was
-	// written (checkpoint.Checkpoint.Written). It is the time of the
+	// checkpoint: a time before which no record at or past its next offset
+	// was written (checkpoint.Checkpoint.Written). It is the time of the
 	// checkpoint the copy resumed from, or the moment its rebuild began,
 	// until the copy is seen caught up with the partition's high
 	// watermark (then the time before that listing). Not the time of the
 	// write: a lagging copy's checkpoint would look younger than the
 	// records after it, and the tombstone-age rule would trust it too
 	// long.
-	since           map[int32]time.Time
-	deleteRetention time.Duration
+	since map[int32]time.Time
 
 	metrics globalMetrics
 }
@@ -177,16 +177,13 @@ func (p *Processor) bootstrapGlobals(ctx context.Context, adm *kadm.Client, db *
 			// again, and checkpoint.Plan rebuilds from the new log
 			// start.
 			g.log.Warn("records were deleted from the global table's topic during the bootstrap: starting it again", "err", err)
-			if g.cl != nil {
-				g.cl.Close()
-				g.cl = nil
-			}
+			g.close()
 		}
 		g.metrics.bootstrapNanos.Add(int64(time.Since(start)))
 		if err != nil {
 			return fmt.Errorf("global table %s (topic %s): %w", g.name, g.topic, err)
 		}
-		g.log.Info("global table ready", "topic", g.topic, "partitions", len(g.next), "restored", g.metrics.restored.Load(), "took", time.Since(start))
+		g.log.Info("global table ready", "topic", g.topic, "partitions", len(g.rp.logs[g.topic]), "restored", g.metrics.restored.Load(), "took", time.Since(start))
 	}
 	return nil
 }
@@ -199,7 +196,7 @@ func (p *Processor) followGlobals(ctx context.Context, stop func()) (wait func()
 	var wg sync.WaitGroup
 	errs := make([]error, len(p.globals))
 	for i, g := range p.globals {
-		if g.cl == nil {
+		if g.rp == nil {
 			continue
 		}
 		wg.Add(1)
@@ -221,14 +218,21 @@ func (p *Processor) followGlobals(ctx context.Context, stop func()) (wait func()
 // closeGlobals closes the global tables' consumers.
 func (p *Processor) closeGlobals() {
 	for _, g := range p.globals {
-		if g.cl != nil {
-			g.cl.Close()
-			g.cl = nil
-		}
+		g.close()
 	}
 }
 
-// bootstrap reads the topic up to its last stable offsets into the copy.
+// close closes the copy's consumer, if any.
+func (g *globalTable) close() {
+	if g.rp != nil {
+		g.rp.close()
+		g.rp = nil
+	}
+}
+
+// bootstrap reads the topic up to its last stable offsets into the copy: a
+// replay (replay.go) that follows, with one sink (the copy) and a log per
+// partition of the topic.
 func (g *globalTable) bootstrap(ctx context.Context, adm *kadm.Client, db *state.DB) error {
 	g.db = db
 	// now is the checkpoints' write time: taken before the offsets are
@@ -237,178 +241,36 @@ func (g *globalTable) bootstrap(ctx context.Context, adm *kadm.Client, db *state
 	// transaction open at that moment, which are at most a transaction
 	// timeout older: minutes against delete.retention.ms's day.
 	now := g.p.now()
-	g.deleteRetention = g.topicDeleteRetention(ctx, adm)
-	if g.deleteRetention == 0 {
+	logs, err := describeChangelogs(ctx, adm, g.log, []string{g.topic}, map[string][16]byte{g.topic: g.topicID})
+	if err != nil {
+		return err
+	}
+	li := logs[g.topic]
+	g.topicID = li.id
+	if li.deleteRetention == 0 {
 		g.log.Warn("delete.retention.ms of the global table's topic is 0 or cannot be read: its checkpoints are not trusted, the copy is read again from the topic's start unless caught up", "topic", g.topic)
 	}
-	starts, err := adm.ListStartOffsets(ctx, g.topic)
-	if err == nil {
-		err = starts.Error()
-	}
+	ends, err := listLogEnds(ctx, adm, g.topic)
 	if err != nil {
-		return fmt.Errorf("listing start offsets: %w", err)
+		return err
 	}
-	ends, err := adm.ListEndOffsets(ctx, g.topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	parts, err := g.plan(ends[g.topic], li, now)
 	if err != nil {
-		return fmt.Errorf("listing end offsets: %w", err)
-	}
-	stable, err := adm.ListCommittedOffsets(ctx, g.topic)
-	if err == nil {
-		err = stable.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("listing last stable offsets: %w", err)
+		return err
 	}
 
-	type part struct {
-		cp       checkpoint.Checkpoint
-		found    bool
-		start    int64
-		hw       int64
-		target   int64
-		decision checkpoint.Decision
-	}
-	parts := map[int32]*part{}
-	anyFound := false
-	for _, o := range ends[g.topic] {
-		pt := &part{hw: o.Offset, target: o.Offset}
-		if s, ok := starts.Lookup(g.topic, o.Partition); ok {
-			pt.start = s.Offset
-		}
-		if l, ok := stable.Lookup(g.topic, o.Partition); ok && l.Offset < pt.target {
-			pt.target = l.Offset
-		}
-		cp, found, err := db.Checkpoint(state.GlobalCheckpoint(g.name, o.Partition))
-		if errors.Is(err, checkpoint.ErrCorrupt) {
-			g.log.Warn("corrupt checkpoint: reading the global table again from the topic's start", "partition", o.Partition, "err", err)
-			cp, found, err = checkpoint.Checkpoint{}, true, nil // found: forces a rebuild below
-		}
-		if err != nil {
-			return fmt.Errorf("reading checkpoint of partition %d: %w", o.Partition, err)
-		}
-		pt.cp, pt.found = cp, found
-		anyFound = anyFound || found
-		parts[o.Partition] = pt
-	}
-	if len(parts) == 0 {
-		return fmt.Errorf("topic has no partitions")
-	}
-
-	rebuild, reason := !anyFound, "no local copy"
-	for p, pt := range parts {
-		if !pt.found {
-			// A partition without a checkpoint next to partitions with
-			// one was added to the topic since: read it from its start.
-			pt.decision = checkpoint.Decision{From: pt.start}
-			continue
-		}
-		pt.decision = checkpoint.Plan(pt.cp, true, g.store, checkpoint.LogState{
-			TopicID:         g.topicID,
-			LogStart:        pt.start,
-			HighWatermark:   pt.hw,
-			DeleteRetention: g.deleteRetention,
-		}, now)
-		if pt.decision.Rebuild && !rebuild {
-			rebuild, reason = true, fmt.Sprintf("partition %d: %s", p, pt.decision.Reason)
-		}
-	}
-	if rebuild {
-		// The partitions share one key range: a rebuild is of all of them.
-		g.log.Info("reading the global table from the topic's start", "reason", reason)
-		g.metrics.rebuilds.Add(1)
-		if err := db.WipeGlobal(g.name); err != nil {
-			return err
-		}
-	}
-
-	g.next = map[int32]int64{}
-	g.since = map[int32]time.Time{}
-	consume := map[int32]kgo.Offset{}
-	for p, pt := range parts {
-		from := pt.decision.From
-		g.since[p] = pt.cp.Written
-		if rebuild || !pt.found || now.Before(pt.cp.Written) {
-			// Read from the start (a rebuild, or a partition added
-			// since): records it meets were written before now but
-			// are read as they are now (see checkpoint.Checkpoint.Written).
-			g.since[p] = now
-		}
-		if rebuild {
-			from = pt.start
-		}
-		g.next[p] = from
-		consume[p] = kgo.NewOffset().At(from)
-	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt{
-		kgo.SeedBrokers(g.p.cfg.brokers...),
-		kgo.DialTimeout(g.p.cfg.dialTimeout),
-		kgo.WithLogger(kgox.Logger(g.log)),
-	}, g.p.cfg.kgoOpts...),
-		// After the user's options: the copy's correctness rests on them.
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{g.topic: consume}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Commit and abort markers tell the position: the last offset
-		// before the end is often a marker.
-		kgo.KeepControlRecords(),
-		// Never a silent jump past records the copy has not read
-		// (deleted by retention or DeleteRecords, possibly with
-		// tombstones of keys the copy holds): out of range is an
-		// error, and the copy is rebuilt (bootstrap) or the processor
-		// stops (follow).
-		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
-	)...)
-	if err != nil {
-		return fmt.Errorf("consumer: %w", err)
-	}
-	g.cl = cl
+	g.rp = &replay{cfg: &g.p.cfg, log: g.log, what: "bootstrap", noun: "record", follow: true}
 	g.reader = db.Global(g.name)
-
-	w := db.NewWriter()
-	defer w.Discard()
-	behind := func() bool {
-		for p, pt := range parts {
-			if g.next[p] < pt.target {
-				return true
-			}
-		}
-		return false
+	g.since = map[int32]time.Time{}
+	sink := g.rp.addSink("the local copy", state.GlobalPartition, db.NewWriter(), g.checkpoints)
+	for p, pt := range parts {
+		g.since[p] = pt.since
+		g.rp.add(sink, g.topic, p, g.store, pt.from, pt.target)
 	}
-	for behind() {
-		// Bounded like a restore's replay (restoreStall): every record
-		// below the targets is committed, so a poll that gets nothing
-		// for that long is stuck, and Run must not hang at start.
-		pctx, cancel := context.WithTimeout(ctx, restoreStall)
-		fetches := cl.PollFetches(pctx)
-		cancel()
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("bootstrap interrupted: %w", err)
-		}
-		var ferr error
-		stalled := false
-		fetches.EachError(func(topic string, p int32, err error) {
-			switch {
-			case errors.Is(err, context.DeadlineExceeded):
-				stalled = true
-			case errors.Is(err, kerr.OffsetOutOfRange):
-				ferr = errors.Join(ferr, &logMovedError{topic: topic, partition: p, offset: g.next[p], err: err})
-			default:
-				ferr = errors.Join(ferr, fmt.Errorf("reading %s/%d: %w", topic, p, err))
-			}
-		})
-		if ferr != nil {
-			return ferr
-		}
-		if stalled && fetches.NumRecords() == 0 {
-			return fmt.Errorf("bootstrap received no record for %v while behind the topic's end", restoreStall)
-		}
-		n, err := g.applyFetches(fetches, w, restoreFlushBytes)
-		if err != nil {
-			return err
-		}
-		g.metrics.restored.Add(n)
+	n, err := g.rp.run(ctx)
+	g.metrics.restored.Add(n)
+	if err != nil {
+		return err
 	}
 	// Every partition's checkpoint, read or not: a partition that had
 	// nothing to read still gets one, so a restart resumes. A partition
@@ -416,71 +278,92 @@ func (g *globalTable) bootstrap(ctx context.Context, adm *kadm.Client, db *state
 	// past it; one whose target was a last stable offset held back by an
 	// open transaction keeps its earlier time.
 	for p, pt := range parts {
-		if g.next[p] >= pt.hw {
+		if g.rp.position(g.topic, p).next >= pt.hw {
 			g.since[p] = now
 		}
 	}
-	return g.checkpoint(w, nil)
+	return g.rp.finish()
 }
 
-// applyFetches applies the fetched records to w, flushing (with
-// checkpoints) whenever w holds more than flushBytes, and returns the number
-// of data records applied. The caller applies w at the end with
-// checkpoint.
-func (g *globalTable) applyFetches(fetches kgo.Fetches, w *state.Writer, flushBytes int) (int64, error) {
-	var n int64
-	touched := map[int32]bool{}
-	for it := fetches.RecordIter(); !it.Done(); {
-		r := it.Next()
-		if r.Topic != g.topic || r.Offset < g.next[r.Partition] {
-			continue
-		}
-		g.next[r.Partition] = r.Offset + 1
-		touched[r.Partition] = true
-		if r.Attrs.IsControl() {
-			continue
-		}
-		var err error
-		if r.Value == nil {
-			err = w.Delete(g.store, state.GlobalPartition, r.Key)
-		} else {
-			err = w.Put(g.store, state.GlobalPartition, r.Key, r.Value)
-		}
+// globalPart is where the bootstrap reads one partition of the topic.
+type globalPart struct {
+	from   int64     // the first offset to read
+	target int64     // the last stable offset, or the high watermark
+	hw     int64     // the high watermark
+	since  time.Time // the Written of its progress checkpoints
+}
+
+// plan reads the checkpoint of every partition of the topic and decides
+// with checkpoint.Plan, as of now, where each is read from. A partition
+// without a checkpoint next to partitions with one was added to the topic
+// since: it is read from its start. The partitions share one key range, so
+// a rebuild is of all of them: a checkpoint Plan refuses, a corrupt one, or
+// none at all wipes the copy, and every partition is read from its start.
+func (g *globalTable) plan(ends map[int32]logEnds, li logInfo, now time.Time) (map[int32]*globalPart, error) {
+	if len(ends) == 0 {
+		return nil, fmt.Errorf("topic has no partitions")
+	}
+	type read struct {
+		cp    checkpoint.Checkpoint
+		found bool
+	}
+	cps := map[int32]read{}
+	rebuild, reason := true, "no local copy"
+	for p := range ends {
+		cp, found, err := readCheckpoint(g.db, g.log, state.GlobalCheckpoint(g.name, p))
 		if err != nil {
-			return n, err
+			return nil, err
 		}
-		n++
-		if w.Len() > flushBytes {
-			if err := g.checkpoint(w, touched); err != nil {
-				return n, err
-			}
-			clear(touched)
+		cps[p] = read{cp, found}
+		rebuild = rebuild && !found
+	}
+	parts := map[int32]*globalPart{}
+	for p, e := range ends {
+		pt := &globalPart{from: e.start, target: e.hw, hw: e.hw}
+		if e.stable >= 0 && e.stable < pt.target {
+			pt.target = e.stable
 		}
-	}
-	if len(touched) > 0 {
-		return n, g.checkpoint(w, touched)
-	}
-	return n, nil
-}
-
-// checkpoint adds the checkpoints of the given partitions (all when nil),
-// at their next offsets with their since times as Written, to w, and
-// applies w: data and checkpoints land in one Pebble batch.
-func (g *globalTable) checkpoint(w *state.Writer, parts map[int32]bool) error {
-	for p, next := range g.next {
-		if parts != nil && !parts[p] {
+		parts[p] = pt
+		if !cps[p].found {
 			continue
 		}
-		cp := checkpoint.Checkpoint{
-			Stores:  map[string]checkpoint.Store{g.store: {TopicID: g.topicID, Next: next}},
-			Written: g.since[p],
+		d := planStore(cps[p].cp, true, g.store, li, e, now)
+		pt.from = d.From
+		if d.Rebuild && !rebuild {
+			rebuild, reason = true, fmt.Sprintf("partition %d: %s", p, d.Reason)
 		}
-		if err := w.SetCheckpoint(state.GlobalCheckpoint(g.name, p), cp); err != nil {
+	}
+	if rebuild {
+		g.log.Info("reading the global table from the topic's start", "reason", reason)
+		g.metrics.rebuilds.Add(1)
+		if err := g.db.WipeGlobal(g.name); err != nil {
+			return nil, err
+		}
+	}
+	for p, pt := range parts {
+		// Read from the start (a rebuild, or a partition added since):
+		// records it meets were written before now but are read as they
+		// are now (see checkpoint.Checkpoint.Written).
+		pt.since = progressSince(cps[p].cp, cps[p].found && !rebuild, now)
+		if rebuild {
+			pt.from = ends[p].start
+		}
+	}
+	return parts, nil
+}
+
+// checkpoints adds to w the checkpoints of the partitions of logs, at their
+// next offsets with their since times as Written: the copy's replaySink
+// checkpoints.
+func (g *globalTable) checkpoints(w *state.Writer, logs []*replayLog) error {
+	for _, l := range logs {
+		cp := checkpoint.Checkpoint{
+			Stores:  map[string]checkpoint.Store{g.store: {TopicID: g.topicID, Next: l.next}},
+			Written: g.since[l.partition],
+		}
+		if err := w.SetCheckpoint(state.GlobalCheckpoint(g.name, l.partition), cp); err != nil {
 			return err
 		}
-	}
-	if err := w.Apply(); err != nil {
-		return fmt.Errorf("applying to the local copy: %w", err)
 	}
 	return nil
 }
@@ -490,13 +373,12 @@ func (g *globalTable) checkpoint(w *state.Writer, parts map[int32]bool) error {
 // records it had not read yet were deleted (offset out of range): the copy
 // cannot be made whole without a rebuild, which the next start does.
 func (g *globalTable) follow(ctx context.Context) error {
-	w := g.db.NewWriter()
-	defer w.Discard()
-	adm := kadm.NewClient(g.cl)
+	cl := g.rp.cl
+	adm := kadm.NewClient(cl)
 	lastRefresh := time.Now()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, globalRefreshInterval)
-		fetches := g.cl.PollFetches(pctx)
+		fetches := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
@@ -510,8 +392,12 @@ func (g *globalTable) follow(ctx context.Context) error {
 				// in place would show lookups a half-read copy: stop,
 				// as Kafka Streams' global thread does; the next start
 				// sees the checkpoint below the log start and rebuilds.
+				next := int64(-1)
+				if l := g.rp.position(topic, p); l != nil {
+					next = l.next
+				}
 				lost = fmt.Errorf("records of %s/%d that the copy had not read (from offset %d) were deleted: start the processor again, which reads the global table again from the topic's start: %w",
-					topic, p, g.next[p], err)
+					topic, p, next, err)
 			default:
 				g.log.Warn("fetch error while following the global table", "topic", topic, "partition", p, "err", err)
 			}
@@ -519,14 +405,14 @@ func (g *globalTable) follow(ctx context.Context) error {
 		if lost != nil {
 			return lost
 		}
-		n, err := g.applyFetches(fetches, w, restoreFlushBytes)
+		n, err := g.rp.apply(fetches)
 		g.metrics.updates.Add(n)
 		if err != nil {
 			return err
 		}
 		if time.Since(lastRefresh) >= globalRefreshInterval {
 			lastRefresh = time.Now()
-			if err := g.refresh(ctx, adm, w); err != nil {
+			if err := g.refresh(ctx, adm); err != nil {
 				return err
 			}
 		}
@@ -540,7 +426,7 @@ func (g *globalTable) follow(ctx context.Context) error {
 // now. A lagging partition keeps its older time. Partitions added to the
 // topic are read from their start. A failure to list is logged and retried at the
 // next refresh.
-func (g *globalTable) refresh(ctx context.Context, adm *kadm.Client, w *state.Writer) error {
+func (g *globalTable) refresh(ctx context.Context, adm *kadm.Client) error {
 	now := g.p.now()
 	ends, err := adm.ListEndOffsets(ctx, g.topic)
 	if err == nil {
@@ -552,56 +438,30 @@ func (g *globalTable) refresh(ctx context.Context, adm *kadm.Client, w *state.Wr
 		}
 		return nil
 	}
-	caughtUp := map[int32]bool{}
-	added := map[int32]kgo.Offset{}
+	sink := g.rp.sinks[0]
+	added := 0
 	for _, o := range ends[g.topic] {
-		next, ok := g.next[o.Partition]
+		l := g.rp.position(g.topic, o.Partition)
 		switch {
-		case !ok:
+		case l == nil:
 			start := int64(0)
 			if starts, err := adm.ListStartOffsets(ctx, g.topic); err == nil {
 				if s, ok := starts.Lookup(g.topic, o.Partition); ok && s.Err == nil {
 					start = s.Offset
 				}
 			}
-			g.next[o.Partition] = start
-			added[o.Partition] = kgo.NewOffset().At(start)
-			caughtUp[o.Partition] = true // checkpoint it at its start
-		case next >= o.Offset:
-			caughtUp[o.Partition] = true
+			l = g.rp.add(sink, g.topic, o.Partition, g.store, start, start) // checkpointed at its start
+			added++
+		case l.next < o.Offset:
+			continue // lagging
 		}
+		g.since[o.Partition] = now
+		l.moved = true
 	}
-	for p := range caughtUp {
-		g.since[p] = now
+	if added > 0 {
+		g.log.Info("reading partitions added to the global topic", "partitions", added)
 	}
-	if len(added) > 0 {
-		g.log.Info("reading partitions added to the global topic", "partitions", len(added))
-		g.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{g.topic: added})
-	}
-	if len(caughtUp) == 0 {
-		return nil
-	}
-	return g.checkpoint(w, caughtUp)
-}
-
-// topicDeleteRetention returns how long compaction keeps the topic's
-// tombstones, as checkpoint.LogState.DeleteRetention (tombstoneRetention):
-// 0 when the settings cannot be read, so that checkpoint.Plan does not trust
-// a checkpoint's age (fail closed; the caller logs it).
-func (g *globalTable) topicDeleteRetention(ctx context.Context, adm *kadm.Client) time.Duration {
-	cfgs, err := adm.DescribeTopicConfigs(ctx, g.topic)
-	var rc kadm.ResourceConfig
-	if err == nil {
-		rc, err = cfgs.On(g.topic, nil)
-	}
-	if err == nil {
-		err = rc.Err
-	}
-	if err != nil {
-		g.log.Warn("reading the global table's topic settings", "topic", g.topic, "err", err)
-		return 0
-	}
-	return tombstoneRetention(rc.Configs)
+	return sink.apply(false)
 }
 
 // GlobalMetrics counts what one global table's copy did since Run began.

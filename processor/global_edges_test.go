@@ -107,10 +107,8 @@ func TestGlobalFollowerCheckpointKeepsCaughtUpTime(t *testing.T) {
 	// Three hours later the copy applies records written since.
 	produceGlobal(t, brokers, users, "bob=fr", "ann=<nil>")
 	clock = t0.Add(3 * time.Hour)
-	w := db.NewWriter()
-	defer w.Discard()
 	for next, _ := written(); next < 3; next, _ = written() {
-		if _, err := g.applyFetches(g.cl.PollFetches(ctx), w, restoreFlushBytes); err != nil {
+		if _, err := g.rp.apply(g.rp.cl.PollFetches(ctx)); err != nil {
 			t.Fatal(err)
 		}
 		if ctx.Err() != nil {
@@ -123,7 +121,7 @@ func TestGlobalFollowerCheckpointKeepsCaughtUpTime(t *testing.T) {
 
 	// Caught up at the next refresh: the checkpoint's time moves on.
 	clock = t0.Add(4 * time.Hour)
-	if err := g.refresh(ctx, adm, w); err != nil {
+	if err := g.refresh(ctx, adm); err != nil {
 		t.Fatal(err)
 	}
 	if next, at := written(); !at.Equal(clock) {
@@ -202,7 +200,7 @@ func TestGlobalFollowerStopsWhenUnreadRecordsAreDeleted(t *testing.T) {
 
 	// While the copy does not fetch, ann is deleted and the records
 	// up to the tombstone are deleted too.
-	g.cl.PauseFetchPartitions(map[string][]int32{users: {0}})
+	g.rp.cl.PauseFetchPartitions(map[string][]int32{users: {0}})
 	produceGlobal(t, brokers, users, "ann=<nil>", "bob=fr")
 	os := kadm.Offsets{}
 	os.Add(kadm.Offset{Topic: users, Partition: 0, At: 2})
@@ -213,7 +211,7 @@ func TestGlobalFollowerStopsWhenUnreadRecordsAreDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.cl.ResumeFetchPartitions(map[string][]int32{users: {0}})
+	g.rp.cl.ResumeFetchPartitions(map[string][]int32{users: {0}})
 
 	fctx, fcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer fcancel()

@@ -2,8 +2,12 @@ package processor
 
 import (
 	"context"
+	"log/slog"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/kgox"
 )
 
 type explicitKey struct{}
@@ -41,4 +45,24 @@ func (tp topicPartitioner) OnNewBatch() {
 	if nb, ok := tp.keyed.(kgo.TopicPartitionerOnNewBatch); ok {
 		nb.OnNewBatch()
 	}
+}
+
+// baseOpts returns the options every Kafka client of the processor starts
+// with: the seed brokers, the dial timeout, and franz-go's log lines written
+// to log. A client appends its own options, then the user's KafkaOptions,
+// then the options its correctness rests on: franz-go applies options in
+// order, and the last of a kind wins.
+func (c *cfg) baseOpts(log *slog.Logger) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SeedBrokers(c.brokers...),
+		kgo.DialTimeout(c.dialTimeout),
+		kgo.WithLogger(kgox.Logger(log)),
+	}
+}
+
+// newClient returns a client with baseOpts, then the user's KafkaOptions,
+// then enforced, which no user option can replace. The client is not
+// connected yet: an unreachable broker shows at its first request.
+func (c *cfg) newClient(log *slog.Logger, enforced ...kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(slices.Concat(c.baseOpts(log), c.kgoOpts, enforced)...)
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/internal/kgox"
 	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
@@ -95,11 +94,7 @@ func (p *Processor) Run(ctx context.Context) error {
 }
 
 func (p *Processor) run(ctx context.Context) (err error) {
-	adminCl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(p.cfg.brokers...),
-		kgo.DialTimeout(p.cfg.dialTimeout),
-		kgo.WithLogger(kgox.Logger(p.cfg.logger)),
-	}, p.cfg.kgoOpts...)...)
+	adminCl, err := p.cfg.newClient(p.cfg.logger)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}

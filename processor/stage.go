@@ -215,10 +215,7 @@ func (st *stage) clientOpts() []kgo.Opt {
 	for i, in := range st.inputs {
 		topics[i] = in.name
 	}
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(c.brokers...),
-		kgo.DialTimeout(c.dialTimeout),
-		kgo.WithLogger(kgox.Logger(st.log)),
+	opts := append(c.baseOpts(st.log),
 		kgo.ConsumerGroup(st.group),
 		kgo.ConsumeTopics(topics...),
 		kgo.InstanceID(c.instanceID),
@@ -237,7 +234,7 @@ func (st *stage) clientOpts() []kgo.Opt {
 		// callbacks then run only between cycles, never while a polled
 		// batch is processed (kgo gates them on the poll).
 		kgo.BlockRebalanceOnPoll(),
-	}
+	)
 	acks, idempotent, retries, linger := st.cfg.producer()
 	switch acks {
 	case AllAcks:
