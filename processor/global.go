@@ -33,17 +33,19 @@ import (
 //  1. prepareTopics checks that the topic exists (ErrConfig otherwise) and
 //     notes its partition count and topic id.
 //  2. bootstrap, before any stage starts (as Kafka Streams blocks startup
-//     until its global stores are caught up): per partition, the checkpoint
-//     decides (checkpoint.Plan, as for a task) whether the copy resumes from
-//     it or is wiped and read again from the topic's start. A direct
-//     consumer (no group), read_committed, reads every partition up to its
-//     last stable offset as listed when the bootstrap began (the high
-//     watermark when no transaction is open on the topic), applying the
-//     records with the checkpoints of the offsets reached in one Pebble
-//     batch every few MiB.
-//  3. follow, in a background goroutine until Run ends: the same consumer
-//     goes on reading; each poll is applied with the new checkpoints in one
-//     Pebble batch. A failure to apply stops the processor, and so do
+//     until its global stores are caught up): a changelog replay
+//     (replay.go), as a task's restore is. It reads the topic's id and
+//     delete.retention.ms again; per partition, the checkpoint decides
+//     (checkpoint.Plan, as for a task) whether the copy resumes from it or
+//     is wiped and read again from the topic's start. A direct consumer
+//     (no group), read_committed, reads every partition up to its last
+//     stable offset as listed when the bootstrap began (the high watermark
+//     when no transaction is open on the topic), applying each poll's
+//     records (and every few MiB within one) with the checkpoints of the
+//     offsets reached in one Pebble batch.
+//  3. follow, in a background goroutine until Run ends: the replay's
+//     consumer goes on reading; each poll is applied with the new
+//     checkpoints in one Pebble batch. A failure to apply stops the processor, and so do
 //     records deleted before the copy read them (the consumer never resets
 //     its position; the next start rebuilds).
 //
@@ -76,7 +78,7 @@ type globalTable struct {
 	topic string
 	log   *slog.Logger
 
-	// Set by prepareTopics.
+	// Set by prepareTopics, and again by bootstrap.
 	topicID [16]byte
 
 	// Set by bootstrap, before the stages start; read-only afterwards.
