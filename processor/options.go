@@ -324,9 +324,12 @@ func PurgeInterval(d time.Duration) Opt { return opt{func(c *cfg) { c.purgeInter
 func Logger(l *slog.Logger) Opt { return opt{func(c *cfg) { c.logger = l }} }
 
 // KafkaOptions appends franz-go client options to every client the processor
-// creates, after its own (so they win). For settings sluice does not cover
-// (TLS, SASL); options that break the protocol (a different isolation level,
-// auto-commit) void the guarantees. A custom decompressor
+// creates, after its own (so they win), but for the options the protocol
+// rests on, which come after them and cannot be replaced: read_committed
+// fetches, the consumers' offset reset (a stage's to its input's start, a
+// restore's to none), the stage's group balancer, and its logger (which
+// wraps one given here). For settings sluice does not cover (TLS, SASL);
+// other options that break the protocol (auto-commit) void the guarantees. A custom decompressor
 // (kgo.WithDecompressor) must return fresh memory for every batch: sluice
 // hands fetched keys and values to the topology without copying them.
 func KafkaOptions(opts ...kgo.Opt) Opt {

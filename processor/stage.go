@@ -222,8 +222,6 @@ func (st *stage) clientOpts() []kgo.Opt {
 		kgo.SessionTimeout(c.sessionTimeout),
 		kgo.RebalanceTimeout(c.rebalanceTime),
 		kgo.HeartbeatInterval(c.heartbeat),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RecordPartitioner(newPartitioner()),
 		kgo.ProducerBatchMaxBytes(int32(max(c.maxRecordBytes+1024, 1000012))),
 		kgo.OnPartitionsRevoked(st.onRevoked),
@@ -255,6 +253,15 @@ func (st *stage) clientOpts() []kgo.Opt {
 		opts = append(opts, kgo.TransactionalID(st.txnID), kgo.TransactionTimeout(c.txnTimeout))
 	}
 	opts = append(opts, c.kgoOpts...)
+	// After the user's options: the stage reads only committed input (a
+	// read_uncommitted stage would process an aborted transaction's
+	// records and commit their effects), and a task without a committed
+	// offset starts at its input's start (a repartition topic's records
+	// written before the stage's first commit are not skipped).
+	opts = append(opts,
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
 	// After the user's options, so that a logger among them cannot replace
 	// the watch for unconfirmed EndTxn outcomes: it wraps that logger.
 	inner := st.p.userLogger
