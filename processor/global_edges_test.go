@@ -199,11 +199,21 @@ func TestGlobalFollowerStopsWhenUnreadRecordsAreDeleted(t *testing.T) {
 	defer p.closeGlobals()
 
 	// While the copy does not fetch, ann is deleted and the records
-	// up to the tombstone are deleted too.
+	// up to the tombstone are deleted too. A fetch the copy sent before
+	// the pause may still be waiting at the broker and would bring back
+	// records produced now: produce one record first, to end that fetch,
+	// and poll while paused, which drops what it brought and keeps the
+	// copy's position (franz-go sends no fetch for a paused partition).
 	g.rp.cl.PauseFetchPartitions(map[string][]int32{users: {0}})
+	produceGlobal(t, brokers, users, "cat=it")
+	for range 3 {
+		pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		g.rp.cl.PollFetches(pctx)
+		pcancel()
+	}
 	produceGlobal(t, brokers, users, "ann=<nil>", "bob=fr")
 	os := kadm.Offsets{}
-	os.Add(kadm.Offset{Topic: users, Partition: 0, At: 2})
+	os.Add(kadm.Offset{Topic: users, Partition: 0, At: 3})
 	dr, err := adm.DeleteRecords(ctx, os)
 	if err == nil {
 		err = dr.Error()
