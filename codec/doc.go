@@ -1,5 +1,7 @@
 // Package codec turns typed values into the bytes of Kafka record keys,
-// record values and state-store entries, and back.
+// record values and state-store entries, and back. Users import it wherever
+// a topology, a test or a sink names its types; it is part of sluice's
+// stable API (see package stream).
 //
 // A [Codec] is a small value with two methods. The codecs in this package are
 // zero-size struct types with no configuration and no shared mutable state, so

@@ -1,6 +1,7 @@
 // Package gokacodec adapts goka codecs to sluice's typed codecs, and back, so
 // that a goka application moving to sluice keeps its codecs (see
-// docs/from-goka.md).
+// docs/from-goka.md). Users migrating from goka import it; it is part of
+// sluice's stable API with package codec.
 //
 // It does not import goka: Codec declares goka's codec interface
 // (github.com/lovoo/goka v1.1.x, goka.Codec) with the same method set, which

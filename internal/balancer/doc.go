@@ -1,5 +1,6 @@
 // Package balancer is the consumer-group balancer of a sluice stage: a
 // [kgo.GroupBalancer] that assigns whole tasks, sticky and cooperative.
+// Only package processor imports it (Go's internal rule keeps users out).
 //
 // A stage is one consumer group that may read several co-partitioned input
 // topics (a join, or operators that share a store). Its unit of work is a

@@ -2,7 +2,8 @@
 // batch of records is written, together with the input offsets it covers,
 // in one database transaction. It runs the same SQL on SQLite (3.24 or
 // later) and PostgreSQL (9.5 or later); only the placeholders differ, and
-// Tx rewrites them.
+// Tx rewrites them. Users import it into their sink binaries; it is part
+// of sluice's stable API (see package sink).
 //
 // The common case, the latest value of each key in a table, over the
 // embedded pure-Go SQLite:
