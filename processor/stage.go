@@ -28,13 +28,9 @@ type stage struct {
 	// pace is what the last gather saw (gatherDeadline). Only the
 	// stage's loop touches it.
 	pace struct {
-		ended    time.Time // when the last gather stopped
-		caughtUp bool      // it waited for records: no backlog
-		idle     time.Duration
-	}
-	tr struct {
-		polls, empty   int
-		pollWait, proc time.Duration
+		ended    time.Time     // when the last gather stopped
+		caughtUp bool          // it waited for records: no backlog
+		idle     time.Duration // how long its polls waited for records
 	}
 	p       *Processor
 	name    string
