@@ -354,8 +354,9 @@ func ErrorPolicy(p Policy) StageOpt { return stageOpt{func(c *stageCfg) { c.poli
 // after the previous one stopped gathering, so the time a transaction takes
 // to end (flush, offset commit, EndTxn, apply) counts toward the next
 // interval, as in Kafka Streams (but each transaction still gathers for at
-// least half an interval); a stage working through a backlog gathers
-// for a whole interval from the start of each cycle, which spreads each
+// least half an interval); a stage working through a backlog (no poll of
+// its last gather waited a millisecond or more for records) gathers for a
+// whole interval from the start of each cycle, which spreads each
 // transaction's fixed cost over more records.
 func CommitInterval(d time.Duration) StageOpt {
 	return stageOpt{func(c *stageCfg) { c.commitInterval = d }}
