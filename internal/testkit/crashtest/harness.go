@@ -260,7 +260,31 @@ func (h *Harness) KillAll() {
 		for n := range h.started {
 			h.T.Logf("errors in the log of %s:\n%s", n, h.LogErrors(n))
 			h.T.Logf("log of %s: %s", n, h.LogTail(n))
+			h.keepLog(n)
 		}
+	}
+}
+
+// keepLog copies instance name's whole log into the directory named by
+// $SLUICE_CRASH_LOGS, when set, as <test>-<name>.log: the test's own
+// temporary directory is removed when it ends.
+func (h *Harness) keepLog(name string) {
+	dir := os.Getenv("SLUICE_CRASH_LOGS")
+	if dir == "" {
+		return
+	}
+	b, err := os.ReadFile(h.LogPath(name))
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	if err == nil {
+		file := strings.NewReplacer("/", "_", " ", "_").Replace(h.T.Name()) + "-" + name + ".log"
+		err = os.WriteFile(filepath.Join(dir, file), b, 0o644)
+	}
+	if err != nil {
+		h.T.Logf("keeping the log of %s: %v", name, err)
+	} else {
+		h.T.Logf("the whole log of %s is in %s", name, dir)
 	}
 }
 
