@@ -74,3 +74,114 @@ func TestGatherTellsBacklogFromCaughtUp(t *testing.T) {
 		t.Errorf("IdleTime grew by %v over a gather that waited its whole 50ms interval", idle)
 	}
 }
+
+// burstPoller hands over burst records on its first poll, then has nothing:
+// the input of a stage fed by one upstream commit.
+type burstPoller struct {
+	burst int
+	polls int
+}
+
+func (b *burstPoller) PollRecords(ctx context.Context, _ int) kgo.Fetches {
+	b.polls++
+	if b.polls > 1 {
+		<-ctx.Done()
+		return nil
+	}
+	recs := make([]*kgo.Record, b.burst)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: "in"}
+	}
+	return kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "in", Partitions: []kgo.FetchPartition{{Records: recs}}}}}}
+}
+
+// tricklePoller hands over one record per poll after a short pause, however
+// short the poll's deadline: input that never goes quiet.
+type tricklePoller struct{}
+
+func (tricklePoller) PollRecords(context.Context, int) kgo.Fetches {
+	time.Sleep(200 * time.Microsecond)
+	recs := []*kgo.Record{{Topic: "in"}}
+	return kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "in", Partitions: []kgo.FetchPartition{{Records: recs}}}}}}
+}
+
+// TestGatherEndsWhenABurstIsDone: a caught-up stage that processed a burst
+// of input and then polls nothing for quietWait ends its gather at the
+// floor (quietAfter) instead of the deadline; a stage with a backlog, a
+// stage whose previous gather ended moments ago, and a stage whose input
+// never goes quiet do not. Only lower bounds and a margin of a whole second
+// are timed, so that a loaded machine cannot fail the test.
+func TestGatherEndsWhenABurstIsDone(t *testing.T) {
+	process := func([]*kgo.Record) error { return nil }
+	gather := func(st *stage, pl poller) (int, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		n, err := st.gather(context.Background(), pl, process)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, time.Since(start)
+	}
+	const iv = 4 * time.Second
+
+	// Caught up, the previous gather ended an interval ago: the floor is
+	// a quarter interval from now, the deadline half an interval.
+	st := &stage{name: "s", cfg: stageCfg{commitInterval: iv, maxRecords: 50000}}
+	st.pace.caughtUp, st.pace.ended = true, time.Now().Add(-iv)
+	n, took := gather(st, &burstPoller{burst: 7})
+	if n != 7 {
+		t.Fatalf("caught up: gathered %d records, want the burst's 7", n)
+	}
+	if took < iv/4 || took > iv/4+time.Second {
+		t.Errorf("caught up, burst done: gather took %v, want about a quarter interval (%v): the floor, then quiet input ends it", took, iv/4)
+	}
+	if !st.pace.caughtUp {
+		t.Errorf("a gather that ended on quiet input does not count as caught up")
+	}
+
+	// Backlog mode (the previous gather never waited): the whole interval.
+	const short = 400 * time.Millisecond
+	st = &stage{name: "s", cfg: stageCfg{commitInterval: short, maxRecords: 50000}}
+	st.pace.ended = time.Now()
+	if _, took := gather(st, &burstPoller{burst: 3}); took < short {
+		t.Errorf("backlog mode: gather took %v, want the whole interval %v", took, short)
+	}
+
+	// Caught up, the previous gather stopped just now: not before half an
+	// interval after it, however quiet the input.
+	st = &stage{name: "s", cfg: stageCfg{commitInterval: short, maxRecords: 50000}}
+	st.pace.caughtUp, st.pace.ended = true, time.Now()
+	if _, took := gather(st, &burstPoller{burst: 3}); took < short/2 {
+		t.Errorf("caught up, previous gather just stopped: gather took %v, want at least half the interval %v", took, short/2)
+	}
+
+	// Caught up, input never quiet: until the deadline (half an interval
+	// from now, the previous gather having stopped a whole one ago).
+	st = &stage{name: "s", cfg: stageCfg{commitInterval: short, maxRecords: 1 << 30}}
+	st.pace.caughtUp, st.pace.ended = true, time.Now().Add(-short)
+	if _, took := gather(st, tricklePoller{}); took < short/2 {
+		t.Errorf("caught up, steady input: gather took %v, want the deadline's %v", took, short/2)
+	}
+}
+
+// TestCaughtUpIsRelativeToTheGather: polls that waited a tenth of the gather
+// or more make a caught-up stage; a few milliseconds of waiting in a long
+// gather (a nearly saturated stage) do not.
+func TestCaughtUpIsRelativeToTheGather(t *testing.T) {
+	for _, c := range []struct {
+		idle, took time.Duration
+		want       bool
+	}{
+		{0, 100 * time.Millisecond, false},
+		{3 * time.Millisecond, 100 * time.Millisecond, false},
+		{9 * time.Millisecond, 100 * time.Millisecond, false},
+		{10 * time.Millisecond, 100 * time.Millisecond, true},
+		{60 * time.Millisecond, 100 * time.Millisecond, true},
+		{500 * time.Microsecond, 2 * time.Millisecond, false},
+		{time.Millisecond, 5 * time.Millisecond, true},
+	} {
+		if got := caughtUp(c.idle, c.took); got != c.want {
+			t.Errorf("caughtUp(idle %v, gather %v) = %v, want %v", c.idle, c.took, got, c.want)
+		}
+	}
+}

@@ -312,14 +312,16 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 	ordered := st.ordered()
 	var idle time.Duration // blocked in polls that waited for records
 	defer func() {
-		st.pace.caughtUp = idle >= caughtUpIdle
 		st.pace.ended = time.Now()
+		st.pace.caughtUp = caughtUp(idle, st.pace.ended.Sub(start))
 		st.pace.idle = idle
 		st.metrics.idleNanos.Add(int64(idle))
 	}()
 	var buf []*kgo.Record
 	n := 0
+	got := 0 // records of the last poll
 	poll := func(until time.Time, limit int) error {
+		got = 0
 		ps := time.Now()
 		pctx, cancel := context.WithDeadline(ctx, until)
 		fetches := pl.PollRecords(pctx, min(limit, pollChunk))
@@ -358,6 +360,7 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 			return nil
 		}
 		n += len(recs)
+		got = len(recs)
 		if ordered {
 			st.noteFetches(fetches)
 			buf = append(buf, recs...)
@@ -365,11 +368,22 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 		}
 		return fn(recs)
 	}
+	quiet := st.quietAfter(start)
 	for n < st.cfg.maxRecords {
-		if err := poll(deadline, st.cfg.maxRecords-n); err != nil {
+		until, early := deadline, st.pace.caughtUp && n > 0
+		if early {
+			until = minTime(deadline, maxTime(time.Now().Add(quietWait(st.cfg.commitInterval)), quiet))
+		}
+		if err := poll(until, st.cfg.maxRecords-n); err != nil {
 			return n, err
 		}
-		if ctx.Err() != nil || !time.Now().Before(deadline) {
+		now := time.Now()
+		if ctx.Err() != nil || !now.Before(deadline) {
+			break
+		}
+		if early && got == 0 && !now.Before(quiet) {
+			// A burst of input is processed and no more came:
+			// end now rather than at the deadline (quietAfter).
 			break
 		}
 	}
@@ -405,9 +419,47 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 }
 
 // caughtUpIdle is how long a poll must have waited for records for the
-// stage to count as caught up with its input (see gatherDeadline): a poll
-// that finds records buffered returns in microseconds.
+// wait to count as idle time: a poll that finds records buffered returns in
+// microseconds.
 const caughtUpIdle = time.Millisecond
+
+// caughtUp reports whether a gather that lasted took and whose polls waited
+// idle for records leaves the stage caught up with its input: its polls
+// waited at least a tenth of the gather. A stage that waits a few
+// milliseconds per gather is nearly saturated, and pacing it as caught up
+// (shorter gathers, transactions that end early) would spend more of its
+// time ending transactions than it has to spare.
+func caughtUp(idle, took time.Duration) bool {
+	return idle >= caughtUpIdle && idle >= took/10
+}
+
+// quietWait is how long a caught-up stage that has records in its
+// transaction polls for more before it calls its input quiet (gather): a
+// twentieth of the commit interval, at least 1 ms and at most 20 ms. The
+// records of one upstream commit, or of one producer's burst, arrive in
+// polls spaced well below it.
+func quietWait(interval time.Duration) time.Duration {
+	return min(max(interval/20, time.Millisecond), 20*time.Millisecond)
+}
+
+// quietAfter returns the earliest time at which a caught-up stage whose
+// gather started at start may end its transaction because its input went
+// quiet: half a commit interval after the previous gather stopped, and a
+// quarter of an interval after start.
+//
+// A stage fed by another stage's output (a repartition topic read with
+// read_committed) sees its input in bursts, one per upstream commit; so
+// does a stage fed by an occasional producer. Waiting for the deadline
+// after such a burst is processed adds up to a whole interval to the
+// latency of every record in it, for no throughput: nothing else is
+// coming. The floor bounds the transaction rate at twice the rate of
+// interval-paced transactions however many upstream instances commit at
+// their own times, and keeps transactions from following each other back
+// to back when ending them is slow.
+func (st *stage) quietAfter(start time.Time) time.Time {
+	iv := st.cfg.commitInterval
+	return maxTime(st.pace.ended.Add(iv/2), start.Add(iv/4))
+}
 
 // gatherDeadline returns when the cycle starting at now stops gathering
 // records and ends its transaction.
@@ -431,6 +483,13 @@ func (st *stage) gatherDeadline(now time.Time) time.Time {
 	// interval (an overloaded broker), back-to-back transactions of a few
 	// records each would add to the load that slows them.
 	return maxTime(st.pace.ended.Add(st.cfg.commitInterval), now.Add(st.cfg.commitInterval/2))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 func maxTime(a, b time.Time) time.Time {
