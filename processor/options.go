@@ -350,14 +350,17 @@ func ErrorPolicy(p Policy) StageOpt { return stageOpt{func(c *stageCfg) { c.poli
 // Shorter means lower latency and more transactions; longer means higher
 // throughput.
 //
-// A stage that keeps up with live input ends a transaction one interval
-// after the previous one stopped gathering, so the time a transaction takes
-// to end (flush, offset commit, EndTxn, apply) counts toward the next
-// interval, as in Kafka Streams (but each transaction still gathers for at
-// least half an interval); a stage working through a backlog (no poll of
-// its last gather waited a millisecond or more for records) gathers for a
-// whole interval from the start of each cycle, which spreads each
-// transaction's fixed cost over more records.
+// A stage that keeps up with live input (its polls waited for records at
+// least a tenth of its last gather) ends a transaction one interval after
+// the previous one stopped gathering, so the time a transaction takes to end
+// (flush, offset commit, EndTxn, apply) counts toward the next interval, as
+// in Kafka Streams; and it ends sooner when a burst of input is processed
+// and no record came for a twentieth of the interval (at least 1 ms, at most
+// 20 ms), but not before half an interval after the previous gather: a stage
+// fed by another stage gets its input in bursts, one per upstream commit,
+// and a trickle of input needs no full interval. A stage working through a
+// backlog gathers for a whole interval from the start of each cycle, which
+// spreads each transaction's fixed cost over more records.
 func CommitInterval(d time.Duration) StageOpt {
 	return stageOpt{func(c *stageCfg) { c.commitInterval = d }}
 }

@@ -364,8 +364,8 @@ func (j *ssJoin[K, VL, VR, VO]) forwardAt(h *Handle, k K, o VO, ts int64) error 
 
 // expire emits the unpaired buffered records that can no longer pair (left
 // and outer joins) and deletes every expired one.
-func (j *ssJoin[K, VL, VR, VO]) expire(h *Handle, _, to int64) error {
-	return expireIndexed(h, j.st, joinExpiry, nil, to, func(store exec.Store, dk []byte) error {
+func (j *ssJoin[K, VL, VR, VO]) expire(h *Handle, from, to int64) error {
+	return expireIndexed(h, j.st, joinExpiry, nil, from, to, func(store exec.Store, dk []byte) error {
 		if side := dk[0]; j.mode == outerJoin || (j.mode == leftJoin && side == joinLeft) {
 			return j.emitUnpaired(h, store, dk)
 		}

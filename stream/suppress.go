@@ -76,14 +76,14 @@ func SuppressUntilWindowCloses[K, V any](t Table[Windowed[K], V], opts ...Option
 		return store.Put(key, binary.BigEndian.AppendUint64(nil, uint64(millis(h.ts))))
 	})
 	kd := newDecoder(kc)
-	n.timeHooks = append(n.timeHooks, timeHook{phase: 0, fn: func(h *Handle, _, to int64) error {
+	n.timeHooks = append(n.timeHooks, timeHook{phase: 0, fn: func(h *Handle, from, to int64) error {
 		store, err := h.taskStore(st)
 		if err != nil {
 			return err
 		}
 		type pending struct{ key, ts []byte }
 		var due []pending
-		err = store.Scan(nil, encTime(nil, to+1), func(k, v []byte) error {
+		err = store.Scan(dueFrom(nil, from), encTime(nil, to+1), func(k, v []byte) error {
 			due = append(due, pending{bytes.Clone(k), bytes.Clone(v)})
 			return nil
 		})

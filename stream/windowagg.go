@@ -35,6 +35,28 @@ const (
 	windowExpiry byte = 0x01
 )
 
+// dueFrom returns the lower bound of the scan for the entries of an index of
+// times (prefix | encTime(t) | ...) that fall due as stream time moves from
+// `from` to a later time: prefix | encTime(from), or prefix alone before the
+// first record (from is noTime).
+//
+// Every entry with a time before `from` was deleted when the stream time
+// moved past it, and none is written later: an operator writes an entry
+// (a window's close or expiry, a buffered join record's expiry) only for a
+// window or record it accepted, that is, whose time is after the stream
+// time then. Scanning from the index's start would instead step over the
+// tombstone of every entry released since the store last compacted, on
+// every record that moves the stream time, which grows without bound:
+// thousands of tombstones per record after a restore, seconds per poll.
+// The entries at `from` itself are scanned again (at most a millisecond's
+// worth), so that no rounding of an accepted time can hide one.
+func dueFrom(prefix []byte, from int64) []byte {
+	if from == noTime {
+		return prefix
+	}
+	return encTime(prefix, from)
+}
+
 // windowKeyPrefix returns 0x00 | uvarint(len(kb)) | kb.
 func windowKeyPrefix(kb []byte) []byte {
 	p := make([]byte, 0, 1+binary.MaxVarintLen64+len(kb)+16)
@@ -52,18 +74,18 @@ func expiryKey(t int64, dk []byte) []byte {
 }
 
 // expireIndexed deletes every entry of the store's expiry index that is due
-// by stream time `to`, and the data key each one indexes; on each data key,
+// by stream time `to` (as the stream time moves from `from`; see dueFrom), and the data key each one indexes; on each data key,
 // before its deletion, it calls fn with the store (when fn is not nil). An index entry is index |
 // expiry time (encTime) | the data key without its first len(dataPrefix)
 // bytes, which are dataPrefix: windowed stores leave their data byte out of
 // the index (expiryKey), the stream-stream join keeps its side byte in it.
-func expireIndexed(h *Handle, st *storeDecl, index byte, dataPrefix []byte, to int64, fn func(store exec.Store, dk []byte) error) error {
+func expireIndexed(h *Handle, st *storeDecl, index byte, dataPrefix []byte, from, to int64, fn func(store exec.Store, dk []byte) error) error {
 	store, err := h.taskStore(st)
 	if err != nil {
 		return err
 	}
 	var due [][]byte
-	err = store.Scan([]byte{index}, encTime([]byte{index}, to+1), func(k, _ []byte) error {
+	err = store.Scan(dueFrom([]byte{index}, from), encTime([]byte{index}, to+1), func(k, _ []byte) error {
 		due = append(due, bytes.Clone(k))
 		return nil
 	})
@@ -202,8 +224,8 @@ func windowAggregate[K, V, A any](w WindowedGrouped[K, V], op string, ac codec.C
 	wa := &windowAgg[K, V, A]{n: n, st: st, spec: spec, kc: g.kc, ac: ac, ad: newDecoder(ac), out: out,
 		step: step, merge: merge, label: n.label(), target: "store " + quote(st.name)}
 	out.get = wa.get
-	n.timeHooks = append(n.timeHooks, timeHook{phase: 1, fn: func(h *Handle, _, to int64) error {
-		return expireIndexed(h, st, windowExpiry, []byte{windowData}, to, nil)
+	n.timeHooks = append(n.timeHooks, timeHook{phase: 1, fn: func(h *Handle, from, to int64) error {
+		return expireIndexed(h, st, windowExpiry, []byte{windowData}, from, to, nil)
 	}})
 	if spec.kind == sessionWindows {
 		s.attach(wa.session)
