@@ -43,3 +43,32 @@ func TestGatherKeepsTheCommitInterval(t *testing.T) {
 		t.Errorf("gathered %d records (the whole cap) with a 50 ms commit interval: the interval did not end the transaction", n)
 	}
 }
+
+// TestGatherShrinksPollsOfSlowRecords: once records have proved slow to
+// process, a poll takes only as many as a commit interval fits, so that a
+// transaction stays near its interval however slow the records (1000 of
+// them at 10 ms each would outlive a 10 s transaction timeout).
+func TestGatherShrinksPollsOfSlowRecords(t *testing.T) {
+	st := &stage{name: "slow", cfg: stageCfg{commitInterval: 20 * time.Millisecond, maxRecords: 50000}}
+	slow := func(recs []*kgo.Record) error {
+		time.Sleep(time.Duration(len(recs)) * time.Millisecond) // 1 ms per record
+		return nil
+	}
+	first := &backlogPoller{}
+	if _, err := st.gather(context.Background(), first, slow); err != nil {
+		t.Fatal(err)
+	}
+	if first.largest != pollChunk {
+		t.Fatalf("the first poll asked for %d records, want %d (nothing known about the records yet)", first.largest, pollChunk)
+	}
+	// The first poll's 1000 records took at least 1 s: a 20 ms interval
+	// fits at most 20 of them.
+	next := &backlogPoller{}
+	n, err := st.gather(context.Background(), next, slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.largest > 20 || n == 0 {
+		t.Errorf("after records of 1 ms, polls asked for up to %d records (gathered %d); want at most 20, what the 20 ms interval fits", next.largest, n)
+	}
+}

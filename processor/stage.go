@@ -31,6 +31,7 @@ type stage struct {
 		ended    time.Time     // when the last gather stopped
 		caughtUp bool          // it waited for records: no backlog
 		idle     time.Duration // how long its polls waited for records
+		chunk    int           // the records a poll may take (pollLimit)
 	}
 	p       *Processor
 	name    string
@@ -298,6 +299,34 @@ func (st *stage) session(ctx context.Context) error {
 // could outlive the transaction timeout.
 const pollChunk = 1000
 
+// pollLimit returns how many records the next poll may take: pollChunk, or
+// fewer when records have been slow to process (notePollCost), so that one
+// poll's records take about a commit interval at most. A poll's records are
+// all processed in the transaction that polled them; 1000 records at 10 ms
+// each (a slow user function, a starved machine) would hold a transaction
+// open for 10 s, the default transaction timeout.
+func (st *stage) pollLimit() int {
+	if st.pace.chunk <= 0 {
+		return pollChunk
+	}
+	return st.pace.chunk
+}
+
+// notePollCost sets the next polls' limit from how long the last poll's n
+// records took to process: as many as a commit interval fits at that pace,
+// from 1 to pollChunk.
+func (st *stage) notePollCost(n int, took time.Duration) {
+	if n == 0 {
+		return
+	}
+	per := took / time.Duration(n)
+	if per <= 0 {
+		st.pace.chunk = pollChunk
+		return
+	}
+	st.pace.chunk = int(min(max(st.cfg.commitInterval/per, 1), pollChunk))
+}
+
 // gather polls until the commit interval passed, the record cap is reached
 // or ctx is done, and hands each poll's records to fn. It stops at fn's
 // first error and returns it with the number of records handed over.
@@ -324,7 +353,7 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 		got = 0
 		ps := time.Now()
 		pctx, cancel := context.WithDeadline(ctx, until)
-		fetches := pl.PollRecords(pctx, min(limit, pollChunk))
+		fetches := pl.PollRecords(pctx, min(limit, st.pollLimit()))
 		cancel()
 		if waited := time.Since(ps); waited >= caughtUpIdle {
 			idle += waited
@@ -366,7 +395,10 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 			buf = append(buf, recs...)
 			return nil
 		}
-		return fn(recs)
+		began := time.Now()
+		err := fn(recs)
+		st.notePollCost(len(recs), time.Since(began))
+		return err
 	}
 	quiet := st.quietAfter(start)
 	for n < st.cfg.maxRecords {
