@@ -261,7 +261,15 @@ func testTimers(t *testing.T, g Guarantee) {
 	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second)
+	// Run until both tasks have ticked 3 times on the wall clock and the
+	// stream-time ticks are out (read committed), or a minute passed: a
+	// loaded machine may take longer than the 1 s this needs, and the
+	// checks below say what is missing.
+	for end := time.Now().Add(time.Minute); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if timersDone(testbroker.ReadCommittedWithin(t, 30*time.Second, brokers, ticksTopic)) {
+			break
+		}
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
@@ -282,7 +290,7 @@ func testTimers(t *testing.T, g Guarantee) {
 		last[k] = n
 	}
 	if last["wall-0"] < 3 || last["wall-1"] < 3 {
-		t.Errorf("wall-clock ticks %v, want at least 3 per task in 3 s", last)
+		t.Errorf("wall-clock ticks %v, want at least 3 per task within a minute", last)
 	}
 	if strings.Join(streamTicks, " ") != "stream-0=12 stream-0=31" {
 		t.Errorf("stream-time ticks %v, want stream-0=12 stream-0=31", streamTicks)
@@ -290,6 +298,21 @@ func testTimers(t *testing.T, g Guarantee) {
 	if m := p.Metrics().Stages["events"]; m.TimerErrors != 0 {
 		t.Errorf("metrics %+v", m)
 	}
+}
+
+// timersDone reports whether the ticks topic holds at least 3 wall-clock
+// ticks of each task and both stream-time ticks.
+func timersDone(recs []*kgo.Record) bool {
+	wall := map[string]int{}
+	streamTicks := 0
+	for _, r := range recs {
+		if k := string(r.Key); strings.HasPrefix(k, "stream-") {
+			streamTicks++
+		} else {
+			wall[k]++
+		}
+	}
+	return wall["wall-0"] >= 3 && wall["wall-1"] >= 3 && streamTicks >= 2
 }
 
 // A crash between the Kafka commit and the Pebble apply of the transaction
