@@ -426,8 +426,8 @@ func (g *globalTable) follow(ctx context.Context) error {
 // record at or after its offset is appended after this moment, so
 // compaction keeps any tombstone among them for delete.retention.ms from
 // now. A lagging partition keeps its older time. Partitions added to the
-// topic are read from their start. A failure to list is logged and retried at the
-// next refresh.
+// topic are read from their log start, listed for them; a failure to list
+// either is logged and retried at the next refresh.
 func (g *globalTable) refresh(ctx context.Context, adm *kadm.Client) error {
 	now := g.p.now()
 	ends, err := adm.ListEndOffsets(ctx, g.topic)
@@ -441,18 +441,33 @@ func (g *globalTable) refresh(ctx context.Context, adm *kadm.Client) error {
 		return nil
 	}
 	sink := g.rp.sinks[0]
+	var starts kadm.ListedOffsets
+	for _, o := range ends[g.topic] {
+		if g.rp.position(g.topic, o.Partition) == nil && starts == nil {
+			// A partition added to the topic: read it from its log
+			// start, which must be known (not assumed 0: a start
+			// past 0 would read out of range).
+			if starts, err = adm.ListStartOffsets(ctx, g.topic); err == nil {
+				err = starts.Error()
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					g.log.Warn("listing the global topic's start offsets for its added partitions", "err", err)
+				}
+				return nil
+			}
+		}
+	}
 	added := 0
 	for _, o := range ends[g.topic] {
 		l := g.rp.position(g.topic, o.Partition)
 		switch {
 		case l == nil:
-			start := int64(0)
-			if starts, err := adm.ListStartOffsets(ctx, g.topic); err == nil {
-				if s, ok := starts.Lookup(g.topic, o.Partition); ok && s.Err == nil {
-					start = s.Offset
-				}
+			s, ok := starts.Lookup(g.topic, o.Partition)
+			if !ok {
+				continue // listed after the end offsets: next refresh
 			}
-			l = g.rp.add(sink, g.topic, o.Partition, g.store, start, start) // checkpointed at its start
+			l = g.rp.add(sink, g.topic, o.Partition, g.store, s.Offset, s.Offset) // checkpointed at its start
 			added++
 		case l.next < o.Offset:
 			continue // lagging

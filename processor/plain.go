@@ -58,6 +58,7 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 			committing := time.Now()
 			err := commitSync(cl, after(recs))
 			st.metrics.commitNanos.Add(int64(time.Since(committing)))
+			st.notFromRecords(time.Since(committing))
 			if err != nil {
 				return fmt.Errorf("stage %s: %w: committing offsets before processing: %w", st.name, errUnknownOutcome, err)
 			}

@@ -31,7 +31,10 @@ type stage struct {
 		ended    time.Time     // when the last gather stopped
 		caughtUp bool          // it waited for records: no backlog
 		idle     time.Duration // how long its polls waited for records
-		chunk    int           // the records a poll may take (pollLimit)
+		// perRecord is how long the last records took to process,
+		// each (fits); overhead is the part of the current handler
+		// call paid once per poll (notFromRecords).
+		perRecord, overhead time.Duration
 	}
 	p       *Processor
 	name    string
@@ -299,33 +302,54 @@ func (st *stage) session(ctx context.Context) error {
 // could outlive the transaction timeout.
 const pollChunk = 1000
 
-// pollLimit returns how many records the next poll may take: pollChunk, or
-// fewer when records have been slow to process (notePollCost), so that one
-// poll's records take about a commit interval at most. A poll's records are
-// all processed in the transaction that polled them; 1000 records at 10 ms
-// each (a slow user function, a starved machine) would hold a transaction
-// open for 10 s, the default transaction timeout.
-func (st *stage) pollLimit() int {
-	if st.pace.chunk <= 0 {
-		return pollChunk
+// fits returns how many records one commit interval fits at the pace the
+// last records were processed (notePollCost), from 1 to limit; limit when
+// the pace is not known yet.
+//
+// A transaction processes every record it polled, so this bounds it: one
+// poll of 1000 records at 10 ms each (a slow user function, a starved
+// machine) would hold a transaction open for 10 s, the default transaction
+// timeout, and a stage with several inputs, which buffers its whole gather
+// and processes it at the end (order.go), would do the same with up to
+// MaxRecordsPerTransaction records at far less.
+func (st *stage) fits(limit int) int {
+	per := st.pace.perRecord
+	if per <= 0 {
+		return limit
 	}
-	return st.pace.chunk
+	return int(min(max(st.cfg.commitInterval/per, 1), time.Duration(limit)))
 }
 
-// notePollCost sets the next polls' limit from how long the last poll's n
-// records took to process: as many as a commit interval fits at that pace,
-// from 1 to pollChunk.
+// pollLimit returns how many records the next poll may take: pollChunk, or
+// fewer when records have been slow to process (fits).
+func (st *stage) pollLimit() int { return st.fits(pollChunk) }
+
+// gatherLimit returns how many records a gather may take: the record cap,
+// or for a stage with several inputs (whose records are all processed after
+// the gather) what an interval fits at the records' pace.
+func (st *stage) gatherLimit(ordered bool) int {
+	if !ordered {
+		return st.cfg.maxRecords
+	}
+	return st.fits(st.cfg.maxRecords)
+}
+
+// notePollCost notes the pace of n records that took took to hand over,
+// less what the handler reported as paid once per poll (notFromRecords).
 func (st *stage) notePollCost(n int, took time.Duration) {
+	took -= st.pace.overhead
+	st.pace.overhead = 0
 	if n == 0 {
 		return
 	}
-	per := took / time.Duration(n)
-	if per <= 0 {
-		st.pace.chunk = pollChunk
-		return
-	}
-	st.pace.chunk = int(min(max(st.cfg.commitInterval/per, 1), pollChunk))
+	st.pace.perRecord = took / time.Duration(n)
 }
+
+// notFromRecords tells notePollCost that d of the current handler call was
+// paid once for the poll, not per record: at-most-once's offset commit
+// before processing. Counting it per record would shrink the polls after
+// every slow commit until each poll took one record.
+func (st *stage) notFromRecords(d time.Duration) { st.pace.overhead += d }
 
 // gather polls until the commit interval passed, the record cap is reached
 // or ctx is done, and hands each poll's records to fn. It stops at fn's
@@ -401,12 +425,13 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 		return err
 	}
 	quiet := st.quietAfter(start)
-	for n < st.cfg.maxRecords {
+	limit := st.gatherLimit(ordered)
+	for n < limit {
 		until, early := deadline, st.pace.caughtUp && n > 0
 		if early {
 			until = minTime(deadline, maxTime(time.Now().Add(quietWait(st.cfg.commitInterval)), quiet))
 		}
-		if err := poll(until, st.cfg.maxRecords-n); err != nil {
+		if err := poll(until, limit-n); err != nil {
 			return n, err
 		}
 		now := time.Now()
@@ -447,7 +472,10 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 			}
 		}
 	}
-	return n, fn(st.orderByTime(buf))
+	began := time.Now()
+	err := fn(st.orderByTime(buf))
+	st.notePollCost(len(buf), time.Since(began))
+	return n, err
 }
 
 // caughtUpIdle is how long a poll must have waited for records for the

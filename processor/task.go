@@ -37,6 +37,7 @@ type task struct {
 	// apply, in a plain batch.
 	txn    *state.Txn
 	views  map[string]*state.Store
+	memo   map[any]any      // exec.MemoryTask: the operators' memory of this task instance
 	inputs map[string]int64 // input topic -> next offset processed in the open transaction
 
 	// topics are the input topics whose partition the group assigned to
@@ -401,4 +402,14 @@ func (t *task) Scan(store string, lower, upper []byte, fn func(key, value []byte
 		return err
 	}
 	return v.Scan(lower, upper, fn)
+}
+
+// Memory implements exec.MemoryTask. A task is made anew whenever its state
+// is built (newTask: an assignment, a restart), so its memory starts empty
+// then.
+func (t *task) Memory() map[any]any {
+	if t.memo == nil {
+		t.memo = map[any]any{}
+	}
+	return t.memo
 }

@@ -44,12 +44,22 @@ func (s *fakeStore) Scan(lower, upper []byte, fn func(key, value []byte) error) 
 	return nil
 }
 
-// fakeTask is an in-memory exec.Task: map-backed stores, recorded emits.
+// fakeTask is an in-memory exec.Task: map-backed stores, recorded emits,
+// and the operators' memory (exec.MemoryTask), which a new fakeTask starts
+// without, as a restarted task does.
 type fakeTask struct {
 	partition int32
 	stores    map[string]*fakeStore
 	emits     []exec.Output
 	emitErr   error // returned by Emit when set
+	memo      map[any]any
+}
+
+func (t *fakeTask) Memory() map[any]any {
+	if t.memo == nil {
+		t.memo = map[any]any{}
+	}
+	return t.memo
 }
 
 func newTask(partition int32, stores ...string) *fakeTask {

@@ -83,7 +83,7 @@ func SuppressUntilWindowCloses[K, V any](t Table[Windowed[K], V], opts ...Option
 		}
 		type pending struct{ key, ts []byte }
 		var due []pending
-		err = store.Scan(dueFrom(nil, from), encTime(nil, to+1), func(k, v []byte) error {
+		err = store.Scan(dueFrom(h, st, -1, nil, from), encTime(nil, to+1), func(k, v []byte) error {
 			due = append(due, pending{bytes.Clone(k), bytes.Clone(v)})
 			return nil
 		})

@@ -37,24 +37,55 @@ const (
 
 // dueFrom returns the lower bound of the scan for the entries of an index of
 // times (prefix | encTime(t) | ...) that fall due as stream time moves from
-// `from` to a later time: prefix | encTime(from), or prefix alone before the
-// first record (from is noTime).
+// `from` to a later time: prefix | encTime(from); or prefix alone, the whole
+// index up to the new time, before the first record (from is noTime) and on
+// the first scan of the index by this task instance (exec.MemoryTask; every
+// scan, when the runtime keeps no memory). st and index name the index.
 //
 // Every entry with a time before `from` was deleted when the stream time
 // moved past it, and none is written later: an operator writes an entry
 // (a window's close or expiry, a buffered join record's expiry) only for a
 // window or record it accepted, that is, whose time is after the stream
-// time then. Scanning from the index's start would instead step over the
-// tombstone of every entry released since the store last compacted, on
-// every record that moves the stream time, which grows without bound:
-// thousands of tombstones per record after a restore, seconds per poll.
-// The entries at `from` itself are scanned again (at most a millisecond's
-// worth), so that no rounding of an accepted time can hide one.
-func dueFrom(prefix []byte, from int64) []byte {
+// time then. That holds for the state one task instance made; state
+// restored from changelogs written without a transaction (at-least-once,
+// at-most-once) may hold the stream time of a cycle whose other changelog
+// records were lost in a crash, so the first scan after a (re)start looks at
+// the whole index. Scanning from the index's start on every record would
+// instead step over the tombstone of every entry released since the store
+// last compacted, on every record that moves the stream time, which grows
+// without bound: thousands of tombstones per record after a restore,
+// seconds per poll. The entries at `from` itself are scanned again (at most
+// a millisecond's worth), so that no rounding of an accepted time can hide
+// one.
+//
+// The first scan is noted before it runs: if the record that runs it then
+// fails (its writes discarded, including the releases), an entry that only
+// a whole scan would find waits for the task's next instance.
+func dueFrom(h *Handle, st *storeDecl, index int, prefix []byte, from int64) []byte {
 	if from == noTime {
 		return prefix
 	}
+	m, _ := h.task.(exec.MemoryTask)
+	if m == nil {
+		return prefix
+	}
+	mem := m.Memory()
+	if mem == nil {
+		return prefix
+	}
+	key := indexScan{st, index}
+	if mem[key] == nil {
+		mem[key] = true
+		return prefix
+	}
 	return encTime(prefix, from)
+}
+
+// indexScan names an index of times in a task's memory (dueFrom): a store
+// and the index's first byte (-1: the store is the index).
+type indexScan struct {
+	st    *storeDecl
+	index int
 }
 
 // windowKeyPrefix returns 0x00 | uvarint(len(kb)) | kb.
@@ -85,7 +116,7 @@ func expireIndexed(h *Handle, st *storeDecl, index byte, dataPrefix []byte, from
 		return err
 	}
 	var due [][]byte
-	err = store.Scan(dueFrom([]byte{index}, from), encTime([]byte{index}, to+1), func(k, _ []byte) error {
+	err = store.Scan(dueFrom(h, st, int(index), []byte{index}, from), encTime([]byte{index}, to+1), func(k, _ []byte) error {
 		due = append(due, bytes.Clone(k))
 		return nil
 	})

@@ -152,6 +152,16 @@ type task struct {
 	p      int32
 	stores map[string]map[string][]byte
 	pos    map[*topic]int // records of partition p read, per input topic
+	memo   map[any]any    // exec.MemoryTask
+}
+
+// Memory implements exec.MemoryTask: the driver's tasks live as long as the
+// driver, as a processor's live until a restart.
+func (t *task) Memory() map[any]any {
+	if t.memo == nil {
+		t.memo = map[any]any{}
+	}
+	return t.memo
 }
 
 var _ exec.Base = (*task)(nil)
