@@ -200,8 +200,8 @@ func (f *addedGlobal) deleteBefore(t *testing.T, partition int32, offset int64) 
 	}
 }
 
-// check compares the joined orders of got with want.
-func check(t *testing.T, got, want map[string]string) {
+// checkJoined compares the joined orders of got with want.
+func checkJoined(t *testing.T, got, want map[string]string) {
 	t.Helper()
 	var bad []string
 	for id, w := range want {
@@ -233,7 +233,7 @@ func TestGlobalTableReadsAddedPartitions(t *testing.T) {
 	f.produceTo(t, 0, "ann=at")
 	f.waitUntil(t, "the copy to apply the 4 records", func() bool { return f.p.Metrics().Global["users"].Updates >= 4 })
 	got := f.join(t, "o-bob=bob", "o-cid=cid", "o-dan=dan", "o-ann2=ann", "o-eve=eve")
-	check(t, got, map[string]string{"o-bob": "bob@fr", "o-cid": "cid@it", "o-dan": "dan@us", "o-ann2": "ann@at", "o-eve": "eve@?"})
+	checkJoined(t, got, map[string]string{"o-bob": "bob@fr", "o-cid": "cid@it", "o-dan": "dan@us", "o-ann2": "ann@at", "o-eve": "eve@?"})
 	f.stop(t)
 }
 
@@ -261,7 +261,7 @@ func TestGlobalTableReadsAddedPartitionFromLogStart(t *testing.T) {
 	f.holdEnds.Store(false)
 	f.waitUntil(t, "the copy to apply eve", func() bool { return f.p.Metrics().Global["users"].Updates >= 1 })
 	got := f.join(t, "o-eve=eve", "o-gone1=gone1", "o-gone2=gone2")
-	check(t, got, map[string]string{"o-eve": "eve@se", "o-gone1": "gone1@?", "o-gone2": "gone2@?"})
+	checkJoined(t, got, map[string]string{"o-eve": "eve@se", "o-gone1": "gone1@?", "o-gone2": "gone2@?"})
 	if u := f.p.Metrics().Global["users"].Updates; u != 1 {
 		t.Errorf("the copy applied %d records while following, want 1 (eve, after the log start)", u)
 	}
@@ -291,7 +291,7 @@ func TestGlobalTableAddedPartitionStartListingFails(t *testing.T) {
 		t.Errorf("the copy read the added partition without listing its start offset again")
 	}
 	got := f.join(t, "o-eve=eve", "o-gone1=gone1", "o-gone2=gone2")
-	check(t, got, map[string]string{"o-eve": "eve@se", "o-gone1": "gone1@?", "o-gone2": "gone2@?"})
+	checkJoined(t, got, map[string]string{"o-eve": "eve@se", "o-gone1": "gone1@?", "o-gone2": "gone2@?"})
 	if u := f.p.Metrics().Global["users"].Updates; u != 1 {
 		t.Errorf("the copy applied %d records while following, want 1 (eve, after the log start)", u)
 	}
