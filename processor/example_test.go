@@ -87,3 +87,62 @@ func Example() {
 	// or 1
 	// to 2
 }
+
+// Internal topics (here the count's changelog and the repartition topic)
+// are created with ReplicationFactor's replicas; without it, with the
+// brokers' default.replication.factor.
+func ExampleReplicationFactor() {
+	b := stream.NewBuilder()
+	words := stream.Source(b, "words", codec.String{}, codec.String{}, stream.Named("split"))
+	byWord := stream.GroupBy(words, func(_, w string) string { return w }, codec.String{}, codec.String{}, stream.Named("by-word"))
+	stream.To(stream.Count(byWord, stream.Named("counts")).ToStream(), "counts", codec.String{}, codec.Int64Text{})
+	topo, err := b.Build()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// A cluster of three brokers.
+	cluster, _ := kfake.NewCluster(kfake.NumBrokers(3))
+	defer cluster.Close()
+	cl, _ := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	adm.CreateTopics(ctx, 2, -1, nil, "words", "counts")
+
+	dir, _ := os.MkdirTemp("", "sluice-example-")
+	defer os.RemoveAll(dir)
+	p, err := processor.New(topo,
+		processor.Brokers(cluster.ListenAddrs()...),
+		processor.ApplicationID("example"),
+		processor.StateDir(dir),
+		processor.ReplicationFactor(2),
+	)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+
+	// Wait for the changelog, then look at its replicas.
+	const changelog = "example-counts-changelog"
+	var replicas int
+	for deadline := time.Now().Add(time.Minute); replicas == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		tds, err := adm.ListTopics(ctx, changelog)
+		if err == nil && tds[changelog].Err == nil {
+			for _, pd := range tds[changelog].Partitions {
+				replicas = len(pd.Replicas)
+			}
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		fmt.Println(err)
+	}
+	fmt.Printf("%s: %d replicas per partition\n", changelog, replicas)
+	// Output:
+	// example-counts-changelog: 2 replicas per partition
+}

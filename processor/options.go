@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -211,6 +212,8 @@ type cfg struct {
 	rollingRestart bool
 	purgeInterval  time.Duration
 	dlq            string
+	// replication: see ReplicationFactor (-1: the brokers' default).
+	replication int
 	// allowChangelogRecreate: see AllowChangelogRecreate.
 	allowChangelogRecreate bool
 	logger                 *slog.Logger
@@ -229,6 +232,7 @@ func defaultCfg() cfg {
 		dialTimeout:    10 * time.Second,
 		startupTimeout: 30 * time.Second,
 		purgeInterval:  30 * time.Second,
+		replication:    -1,
 		maxRecordBytes: 1000012, // Kafka's default message.max.bytes and franz-go's default batch size
 		stateCache:     8 << 20, // Pebble's default
 		logger:         slog.New(slog.DiscardHandler),
@@ -319,6 +323,19 @@ func RollingRestart() Opt { return opt{func(c *cfg) { c.rollingRestart = true }}
 // reading stage has committed are deleted (DeleteRecords). Default 30s; 0
 // turns purging off (then set a retention on the repartition topics).
 func PurgeInterval(d time.Duration) Opt { return opt{func(c *cfg) { c.purgeInterval = d }} }
+
+// ReplicationFactor sets the replication factor of the internal topics the
+// processor creates (changelogs, repartition topics, the dead-letter topic;
+// Kafka Streams' replication.factor). Default: the brokers'
+// default.replication.factor (CreateTopics asks for -1), which on a
+// production cluster should be 3 with min.insync.replicas=2; -1 asks for
+// that default explicitly. Topics that exist already keep theirs. New
+// refuses 0 and factors below -1; a factor above
+// the number of brokers fails Run with ErrConfig. When the default gives an
+// internal topic a single replica on a cluster of several brokers, Run logs
+// a warning (losing that broker loses the topic's data): set the brokers'
+// default.replication.factor, or this.
+func ReplicationFactor(n int) Opt { return opt{func(c *cfg) { c.replication = n }} }
 
 // Logger sets the structured logger. Default: discard.
 func Logger(l *slog.Logger) Opt { return opt{func(c *cfg) { c.logger = l }} }
@@ -465,6 +482,9 @@ func (c *cfg) validate(stageNames []string) error {
 	}
 	if c.maxRecordBytes < 1024 {
 		bad("max record bytes %d is below 1024", c.maxRecordBytes)
+	}
+	if c.replication != -1 && (c.replication < 1 || c.replication > math.MaxInt16) {
+		bad("replication factor %d is out of range: use processor.ReplicationFactor with 1 or more (at most the number of brokers), or -1 (the default) for the brokers' default.replication.factor", c.replication)
 	}
 	if c.stateCache < 0 {
 		bad("state cache size %d is negative: use processor.StateCacheSize with 0 or more bytes", c.stateCache)

@@ -215,20 +215,47 @@ func (p *Processor) ensureTopic(ctx context.Context, adm *kadm.Client, md kadm.M
 		if got := int32(len(d.Partitions)); got != partitions {
 			return partitionMismatch(p.cfg.app, topic, kind, st, got, partitions)
 		}
+		if pd, ok := d.Partitions[0]; ok {
+			p.warnSingleReplica(md, topic, len(pd.Replicas))
+		}
 		return nil
 	}
-	resp, err := adm.CreateTopic(ctx, partitions, -1, configs, topic)
+	rf := int16(p.cfg.replication)
+	resp, err := adm.CreateTopic(ctx, partitions, rf, configs, topic)
 	if err == nil {
 		err = resp.Err
+	}
+	if errors.Is(err, kerr.InvalidReplicationFactor) && rf > 0 {
+		return fmt.Errorf("creating internal topic %s with replication factor %d (processor.ReplicationFactor) on a cluster of %d brokers: %w: use at most %d, or leave it unset for the brokers' default.replication.factor",
+			topic, rf, len(md.Brokers), err, len(md.Brokers))
 	}
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("creating internal topic %s: %w", topic, err)
 	}
 	if err == nil {
 		created[topic] = resp.ID
+		p.cfg.logger.Info("created internal topic", "topic", topic, "partitions", partitions, "replication_factor", resp.ReplicationFactor)
+		if rf < 0 {
+			p.warnSingleReplica(md, topic, int(resp.ReplicationFactor))
+		}
+	} else {
+		p.cfg.logger.Info("internal topic created by another instance", "topic", topic, "partitions", partitions)
 	}
-	p.cfg.logger.Info("created internal topic", "topic", topic, "partitions", partitions)
 	return nil
+}
+
+// warnSingleReplica logs a warning when an internal topic has one replica
+// on a cluster of several brokers (not asked for with ReplicationFactor):
+// losing that broker loses the topic's data, a changelog's store state or
+// a repartition topic's records. replicas is the topic's replication
+// factor; 0 (unknown, from a broker too old to say) warns of nothing.
+func (p *Processor) warnSingleReplica(md kadm.Metadata, topic string, replicas int) {
+	if replicas != 1 || len(md.Brokers) < 2 || p.cfg.replication == 1 {
+		return
+	}
+	p.cfg.logger.Warn("internal topic has a single replica on a cluster of several brokers: losing that broker loses its data; "+
+		"set the brokers' default.replication.factor (3, with min.insync.replicas=2) or processor.ReplicationFactor, and raise this topic's with kafka-reassign-partitions.sh",
+		"topic", topic, "replication_factor", replicas, "brokers", len(md.Brokers))
 }
 
 // partitionMismatch is the error of an existing internal topic whose
