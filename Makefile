@@ -21,6 +21,16 @@
 #                    go.mod, so not in ./...) is vetted and its smoke tests run on kfake
 #                    (cd benchmarks && go test -short -run Smoke ./...), ~30 s.
 #   make test-short  go test -short -race ./...: no broker at all, quick.
+#   make test-cluster  the cluster fault tests (scripts/test-all cluster): a replicated
+#                    3-node Kafka cluster (scripts/kafka with SLUICE_KAFKA_NODES=3, on
+#                    ports 19092-19094 and 19100-19102, dir /tmp/sluice-kafka-cluster),
+#                    then KAFKA_BROKERS=<its nodes> go test -p 1
+#                    -run '^Test(CrashCluster|IntegrationReplicationFactor)' ./...: kill -9
+#                    of an input leader, of the transaction coordinator, of the group
+#                    coordinator, a rolling restart; ~10 min. NOT in `make test`: the
+#                    cluster tests cannot run on the broker pass's single broker, and
+#                    running the whole broker pass on the cluster would double it. CI
+#                    (.ci/run) runs it after `make test` when that left time (see there).
 #
 # Naming rule for test authors: a test that must also run on the real broker is named
 # TestIntegration* or TestCrash* (and still passes on kfake). Everything else runs on
@@ -40,7 +50,7 @@ GOTESTFLAGS  ?=
 
 export GO PKGS TEST_TIMEOUT BROKER_TESTS GOTESTFLAGS
 
-.PHONY: test test-kfake test-broker test-bench test-short vet fmt-check check kafka-start kafka-stop kafka-status
+.PHONY: test test-kfake test-broker test-bench test-cluster test-short vet fmt-check check kafka-start kafka-stop kafka-status
 
 test:
 	scripts/test-all all
@@ -53,6 +63,9 @@ test-broker:
 
 test-bench:
 	scripts/test-all bench
+
+test-cluster:
+	scripts/test-all cluster
 
 test-short:
 	$(GO) test -short -race -count=1 $(GOTESTFLAGS) $(PKGS)

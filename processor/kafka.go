@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -47,15 +48,28 @@ func (tp topicPartitioner) OnNewBatch() {
 	}
 }
 
+// metadataMinAge is the shortest time between two metadata refreshes of a
+// client (kgo.MetadataMinAge; franz-go's default is 5 s). When a broker
+// dies, the cluster moves its leaderships after broker.session.timeout.ms
+// (9 s by default); a client that refreshed while the dead broker still led
+// would then wait up to the min age to see the new leaders, and a
+// transaction's flush, bounded by the transaction timeout (10 s), runs out
+// first: the stage restarts instead of committing (issue 11, measured on
+// scripts/kafka's cluster). Kafka's Java client retries after 100 ms to
+// 1 s (retry.backoff.ms, retry.backoff.max.ms). Refreshes are triggered
+// only by errors, so a short min age costs requests only during failures.
+const metadataMinAge = 500 * time.Millisecond
+
 // baseOpts returns the options every Kafka client of the processor starts
-// with: the seed brokers, the dial timeout, and franz-go's log lines written
-// to log. A client appends its own options, then the user's KafkaOptions,
-// then the options its correctness rests on: franz-go applies options in
-// order, and the last of a kind wins.
+// with: the seed brokers, the dial timeout, the metadata min age, and
+// franz-go's log lines written to log. A client appends its own options,
+// then the user's KafkaOptions, then the options its correctness rests on:
+// franz-go applies options in order, and the last of a kind wins.
 func (c *cfg) baseOpts(log *slog.Logger) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
 		kgo.DialTimeout(c.dialTimeout),
+		kgo.MetadataMinAge(metadataMinAge),
 		kgo.WithLogger(kgox.Logger(log)),
 	}
 }

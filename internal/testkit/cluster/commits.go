@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,12 +23,13 @@ const SampleInterval = 200 * time.Millisecond
 //
 // What it measures is what a read_committed observer of the commits sees:
 // a transactional offset commit counts once its transaction committed. Its
-// own requests fail over like any client's (a sample whose coordinator or
-// leader was on a killed node fails and is skipped), which can add up to a
-// sample interval and one request timeout to a stall.
+// own requests fail over like any client's (what a sample could not read
+// from a killed node is left out of it), which can add up to a sample
+// interval and one request timeout to a stall.
 type CommitWatch struct {
 	adm    *kadm.Client
 	prefix string
+	groups []string // the groups seen so far; only run touches it
 	quit   chan struct{}
 	done   chan struct{}
 
@@ -55,7 +57,11 @@ func (k gp) String() string { return fmt.Sprintf("%s %s/%d", k.group, k.topic, k
 // WatchCommits starts a CommitWatch of the groups whose names start with
 // prefix (e.g. "<app>-"); it stops when the test ends.
 func WatchCommits(t testing.TB, brokers []string, prefix string) *CommitWatch {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RetryTimeout(time.Second))
+	// A short metadata min age: after a failover the watch sees the new
+	// leaders and coordinators at once (franz-go's default waits up to 5 s
+	// between refreshes), so that it does not add its own delay.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RetryTimeout(time.Second),
+		kgo.MetadataMinAge(100*time.Millisecond), kgo.MetadataMaxAge(time.Second))
 	if err != nil {
 		t.Fatalf("commit watch: %v", err)
 	}
@@ -94,26 +100,28 @@ func (w *CommitWatch) run() {
 	}
 }
 
-// read takes one sample; ok is false when any of its requests failed.
+// read takes one sample. A request that fails (its broker was killed and
+// the cluster has not moved its partitions yet) leaves out what it was
+// for: a group whose offsets could not be read, a partition whose end
+// could not be listed. ok is false when nothing was read.
 func (w *CommitWatch) read() (sample, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	s := sample{offs: map[gp]int64{}, ends: map[gp]int64{}}
-	groups, err := w.adm.ListGroups(ctx)
-	if err != nil {
-		return s, false
-	}
-	var names []string
-	for _, g := range groups.Groups() {
-		if strings.HasPrefix(g, w.prefix) {
-			names = append(names, g)
+	// ListGroups asks every broker: with one down it fails, and the
+	// groups seen before stand in.
+	if groups, err := w.adm.ListGroups(ctx); err == nil {
+		for _, g := range groups.Groups() {
+			if strings.HasPrefix(g, w.prefix) && !slices.Contains(w.groups, g) {
+				w.groups = append(w.groups, g)
+			}
 		}
 	}
 	topics := map[string]bool{}
-	for _, g := range names {
+	for _, g := range w.groups {
 		offs, err := w.adm.FetchOffsets(ctx, g)
 		if err != nil {
-			return s, false
+			continue
 		}
 		offs.Each(func(o kadm.OffsetResponse) {
 			if o.Err == nil {
@@ -122,19 +130,17 @@ func (w *CommitWatch) read() (sample, bool) {
 			}
 		})
 	}
-	if len(topics) > 0 {
-		var ts []string
-		for t := range topics {
-			ts = append(ts, t)
-		}
-		ends, err := w.adm.ListEndOffsets(ctx, ts...)
-		if err != nil || ends.Error() != nil {
-			return s, false
-		}
-		for k := range s.offs {
-			if e, ok := ends.Lookup(k.topic, k.partition); ok {
-				s.ends[k] = e.Offset
-			}
+	if len(s.offs) == 0 {
+		return s, false
+	}
+	var ts []string
+	for t := range topics {
+		ts = append(ts, t)
+	}
+	ends, _ := w.adm.ListEndOffsets(ctx, ts...)
+	for k := range s.offs {
+		if e, ok := ends.Lookup(k.topic, k.partition); ok && e.Err == nil {
+			s.ends[k] = e.Offset
 		}
 	}
 	s.at = time.Now()
