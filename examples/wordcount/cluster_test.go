@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/sluicehq/sluice/internal/testkit/cluster"
 	"github.com/sluicehq/sluice/internal/testkit/crashtest"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
@@ -141,7 +143,7 @@ func startClusterRun(t *testing.T) *clusterRun {
 	r := &clusterRun{t: t, c: c, h: h, gen: gen, seed: seed, start: time.Now()}
 	r.watch = cluster.WatchCommits(t, brokers, app+"-")
 	r.names = h.StartAll(2)
-	r.stopInput = h.steadyInput(gen, 50, 100*time.Millisecond)
+	r.stopInput = crashtest.SteadyInput(100*time.Millisecond, r.newInput())
 	if seen := h.WaitCount(output, words/10, 3*time.Minute); seen < words/10 {
 		h.KillAll()
 		t.Fatalf("only %d of %d count updates after 3 minutes: the instances do not work", seen, words)
@@ -149,10 +151,11 @@ func startClusterRun(t *testing.T) *clusterRun {
 	return r
 }
 
-// fault stops node (kill -9 when kill, else SIGTERM), then runs during
-// (if any) while it is down, waits up to two minutes until every
-// partition that had work waiting commits again, starts the node again
-// and waits until every partition is in sync. It logs the stall.
+// fault stops node (kill -9 when kill, else SIGTERM), waits until the
+// cluster moved its leaderships and then (up to two minutes) until every
+// partition that had work waiting commits again, runs during (if any)
+// while the node is still down, starts the node again and waits until
+// every partition is in sync. It logs the failover and the stall.
 func (r *clusterRun) fault(what string, node int32, kill bool, during ...func()) {
 	r.t.Helper()
 	at := time.Now()
@@ -161,15 +164,64 @@ func (r *clusterRun) fault(what string, node int32, kill bool, during ...func())
 	} else {
 		r.c.StopNode(node)
 	}
+	failover := time.Since(at) + r.c.WaitLeadersMoved(node, 2*time.Minute)
+	st := r.watch.WaitMoved(at, 2*time.Minute)
 	for _, f := range during {
 		f()
 	}
-	st := r.watch.WaitMoved(at, 2*time.Minute)
 	up := r.c.StartNode(node)
 	sync := r.c.WaitInSync(3 * time.Minute)
-	line := fmt.Sprintf("%s (node %d): %v; node back in %v, in sync %v later", what, node, st, up.Round(100*time.Millisecond), sync.Round(100*time.Millisecond))
+	line := fmt.Sprintf("%s (node %d): the cluster moved its leaderships after %v; %v; node back in %v, in sync %v later",
+		what, node, failover.Round(100*time.Millisecond), st, up.Round(100*time.Millisecond), sync.Round(100*time.Millisecond))
 	r.faults = append(r.faults, line)
 	r.t.Log(line)
+}
+
+// newInput returns a function that writes 50 new lines to the input and
+// returns once they are acknowledged, for crashtest.SteadyInput. Unlike
+// produce (a new client per batch), its one idempotent client gets its
+// producer id while every node runs, and it writes again what failed
+// while a node was down (its client retries retriable errors itself,
+// without a deadline, so what it fails was refused before it was written,
+// such as a producer id it could not get): the lines the generator counted
+// must all reach the input, whatever the cluster is going through. A
+// duplicate line would fail the test, never hide a loss.
+func (r *clusterRun) newInput() func() {
+	cl := testbroker.NewClient(r.t, r.c.Brokers, kgo.DefaultProduceTopic(r.h.input))
+	return func() {
+		lines := r.gen.next(50)
+		recs := make([]*kgo.Record, len(lines))
+		for i, l := range lines {
+			recs[i] = &kgo.Record{Value: []byte(l)}
+		}
+		for try := 1; len(recs) > 0; try++ {
+			var failed []*kgo.Record
+			var last error
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			res := cl.ProduceSync(ctx, recs...)
+			timedOut := ctx.Err() != nil
+			cancel()
+			if timedOut {
+				// Records may be in flight: they cannot be written again.
+				r.t.Errorf("producing %d lines to %s took more than 3 minutes: %v", len(recs), r.h.input, res.FirstErr())
+				return
+			}
+			for _, res := range res {
+				if res.Err != nil {
+					failed, last = append(failed, res.Record), res.Err
+				}
+			}
+			if len(failed) > 0 {
+				if try == 10 {
+					r.t.Errorf("producing %d lines to %s failed 10 times, last: %v", len(failed), r.h.input, last)
+					return
+				}
+				r.t.Logf("producing %d lines to %s failed (%v): again", len(failed), r.h.input, last)
+				time.Sleep(time.Second)
+			}
+			recs = failed
+		}
+	}
 }
 
 // killInstance kills -9 a random instance, aimed at an open transaction,

@@ -222,6 +222,39 @@ func (c *Cluster) Leader(topic string, p int32) int32 {
 	return pd.Leader
 }
 
+// WaitLeadersMoved polls the metadata (every 100 ms, up to timeout) until
+// no partition of any topic, internal ones included, names node as its
+// leader, and returns how long that took: after a kill -9, the cluster's
+// own failover (broker.session.timeout.ms, plus a controller election when
+// the node was the active controller). It fails the test on timeout.
+func (c *Cluster) WaitLeadersMoved(node int32, timeout time.Duration) time.Duration {
+	c.T.Helper()
+	adm := testbroker.Admin(c.T, c.Brokers)
+	start := time.Now()
+	var led []string
+	for time.Since(start) < timeout {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		tds, err := adm.ListTopicsWithInternal(ctx)
+		cancel()
+		if err == nil {
+			led = led[:0]
+			for _, td := range tds.Sorted() {
+				for _, pd := range td.Partitions.Sorted() {
+					if pd.Leader == node {
+						led = append(led, fmt.Sprintf("%s/%d", td.Topic, pd.Partition))
+					}
+				}
+			}
+			if len(led) == 0 {
+				return time.Since(start)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.T.Fatalf("node %d still leads %d partitions after %v: %s", node, len(led), timeout, strings.Join(first(led, 10), ", "))
+	return 0
+}
+
 // TxnCoordinators returns the node that coordinates each of the
 // transactional ids.
 func (c *Cluster) TxnCoordinators(ids ...string) map[string]int32 {
