@@ -128,7 +128,11 @@ const backlog = 30000
 // (replication from the cluster's default, 3), writes the backlog, starts
 // two instances, a steady input and the commit watch, and waits until a
 // tenth of the backlog's count updates are out.
-func startClusterRun(t *testing.T) *clusterRun {
+func startClusterRun(t *testing.T) *clusterRun { return startClusterRunN(t, 2, 100*time.Millisecond) }
+
+// startClusterRunN is startClusterRun with the given number of instances,
+// and 50 lines of input every interval.
+func startClusterRunN(t *testing.T, instances int, interval time.Duration) *clusterRun {
 	c := cluster.Open(t)
 	seed := crashtest.Seed(t)
 	brokers := c.Brokers
@@ -142,8 +146,8 @@ func startClusterRun(t *testing.T) *clusterRun {
 	h := newHarness(t, bin, brokers, app, input, output)
 	r := &clusterRun{t: t, c: c, h: h, gen: gen, seed: seed, start: time.Now()}
 	r.watch = cluster.WatchCommits(t, brokers, app+"-")
-	r.names = h.StartAll(2)
-	r.stopInput = crashtest.SteadyInput(100*time.Millisecond, r.newInput())
+	r.names = h.StartAll(instances)
+	r.stopInput = crashtest.SteadyInput(interval, r.newInput())
 	if seen := h.WaitCount(output, words/10, 3*time.Minute); seen < words/10 {
 		h.KillAll()
 		t.Fatalf("only %d of %d count updates after 3 minutes: the instances do not work", seen, words)
@@ -243,8 +247,8 @@ func (r *clusterRun) finish() {
 	seen := r.h.WaitCount(r.h.output, total, 5*time.Minute)
 	took := time.Since(r.start)
 	r.h.StopAll()
-	t.Logf("run: %d lines, %d count updates, in %v with 2 instances; faults:\n  %s",
-		r.gen.lines, total, took.Round(time.Second), strings.Join(r.faults, "\n  "))
+	t.Logf("run: %d lines, %d count updates, in %v with %d instances; faults:\n  %s",
+		r.gen.lines, total, took.Round(time.Second), len(r.names), strings.Join(r.faults, "\n  "))
 	if seen < total {
 		t.Fatalf("output has %d of %d count updates after the faults", seen, total)
 	}

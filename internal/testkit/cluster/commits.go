@@ -147,6 +147,23 @@ func (w *CommitWatch) read() (sample, bool) {
 	return s, true
 }
 
+// Committed returns the largest sum of committed offsets (of every
+// partition of every group watched) among the samples: how far the
+// application got. (A sample taken during a failover may lack a group.)
+func (w *CommitWatch) Committed() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var most int64
+	for _, s := range w.mu.samples {
+		var n int64
+		for _, o := range s.offs {
+			n += o
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
 // Stall is what Stall measured after one fault.
 type Stall struct {
 	// All is how long after the fault the last of the partitions that had
