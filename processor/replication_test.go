@@ -15,21 +15,34 @@ import (
 )
 
 // replicationOf returns the number of replicas of every partition of each
-// topic (failing the test when partitions disagree).
+// topic (failing the test when partitions disagree). A topic created a
+// moment ago may be missing from the metadata of the broker that answers:
+// it asks again for up to 30 s.
 func replicationOf(t *testing.T, adm *kadm.Client, topics ...string) map[string]int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tds, err := adm.ListTopics(ctx, topics...)
-	if err != nil {
-		t.Fatal(err)
+	var tds kadm.TopicDetails
+	for {
+		var err error
+		tds, err = adm.ListTopics(ctx, topics...)
+		missing := ""
+		for _, topic := range topics {
+			if td, ok := tds[topic]; err == nil && (!ok || td.Err != nil || len(td.Partitions) == 0) {
+				missing = topic
+			}
+		}
+		if err == nil && missing == "" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("topic metadata after 30 s: %v (missing: %q, %v)", err, missing, tds[missing].Err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	out := map[string]int{}
 	for _, topic := range topics {
-		td, ok := tds[topic]
-		if !ok || td.Err != nil || len(td.Partitions) == 0 {
-			t.Fatalf("topic %s: not in the metadata (%v)", topic, td.Err)
-		}
+		td := tds[topic]
 		n := -1
 		for _, pd := range td.Partitions {
 			if n >= 0 && len(pd.Replicas) != n {
