@@ -16,6 +16,14 @@
 #                       times on 2 cores); -p 1 so packages don't compete for the one
 #                       broker and the CPUs. If KAFKA_BROKERS is already set, that broker
 #                       is used and none is started.
+#                    3. secure pass (also `make test-secure`): go test -count=1 -p 1
+#                       -run '^TestIntegrationSecure' ./... against the secured broker
+#                       that scripts/kafka-secure starts (SASL_SSL with client
+#                       certificates, SCRAM users, StandardAuthorizer and ACLs; see
+#                       docs/security.md), stopped afterwards. About 30 s to start the
+#                       broker and under a minute of tests, so CI runs it as part of
+#                       `make test`. Those tests skip in the other passes. If
+#                       SLUICE_SECURE_BROKERS is set, that broker is used.
 #                    All passes always run; the exit code is the first failing pass's.
 #                    Between them, pass bench: the benchmarks module (benchmarks/, its own
 #                    go.mod, so not in ./...) is vetted and its smoke tests run on kfake
@@ -41,18 +49,20 @@
 # TestCrash*/TestIntegration* and skip unless testbroker.Real().
 #
 # Knobs: PKGS (default ./...), TEST_TIMEOUT (40m per pass), BROKER_TESTS (the -run
-# regexp of the broker pass), GOTESTFLAGS (e.g. -v), SLUICE_KAFKA_PORT / SLUICE_KAFKA_DIR /
-# SLUICE_KAFKA_VERSION / SLUICE_CACHE (see scripts/kafka).
+# regexp of the broker pass), SECURE_TESTS (the secure pass's), GOTESTFLAGS (e.g. -v), SLUICE_KAFKA_PORT / SLUICE_KAFKA_DIR /
+# SLUICE_KAFKA_VERSION / SLUICE_CACHE (see scripts/kafka), SLUICE_SECURE_PORT /
+# SLUICE_SECURE_DIR (see scripts/kafka-secure).
 
 GO           ?= go
 PKGS         ?= ./...
 TEST_TIMEOUT ?= 40m
 BROKER_TESTS ?= ^Test(Integration|Crash)
+SECURE_TESTS ?= ^TestIntegrationSecure
 GOTESTFLAGS  ?=
 
-export GO PKGS TEST_TIMEOUT BROKER_TESTS GOTESTFLAGS
+export GO PKGS TEST_TIMEOUT BROKER_TESTS SECURE_TESTS GOTESTFLAGS
 
-.PHONY: test test-kfake test-broker test-bench test-cluster test-short vet fmt-check check kafka-start kafka-stop kafka-status
+.PHONY: test test-kfake test-broker test-bench test-cluster test-secure test-short vet fmt-check check kafka-start kafka-stop kafka-status
 
 test:
 	scripts/test-all all
@@ -68,6 +78,9 @@ test-bench:
 
 test-cluster:
 	scripts/test-all cluster
+
+test-secure:
+	scripts/test-all secure
 
 test-short:
 	$(GO) test -short -race -count=1 $(GOTESTFLAGS) $(PKGS)

@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/kgox"
 )
 
 // Three kinds of failure, three answers (docs/exactly-once.md, "Failures").
@@ -65,11 +67,9 @@ func (st *stage) fatal(err error) *FatalError {
 	case errors.Is(err, kerr.GroupAuthorizationFailed):
 		fix = fmt.Sprintf("grant the application's principal READ on the consumer group %q (or on the prefix %q)", st.group, c.app+"-")
 	case errors.Is(err, kerr.TopicAuthorizationFailed):
-		fix = "grant the application's principal READ on the stage's input topics and WRITE on its output, changelog and repartition topics"
+		fix = fmt.Sprintf("grant the application's principal READ on the stage's input topics, WRITE on its output topics, and READ and WRITE on the internal topics prefixed %q (docs/security.md)", c.app+"-")
 	case errors.Is(err, kerr.ClusterAuthorizationFailed):
 		fix = "grant the application's principal IDEMPOTENT_WRITE on the cluster (idempotent and transactional producers need it on brokers before 2.8)"
-	case errors.Is(err, kerr.SaslAuthenticationFailed):
-		fix = "check the SASL mechanism and credentials given with processor.KafkaOptions"
 	case errors.Is(err, kerr.InvalidTransactionTimeout):
 		fix = fmt.Sprintf("processor.TransactionTimeout(%v) is above the broker's transaction.max.timeout.ms: lower it, or raise that broker setting", c.txnTimeout)
 	case errors.Is(err, kerr.InvalidSessionTimeout):
@@ -82,6 +82,8 @@ func (st *stage) fatal(err error) *FatalError {
 		fix = fmt.Sprintf("the group %q reached the broker's group.max.size: run fewer instances or raise that setting", st.group)
 	case errors.Is(err, ErrConfig):
 		// The message says what to change already.
+	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.UnsupportedSaslMechanism):
+		fix, _ = kgox.ConnectFix("processor", err)
 	default:
 		return nil
 	}

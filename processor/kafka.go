@@ -61,17 +61,17 @@ func (tp topicPartitioner) OnNewBatch() {
 const metadataMinAge = 500 * time.Millisecond
 
 // baseOpts returns the options every Kafka client of the processor starts
-// with: the seed brokers, the dial timeout, the metadata min age, and
-// franz-go's log lines written to log. A client appends its own options,
-// then the user's KafkaOptions, then the options its correctness rests on:
-// franz-go applies options in order, and the last of a kind wins.
+// with: the seed brokers, the dial timeout, the metadata min age, TLS and
+// SASL, and franz-go's log lines written to log. A client appends its own
+// options, then the user's KafkaOptions, then the options its correctness
+// rests on: franz-go applies options in order, and the last of a kind wins.
 func (c *cfg) baseOpts(log *slog.Logger) []kgo.Opt {
-	return []kgo.Opt{
+	return append([]kgo.Opt{
 		kgo.SeedBrokers(c.brokers...),
 		kgo.DialTimeout(c.dialTimeout),
 		kgo.MetadataMinAge(metadataMinAge),
 		kgo.WithLogger(kgox.Logger(log)),
-	}
+	}, kgox.Security(c.tls, c.sasl)...)
 }
 
 // newClient returns a client with baseOpts, then the user's KafkaOptions,

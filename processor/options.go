@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/sluicehq/sluice/internal/kgox"
 )
@@ -217,6 +219,8 @@ type cfg struct {
 	// allowChangelogRecreate: see AllowChangelogRecreate.
 	allowChangelogRecreate bool
 	logger                 *slog.Logger
+	tls                    *tls.Config    // see TLS
+	sasl                   sasl.Mechanism // see SASL
 	kgoOpts                []kgo.Opt
 
 	stageDefaults stageCfg
@@ -345,7 +349,8 @@ func Logger(l *slog.Logger) Opt { return opt{func(c *cfg) { c.logger = l }} }
 // rests on, which come after them and cannot be replaced: read_committed
 // fetches, the consumers' offset reset (a stage's to its input's start, a
 // restore's to none), the stage's group balancer, and its logger (which
-// wraps one given here). For settings sluice does not cover (TLS, SASL);
+// wraps one given here). For settings sluice does not cover (TLS and SASL
+// have options of their own: TLS, SASL);
 // other options that break the protocol (auto-commit) void the guarantees. A custom decompressor
 // (kgo.WithDecompressor) must return fresh memory for every batch: sluice
 // hands fetched keys and values to the topology without copying them.

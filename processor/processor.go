@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/kgox"
 	"github.com/sluicehq/sluice/internal/state"
 	"github.com/sluicehq/sluice/internal/topology"
 	"github.com/sluicehq/sluice/stream"
@@ -107,6 +108,11 @@ func (p *Processor) run(ctx context.Context) (err error) {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if fix, guess := kgox.ConnectFix("processor", err); fix != "" && !guess {
+			return fmt.Errorf("%w: connecting to %v: %w: %s", ErrConfig, p.cfg.brokers, err, fix)
+		} else if fix != "" {
+			return fmt.Errorf("%w: %v: %w: %s", ErrUnreachable, p.cfg.brokers, err, fix)
+		}
 		return fmt.Errorf("%w: no answer from %v within %v: %w", ErrUnreachable, p.cfg.brokers, p.cfg.startupTimeout, err)
 	}
 
@@ -159,7 +165,14 @@ func (p *Processor) run(ctx context.Context) (err error) {
 	p.cfg.logger.Info("processor starting", "app", p.cfg.app, "instance", p.cfg.instanceID, "stages", len(p.stages))
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go p.purgeRepartitions(rctx, adm, p.cfg.purgeInterval)
+	purged := make(chan error, 1)
+	go func() {
+		err := p.purgeRepartitions(rctx, adm, p.cfg.purgeInterval)
+		if err != nil {
+			stop() // a refused purge stops the processor, as a failing stage does
+		}
+		purged <- err
+	}()
 	waitGlobals := p.followGlobals(rctx, stop)
 	errs := make(chan error, len(p.stages))
 	for _, st := range p.stages {
@@ -178,6 +191,9 @@ func (p *Processor) run(ctx context.Context) (err error) {
 		}
 	}
 	stop()
+	if err := <-purged; err != nil && runErr == nil {
+		runErr = err
+	}
 	if err := waitGlobals(); err != nil && runErr == nil {
 		runErr = err
 	}

@@ -2,9 +2,12 @@ package processor
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // purgeRepartitions deletes, every interval, the records of each repartition
@@ -12,39 +15,50 @@ import (
 // Kafka Streams does: repartition topics are created with unlimited retention
 // so that nothing is deleted before it was processed. Any instance may purge;
 // the offsets only move forward.
-func (p *Processor) purgeRepartitions(ctx context.Context, adm *kadm.Client, interval time.Duration) {
-	readers := map[string]string{} // repartition topic -> group reading it
+//
+// A purge the brokers refuse (no Delete ACL on the topic) ends it with a
+// *FatalError: the repartition topic would otherwise grow without bound,
+// unnoticed. Any other failure is logged and tried again at the next tick.
+func (p *Processor) purgeRepartitions(ctx context.Context, adm *kadm.Client, interval time.Duration) error {
+	type reader struct{ stage, group string }
+	readers := map[string]reader{} // repartition topic -> stage reading it
 	for _, st := range p.stages {
 		for _, in := range st.inputs {
 			if in.internal {
-				readers[in.name] = st.group
+				readers[in.name] = reader{st.name, st.group}
 			}
 		}
 	}
 	if len(readers) == 0 || interval <= 0 {
-		return
+		return nil
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-tick.C:
 		}
-		for topic, group := range readers {
-			p.purge(ctx, adm, topic, group)
+		for topic, r := range readers {
+			err := p.purge(ctx, adm, topic, r.group)
+			if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) {
+				return &FatalError{Stage: r.stage, Err: fmt.Errorf("purging repartition topic %s: %w", topic, err),
+					Fix: fmt.Sprintf("grant the application's principal Delete on the topics prefixed %q (docs/security.md), or turn purging off with processor.PurgeInterval(0) and give the repartition topics a retention", p.cfg.app+"-")}
+			}
 		}
 	}
 }
 
-func (p *Processor) purge(ctx context.Context, adm *kadm.Client, topic, group string) {
+// purge deletes the records of topic below what group committed. It
+// returns the error of a refused request, for purgeRepartitions to judge.
+func (p *Processor) purge(ctx context.Context, adm *kadm.Client, topic, group string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	committed, err := adm.FetchOffsetsForTopics(ctx, group, topic)
 	if err != nil {
 		p.cfg.logger.Debug("purge: fetching committed offsets", "group", group, "err", err)
-		return
+		return err
 	}
 	var del kadm.Offsets
 	committed.Each(func(o kadm.OffsetResponse) {
@@ -53,7 +67,7 @@ func (p *Processor) purge(ctx context.Context, adm *kadm.Client, topic, group st
 		}
 	})
 	if len(del) == 0 {
-		return
+		return nil
 	}
 	resp, err := adm.DeleteRecords(ctx, del)
 	if err == nil {
@@ -62,4 +76,5 @@ func (p *Processor) purge(ctx context.Context, adm *kadm.Client, topic, group st
 	if err != nil {
 		p.cfg.logger.Debug("purge: deleting records", "topic", topic, "err", err)
 	}
+	return err
 }

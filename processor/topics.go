@@ -61,6 +61,9 @@ func (p *Processor) topicMetadata(ctx context.Context, adm *kadm.Client) (kadm.M
 		list = append(list, n)
 	}
 	md, err := adm.Metadata(ctx, list...)
+	if errors.Is(err, kerr.TopicAuthorizationFailed) {
+		return kadm.Metadata{}, p.refusedTopics(ctx, adm, list, err)
+	}
 	if err != nil {
 		return kadm.Metadata{}, fmt.Errorf("reading topic metadata: %w", err)
 	}
@@ -163,6 +166,14 @@ func (p *Processor) learnChangelogs(ctx context.Context, adm *kadm.Client, creat
 	if err != nil {
 		return err
 	}
+	for _, t := range changelogs {
+		if err := logs[t].configErr; errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+			// Refused now, refused at every start: fail at the first
+			// one, where the changelogs were just created, not at the
+			// first restart (checkInternalConfigs).
+			return describeConfigsError([]string{t}, err)
+		}
+	}
 	for _, st := range p.stages {
 		for _, s := range st.stores {
 			s.topicID = logs[s.topic].id
@@ -228,6 +239,9 @@ func (p *Processor) ensureTopic(ctx context.Context, adm *kadm.Client, md kadm.M
 	if errors.Is(err, kerr.InvalidReplicationFactor) && rf > 0 {
 		return fmt.Errorf("creating internal topic %s with replication factor %d (processor.ReplicationFactor) on a cluster of %d brokers: %w: use at most %d, or leave it unset for the brokers' default.replication.factor",
 			topic, rf, len(md.Brokers), err, len(md.Brokers))
+	}
+	if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+		return fmt.Errorf("creating internal topic %s: %w: grant the application's principal Create on the topics prefixed %q (docs/security.md), or create the internal topics beforehand", topic, err, p.cfg.app+"-")
 	}
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("creating internal topic %s: %w", topic, err)
@@ -371,6 +385,9 @@ type logInfo struct {
 	// deleteRetention is how long compaction keeps tombstones, as
 	// checkpoint.LogState.DeleteRetention (0: zero or unknown).
 	deleteRetention time.Duration
+	// configErr is why the topic's settings could not be read (then
+	// deleteRetention is 0: restores fail closed), or nil.
+	configErr error
 }
 
 // describeChangelogs reads the topic ids and the tombstone retention of
@@ -435,6 +452,9 @@ func describeChangelogs(ctx context.Context, adm *kadm.Client, log *slog.Logger,
 			rerr = rc.Err
 		}
 		if rerr != nil {
+			li := logs[t]
+			li.configErr = rerr
+			logs[t] = li
 			log.Warn("cannot read the changelog's delete.retention.ms: checkpoints of its stores are not trusted, restores rebuild from the changelog's start", "topic", t, "err", rerr)
 			continue
 		}
@@ -482,3 +502,43 @@ func tombstoneRetention(configs []kadm.Config) time.Duration {
 }
 
 func ptr(s string) *string { return &s }
+
+// refusedTopics returns the error of a metadata request for topics that the
+// brokers refused (err, TOPIC_AUTHORIZATION_FAILED: the principal may not
+// describe one of them), naming each refused topic and the ACL it needs. The
+// brokers refuse the whole request without saying which topic; each topic
+// is asked for alone to find out.
+func (p *Processor) refusedTopics(ctx context.Context, adm *kadm.Client, topics []string, err error) error {
+	need := map[string]string{}
+	for _, st := range p.stages {
+		for _, t := range st.inputs {
+			if !t.internal {
+				need[t.name] = "Read"
+			}
+		}
+		for _, t := range st.outputs {
+			if !t.internal && need[t.name] == "" {
+				need[t.name] = "Write"
+			}
+		}
+	}
+	for _, g := range p.globals {
+		need[g.topic] = "Read"
+	}
+	var fixes []string
+	for _, t := range topics {
+		if _, terr := adm.Metadata(ctx, t); !errors.Is(terr, kerr.TopicAuthorizationFailed) {
+			continue
+		}
+		if op, ok := need[t]; ok {
+			fixes = append(fixes, fmt.Sprintf("%s on topic %s", op, t))
+		} else {
+			fixes = append(fixes, fmt.Sprintf("Create, Read, Write, DescribeConfigs and Delete on the topics prefixed %q (internal topic %s)", p.cfg.app+"-", t))
+		}
+	}
+	if len(fixes) == 0 {
+		return fmt.Errorf("%w: reading topic metadata: %w: grant the application's principal the topic ACLs of docs/security.md", ErrConfig, err)
+	}
+	slices.Sort(fixes)
+	return fmt.Errorf("%w: reading topic metadata: %w: grant the application's principal %s (docs/security.md)", ErrConfig, err, strings.Join(fixes, "; "))
+}

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/sluicehq/sluice/internal/kgox"
 )
@@ -43,7 +45,15 @@ type cfg struct {
 	// restartRecreated: see RestartRecreatedTopics.
 	restartRecreated bool
 	logger           *slog.Logger
+	tls              *tls.Config    // see TLS
+	sasl             sasl.Mechanism // see SASL
 	kgoOpts          []kgo.Opt
+}
+
+// clientOpts are the options every Kafka client of the runner starts with:
+// the seed brokers, TLS and SASL.
+func (c *cfg) clientOpts() []kgo.Opt {
+	return append([]kgo.Opt{kgo.SeedBrokers(c.brokers...)}, kgox.Security(c.tls, c.sasl)...)
 }
 
 func defaultCfg() cfg {
@@ -177,8 +187,24 @@ func CommitToKafka() Opt { return opt{func(c *cfg) { c.commitToKafka = true }} }
 // Logger sets the structured logger. Default: discard.
 func Logger(l *slog.Logger) Opt { return opt{func(c *cfg) { c.logger = l }} }
 
+// TLS makes the runner's Kafka clients dial the brokers with TLS
+// configured by c (Kafka's security.protocol=SSL, or SASL_SSL with SASL).
+// Default: no TLS; nil turns it off again. security.TLSFiles.Config builds c
+// from PEM files. c is cloned at every dial and must not be changed after
+// New. A broker certificate that does not verify, or a client certificate
+// the brokers refuse, makes Run fail at start with ErrConfig.
+func TLS(c *tls.Config) Opt { return opt{func(cfg *cfg) { cfg.tls = c }} }
+
+// SASL makes the runner's Kafka clients authenticate with m (Kafka's
+// sasl.mechanism): franz-go's plain, scram, oauth or aws mechanism, or
+// security.SASL's. Default: none; nil turns it off again. Credentials the
+// brokers refuse make Run fail at start with ErrConfig. The principal needs
+// Read on the input topics and on the consumer group <app>-<name>
+// (docs/security.md).
+func SASL(m sasl.Mechanism) Opt { return opt{func(cfg *cfg) { cfg.sasl = m }} }
+
 // KafkaOptions appends franz-go client options to the runner's client,
-// after its own (so they win): for TLS, SASL and the like. Options that change
+// after its own (so they win), for settings the runner does not cover. Options that change
 // the isolation level, turn on auto-commit, or replace the offset or
 // rebalance callbacks void the guarantee.
 func KafkaOptions(opts ...kgo.Opt) Opt {

@@ -136,7 +136,7 @@ func (r *Runner) Run(ctx context.Context) error {
 
 // checkTopics fails fast on input topics that do not exist.
 func (r *Runner) checkTopics(ctx context.Context) error {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.brokers...)}, r.cfg.kgoOpts...)...)
+	cl, err := kgo.NewClient(append(r.cfg.clientOpts(), r.cfg.kgoOpts...)...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -144,6 +144,9 @@ func (r *Runner) checkTopics(ctx context.Context) error {
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	tds, err := kadm.NewClient(cl).ListTopics(tctx, r.cfg.topics...)
+	if fix, guess := kgox.ConnectFix("sink", err); fix != "" && !guess {
+		return fmt.Errorf("%w: connecting to %s: %w: %s", ErrConfig, strings.Join(r.cfg.brokers, ","), err, fix)
+	}
 	if err != nil {
 		return fmt.Errorf("sink: listing the input topics on %s: %w", strings.Join(r.cfg.brokers, ","), err)
 	}
@@ -194,8 +197,7 @@ func (r *Runner) session(ctx context.Context) (err error) {
 	s := &session{r: r}
 	s.mu.pos = map[topicPartition]position{}
 	c := &r.cfg
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(c.brokers...),
+	opts := append(c.clientOpts(),
 		kgo.WithLogger(kgox.Logger(c.logger)),
 		kgo.ConsumerGroup(c.group()),
 		kgo.ConsumeTopics(c.topics...),
@@ -211,11 +213,11 @@ func (r *Runner) session(ctx context.Context) (err error) {
 		kgo.OnPartitionsRevoked(s.revoked),
 		kgo.OnPartitionsLost(s.revoked),
 		kgo.OnPartitionsCallbackBlocked(s.blocked),
-	}
+	)
 	if c.instanceID != "" {
 		opts = append(opts, kgo.InstanceID(c.instanceID))
 	}
-	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.brokers...), kgo.WithLogger(kgox.Logger(c.logger))}, c.kgoOpts...)...)
+	admCl, err := kgo.NewClient(slices.Concat(c.clientOpts(), []kgo.Opt{kgo.WithLogger(kgox.Logger(c.logger))}, c.kgoOpts)...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -247,7 +249,7 @@ func (r *Runner) session(ctx context.Context) (err error) {
 // franz-go sends no LeaveGroup for static members, and the partitions
 // would otherwise wait for the session timeout.
 func (r *Runner) leaveGroup() {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.brokers...)}, r.cfg.kgoOpts...)...)
+	cl, err := kgo.NewClient(append(r.cfg.clientOpts(), r.cfg.kgoOpts...)...)
 	if err != nil {
 		return
 	}

@@ -33,6 +33,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 
+	"github.com/sluicehq/sluice/examples/internal/cli"
 	"github.com/sluicehq/sluice/sink"
 	"github.com/sluicehq/sluice/sink/sqlsink"
 )
@@ -61,6 +62,8 @@ type config struct {
 	timeout        time.Duration
 
 	sessionTimeout, heartbeat, rebalanceTimeout, writeTimeout time.Duration
+
+	security cli.Security // -tls*, -sasl-*
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -84,6 +87,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.partitions, "partitions", 4, "embedded demo: partitions of the input topic it creates")
 	fs.BoolVar(&c.verbose, "v", false, "log at info level (debug with KAFKA_DEBUG=1)")
 	fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "embedded demo: give up waiting for the table after this long")
+	c.security.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -94,6 +98,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unexpected arguments %q: every setting is a flag (see -h)", fs.Args())
 	}
 	fs.Visit(func(f *flag.Flag) { c.dbGiven = c.dbGiven || f.Name == "db" })
+	if err := c.security.Parse(os.Getenv); err != nil {
+		return err
+	}
 	if !validTable(c.table) {
 		return fmt.Errorf("-table %q: use letters, digits and '_', not starting with a digit", c.table)
 	}
@@ -171,6 +178,8 @@ func newRunner(s sink.Sink, c config, brokers []string, logger *slog.Logger) (*s
 		sink.HeartbeatInterval(c.heartbeat),
 		sink.RebalanceTimeout(c.rebalanceTimeout),
 		sink.WriteTimeout(c.writeTimeout),
+		sink.TLS(c.security.TLS),
+		sink.SASL(c.security.SASL),
 		sink.Logger(logger),
 	)
 }

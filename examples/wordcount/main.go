@@ -85,6 +85,8 @@ func newProcessor(topo *stream.Topology, f cli.Flags, logger *slog.Logger) (*pro
 		processor.HeartbeatInterval(f.HeartbeatInterval),
 		processor.RebalanceTimeout(f.RebalanceTimeout),
 		processor.TransactionTimeout(f.TransactionTimeout),
+		processor.TLS(f.Security.TLS),
+		processor.SASL(f.Security.SASL),
 		processor.Logger(logger),
 	)
 }

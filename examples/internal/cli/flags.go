@@ -46,6 +46,10 @@ type Flags struct {
 	RebalanceTimeout   time.Duration
 	TransactionTimeout time.Duration
 
+	// Security is the TLS and SASL flags' (-tls*, -sasl-*), for
+	// processor.TLS and processor.SASL.
+	Security Security
+
 	// The embedded demo's.
 	Partitions int           // of the topics it creates
 	Timeout    time.Duration // how long it waits for its result
@@ -72,6 +76,7 @@ func (f *Flags) Register(fs *flag.FlagSet, d Defaults) {
 	fs.DurationVar(&f.HeartbeatInterval, "heartbeat-interval", 3*time.Second, "group heartbeat interval (Kafka's heartbeat.interval.ms)")
 	fs.DurationVar(&f.RebalanceTimeout, "rebalance-timeout", time.Minute, "group rebalance timeout")
 	fs.DurationVar(&f.TransactionTimeout, "transaction-timeout", 10*time.Second, "transaction timeout (Kafka's transaction.timeout.ms): how long a cut-off instance's transaction can hold readers back")
+	f.Security.Register(fs)
 	fs.IntVar(&f.Partitions, "partitions", 4, "partitions of the topics the embedded demo creates")
 	fs.Var(&f.describe, "describe", "print the topology and exit: -describe (text) or -describe=dot (Graphviz)")
 	fs.BoolVar(&f.verbose, "v", false, "log at info level (debug with KAFKA_DEBUG=1)")
@@ -94,6 +99,9 @@ func (f *Flags) Parse(fs *flag.FlagSet, args []string) (help bool, err error) {
 		return false, err
 	}
 	if f.OnError, err = processor.ParsePolicy(f.onError); err != nil {
+		return false, err
+	}
+	if err := f.Security.Parse(os.Getenv); err != nil {
 		return false, err
 	}
 	f.Brokers = nil

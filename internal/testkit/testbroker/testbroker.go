@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -230,6 +231,13 @@ func ReadCommitted(t testing.TB, brokers []string, topic string, opts ...kgo.Opt
 // ReadCommittedWithin is ReadCommitted with an explicit timeout.
 func ReadCommittedWithin(t testing.TB, timeout time.Duration, brokers []string, topic string, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
+	return readCommitted(t, timeout, brokers, nil, topic, opts...)
+}
+
+// readCommitted is ReadCommittedWithin with conn, the options that connect
+// to the brokers (TLS, SASL), on every client it makes.
+func readCommitted(t testing.TB, timeout time.Duration, brokers []string, conn []kgo.Opt, topic string, opts ...kgo.Opt) []*kgo.Record {
+	t.Helper()
 	if dl, ok := deadline(t); ok {
 		if left := time.Until(dl) - 5*time.Second; left > 0 && left < timeout {
 			timeout = left
@@ -238,7 +246,7 @@ func ReadCommittedWithin(t testing.TB, timeout time.Duration, brokers []string, 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
-	adm := Admin(t, brokers)
+	adm := kadm.NewClient(NewClient(t, brokers, conn...))
 	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err == nil {
 		err = starts.Error()
@@ -270,7 +278,7 @@ func ReadCommittedWithin(t testing.TB, timeout time.Duration, brokers []string, 
 		return nil
 	}
 
-	cl := NewClient(t, brokers, append([]kgo.Opt{
+	cl := NewClient(t, brokers, slices.Concat(conn, []kgo.Opt{
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Control records (transaction markers) advance the position too;
@@ -278,7 +286,7 @@ func ReadCommittedWithin(t testing.TB, timeout time.Duration, brokers []string, 
 		// its high watermark. They are not returned.
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(200 * time.Millisecond),
-	}, opts...)...)
+	}, opts)...)
 
 	done := func() bool {
 		for p, e := range end {
