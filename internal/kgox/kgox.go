@@ -150,6 +150,9 @@ func Security(t *tls.Config, m sasl.Mechanism) []kgo.Opt {
 // wrong: a connection closed at once is also what a broker that is shutting
 // down does.
 func ConnectFix(pkg string, err error) (fix string, guess bool) {
+	if err == nil {
+		return "", false
+	}
 	var (
 		unknownCA x509.UnknownAuthorityError
 		hostname  x509.HostnameError

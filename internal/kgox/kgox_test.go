@@ -2,11 +2,17 @@ package kgox
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -58,6 +64,33 @@ func TestClientCheck(t *testing.T) {
 		errs := c.Check()
 		if len(errs) != 1 || !strings.Contains(errs[0].Error(), tc.want) {
 			t.Errorf("Check = %v, want one error containing %q", errs, tc.want)
+		}
+	}
+}
+
+func TestConnectFix(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		err   error
+		says  string // "" for no diagnosis
+		guess bool
+	}{
+		{"nil", nil, "", false},
+		{"other", errors.New("dial tcp: connection refused"), "", false},
+		{"sasl", fmt.Errorf("x: %w", kerr.SaslAuthenticationFailed), "p.SASL", false},
+		{"mechanism", kerr.UnsupportedSaslMechanism, "sasl.enabled.mechanisms", false},
+		{"unknown CA", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}, "p.TLS", false},
+		{"host name", &tls.CertificateVerificationError{Err: x509.HostnameError{Host: "h"}}, "ServerName", false},
+		{"expired", x509.CertificateInvalidError{Reason: x509.Expired}, "renew", false},
+		{"alert", &net.OpError{Op: "remote error", Err: errors.New("tls: bad certificate")}, "-tls-cert", false},
+		{"local op error", &net.OpError{Op: "dial", Err: errors.New("refused")}, "", false},
+		{"not TLS", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, "does not speak TLS", false},
+		{"plaintext to TLS", errors.New("invalid large response size 1 > limit 0; the first three bytes received appear to be a tls alert record for TLS v1.2; is this a plaintext connection speaking to a tls endpoint?"), "speaks TLS", false},
+		{"first read EOF", fmt.Errorf("x: %w", &kgo.ErrFirstReadEOF{}), "closed the connection", true},
+	} {
+		fix, guess := ConnectFix("p", tc.err)
+		if tc.says == "" && fix != "" || !strings.Contains(fix, tc.says) || guess != tc.guess {
+			t.Errorf("%s: fix %q, guess %v; want one saying %q, guess %v", tc.name, fix, guess, tc.says, tc.guess)
 		}
 	}
 }
