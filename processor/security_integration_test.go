@@ -3,16 +3,11 @@ package processor
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"strconv"
 	"strings"
@@ -394,7 +389,7 @@ func TestIntegrationSecureConnectErrors(t *testing.T) {
 	good := sb.TLS(t)
 	otherCA := good.Clone()
 	otherCA.RootCAs = x509.NewCertPool()
-	otherCA.RootCAs.AddCert(selfSignedCA(t))
+	otherCA.RootCAs.AddCert(testbroker.NewCA(t))
 	noClientCert := good.Clone()
 	noClientCert.Certificates = nil
 	wrongName := good.Clone()
@@ -467,30 +462,4 @@ func TestIntegrationSecureMechanisms(t *testing.T) {
 			}
 		})
 	}
-}
-
-// selfSignedCA returns a CA certificate that signed nothing the broker has.
-func selfSignedCA(t *testing.T) *x509.Certificate {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "another CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
 }

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"strconv"
 	"strings"
@@ -10,19 +11,20 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
 	"github.com/sluicehq/sluice/security"
 )
 
 // kfakeSecure starts a kfake cluster that speaks only TLS and SCRAM-SHA-256
-// (testbroker.NewSecureKfake) and returns its brokers and the options of a
-// client it accepts.
-func kfakeSecure(t *testing.T) ([]string, security.TLSFiles, []kgo.Opt) {
+// (testbroker.NewSecureKfake) and returns its brokers, the TLS
+// configuration and SASL mechanism of a client it accepts, and the same as
+// client options.
+func kfakeSecure(t *testing.T) ([]string, *tls.Config, sasl.Mechanism, []kgo.Opt) {
 	t.Helper()
 	c, ca := testbroker.NewSecureKfake(t)
-	files := security.TLSFiles{CA: ca}
-	tc, err := files.Config()
+	tc, err := security.TLSFiles{CA: ca}.Config()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,14 +32,14 @@ func kfakeSecure(t *testing.T) ([]string, security.TLSFiles, []kgo.Opt) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c.ListenAddrs(), files, []kgo.Opt{kgo.DialTLSConfig(tc), kgo.SASL(m)}
+	return c.ListenAddrs(), tc, m, []kgo.Opt{kgo.DialTLSConfig(tc), kgo.SASL(m)}
 }
 
 // TestSecureWordCount runs the word count with TLS and SASL on a cluster
 // that accepts nothing else, so every client the processor makes (stages,
 // restores, admin, purge) must carry both.
 func TestSecureWordCount(t *testing.T) {
-	brokers, files, conn := kfakeSecure(t)
+	brokers, tc, m, conn := kfakeSecure(t)
 	in, out, app := testbroker.Unique(t, "in"), testbroker.Unique(t, "out"), testbroker.Unique(t, "app")
 	adm := testbroker.NewClient(t, brokers, conn...)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -56,14 +58,6 @@ func TestSecureWordCount(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	tc, err := files.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := security.SASL("SCRAM-SHA-256", testbroker.KfakeUser, testbroker.KfakePassword)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, err := New(wordcount(t, in, out), append(testOpts(t, brokers, app), TLS(tc), SASL(m), PurgeInterval(200*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
@@ -97,12 +91,11 @@ func TestSecureWordCount(t *testing.T) {
 // says SASL_AUTHENTICATION_FAILED: TestIntegrationSecureConnectErrors
 // covers that on the secured broker.)
 func TestSecureStartErrors(t *testing.T) {
-	brokers, _, _ := kfakeSecure(t)
+	brokers, _, right, _ := kfakeSecure(t)
 	systemRoots, err := security.TLSFiles{}.Config()
 	if err != nil {
 		t.Fatal(err)
 	}
-	right, _ := security.SASL("SCRAM-SHA-256", testbroker.KfakeUser, testbroker.KfakePassword)
 	for _, tc := range []struct {
 		name string
 		opts []Opt

@@ -6,6 +6,11 @@
 // TestCrash* (the Makefile runs those against the real broker); every test
 // must also pass on kfake, which is what `go test ./...` gets by default.
 //
+// Security: Secure returns the secured broker of scripts/kafka-secure
+// (SLUICE_SECURE_BROKERS; mutual TLS, SCRAM, ACLs), or skips the test
+// without it; NewSecureKfake starts a kfake cluster that speaks only TLS
+// and SCRAM, for the kfake pass.
+//
 // All tests of a run share one real broker, so name every topic, group,
 // transactional id and application id with Unique.
 //

@@ -51,6 +51,15 @@ func NewSecureKfake(t testing.TB, opts ...kfake.Opt) (*kfake.Cluster, string) {
 	return c, caFile
 }
 
+// NewCA returns the certificate of a CA made for the test, which signed
+// nothing a broker has: a client that trusts only it must refuse the
+// brokers.
+func NewCA(t testing.TB) *x509.Certificate {
+	t.Helper()
+	c, _ := newCert(t, nil, nil, "another test CA")
+	return c
+}
+
 // newCert returns a certificate and its key: a CA's when parent is nil, else
 // a server certificate for the IP address name signed by parent.
 func newCert(t testing.TB, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
