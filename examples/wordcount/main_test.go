@@ -25,7 +25,11 @@ func TestEmbeddedBadInput(t *testing.T) {
 	long := strings.Repeat("x", 100<<10)
 	in := "caf\xe9 caf\xe9\n\n" + words + "\n" + long + " b\n"
 	var out, errb bytes.Buffer
-	if err := run(nil, strings.NewReader(in), &out, &errb); err != nil {
+	// The 1 MiB line is one record whose 524,288 words are produced in one
+	// transaction: on a loaded machine with the race detector that can take
+	// longer than the default 10 s transaction timeout, and the broker would
+	// abort it every time.
+	if err := run([]string{"-transaction-timeout", "2m"}, strings.NewReader(in), &out, &errb); err != nil {
 		t.Fatalf("run: %v\n%s", err, errb.String())
 	}
 	// strings.ToLower turns the invalid byte into U+FFFD.
