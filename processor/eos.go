@@ -73,6 +73,7 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	if !began {
 		return st.endEmptyRound(sess, recErr)
 	}
+	defer st.metrics.cycleDone(started) // operations hook (prom.go)
 	moved := errors.Is(recErr, errPartitionMoved)
 	if moved {
 		recErr = nil
@@ -128,7 +129,7 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	// franz-go forgets its revoke flag in End; so do we (the flag only
 	// decides whether an idle cycle ends an empty round, above).
 	st.sawRevoke.Store(false)
-	st.metrics.commitNanos.Add(int64(time.Since(ending)))
+	st.metrics.ended(time.Since(ending))
 	return st.settleEOS(n, commit, committed, endErr, recErr)
 }
 
@@ -196,16 +197,14 @@ func (st *stage) settleEOS(n int, commit, committed bool, endErr, recErr error) 
 				return err
 			}
 		}
-		st.metrics.commits.Add(1)
-		st.metrics.records.Add(int64(n))
-		st.metrics.emitted.Add(st.emitted)
+		st.metrics.committed(n, st.emitted)
 		if h := st.p.hooks.afterApply; h != nil {
 			applied := append([]*task(nil), st.dirty...)
 			defer h(st, applied)
 		}
 		applying := time.Now()
 		err := st.applyDirty()
-		st.metrics.applyNanos.Add(int64(time.Since(applying)))
+		st.metrics.applied(time.Since(applying))
 		return err
 	case commit && st.unconfirmed.Load():
 		// franz-go could not confirm how its EndTxn ended (an

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 
@@ -223,6 +224,13 @@ type cfg struct {
 	sasl                   sasl.Mechanism // see SASL
 	kgoOpts                []kgo.Opt
 
+	// Operations (prom.go, lifecycle.go, admin.go).
+	registerer      prometheus.Registerer
+	stateListener   func(old, new State)
+	restoreListener RestoreListener
+	adminAddr       string
+	stallTimeout    time.Duration
+
 	stageDefaults stageCfg
 	stages        map[string][]StageOpt
 }
@@ -237,6 +245,7 @@ func defaultCfg() cfg {
 		startupTimeout: 30 * time.Second,
 		purgeInterval:  30 * time.Second,
 		replication:    -1,
+		stallTimeout:   5 * time.Minute,
 		maxRecordBytes: 1000012, // Kafka's default message.max.bytes and franz-go's default batch size
 		stateCache:     8 << 20, // Pebble's default
 		logger:         slog.New(slog.DiscardHandler),

@@ -47,6 +47,7 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 	st.dropRevoked()
 	st.produceErr.Store(nil)
 	st.emitted = 0
+	started := time.Now()
 
 	amo := st.cfg.guarantee == AtMostOnce
 	done := map[string]map[int32]kgo.EpochOffset{} // offsets after the records processed
@@ -82,10 +83,11 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 	if n == 0 && !punctuated {
 		return recErr
 	}
+	defer st.metrics.cycleDone(started)
 	ending := time.Now()
 	st.produceChangelogs(cl)
 	err := st.flush(cl)
-	st.metrics.commitNanos.Add(int64(time.Since(ending)))
+	st.metrics.ended(time.Since(ending))
 	if err != nil {
 		// Some outputs or changelog records may be written; nothing is
 		// applied to Pebble or committed by this cycle. Restart the
@@ -111,13 +113,11 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 	}
 	applying := time.Now()
 	err = st.applyDirty()
-	st.metrics.applyNanos.Add(int64(time.Since(applying)))
+	st.metrics.applied(time.Since(applying))
 	if err != nil {
 		return err
 	}
-	st.metrics.commits.Add(1)
-	st.metrics.records.Add(int64(processed))
-	st.metrics.emitted.Add(st.emitted)
+	st.metrics.committed(processed, st.emitted)
 	if !amo && len(done) > 0 {
 		// At-least-once: the outputs and changelog records are
 		// acknowledged; now the offsets. A crash before this commit

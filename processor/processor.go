@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -33,6 +36,25 @@ type Processor struct {
 
 	// userLogger is the franz-go logger given with KafkaOptions, if any.
 	userLogger kgo.Logger
+
+	// life is the processor's State (lifecycle.go).
+	life lifecycle
+	// metricsReg is where the metrics are registered (wrapped with the
+	// application and instance labels), nil without metrics; gatherer
+	// serves them on the admin server's /metrics, nil when the
+	// application's Registerer is not a Gatherer.
+	metricsReg prometheus.Registerer
+	gatherer   prometheus.Gatherer
+	// adminAddr is the admin server's listening address (a string) while
+	// it listens.
+	adminAddr atomic.Value
+	// db is the open state, for the Pebble metrics.
+	db struct {
+		mu struct {
+			sync.RWMutex
+			db *state.DB // nil while not open
+		}
+	}
 }
 
 // hooks let tests stop a stage at the moments that matter.
@@ -73,6 +95,20 @@ func New(t *stream.Topology, opts ...Opt) (*Processor, error) {
 		p.stages = append(p.stages, newStage(p, spec))
 	}
 	p.globals = newGlobals(p, t)
+	reg := c.registerer
+	if reg == nil && c.adminAddr != "" {
+		r := prometheus.NewRegistry()
+		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = r
+	}
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		p.gatherer = g
+	}
+	if reg != nil {
+		if err := p.registerMetrics(reg); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
@@ -95,6 +131,15 @@ func (p *Processor) Run(ctx context.Context) error {
 }
 
 func (p *Processor) run(ctx context.Context) (err error) {
+	p.setBase(StateStarting)
+	defer func() { p.finish(err) }()
+	if p.cfg.adminAddr != "" {
+		stopAdmin, err := p.serveAdmin(p.cfg.adminAddr)
+		if err != nil {
+			return err
+		}
+		defer stopAdmin()
+	}
 	adminCl, err := p.cfg.newClient(p.cfg.logger)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
@@ -120,7 +165,13 @@ func (p *Processor) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	p.db.mu.Lock()
+	p.db.mu.db = db
+	p.db.mu.Unlock()
 	defer func() {
+		p.db.mu.Lock()
+		p.db.mu.db = nil
+		p.db.mu.Unlock()
 		if cerr := db.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("closing state: %w", cerr)
 		}
@@ -154,6 +205,9 @@ func (p *Processor) run(ctx context.Context) (err error) {
 	}
 	cancel()
 	// Global tables catch up before any stage starts (global.go).
+	if len(p.globals) > 0 {
+		p.setBase(StateRestoring)
+	}
 	if err := p.bootstrapGlobals(ctx, adm, db); err != nil {
 		p.closeGlobals()
 		if ctx.Err() != nil {
@@ -165,6 +219,11 @@ func (p *Processor) run(ctx context.Context) (err error) {
 	p.cfg.logger.Info("processor starting", "app", p.cfg.app, "instance", p.cfg.instanceID, "stages", len(p.stages))
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
+	p.setBase(StateRunning) // from here on, made from the stages' phases
+	go func() {
+		<-rctx.Done()
+		p.setBase(StatePendingShutdown)
+	}()
 	purged := make(chan error, 1)
 	go func() {
 		err := p.purgeRepartitions(rctx, adm, p.cfg.purgeInterval)

@@ -196,6 +196,8 @@ type replay struct {
 	// follow makes a replay that reads on past its targets (a global
 	// table's copy): see apply.
 	follow bool
+	// progressed, if set, is called after each batch run applied.
+	progressed func()
 
 	logs      map[string]map[int32]*replayLog
 	sinks     []*replaySink
@@ -209,6 +211,7 @@ type replayLog struct {
 	partition int32
 	store     string // the store its records are written to
 	sink      *replaySink
+	from      int64 // the offset the replay started at
 	next      int64 // the next offset to read
 	target    int64 // see replay.apply
 	done      bool
@@ -251,7 +254,7 @@ func (rp *replay) add(s *replaySink, topic string, partition int32, store string
 	if from >= target && !rp.follow {
 		return nil
 	}
-	l := &replayLog{topic: topic, partition: partition, store: store, sink: s, next: from, target: target, done: from >= target}
+	l := &replayLog{topic: topic, partition: partition, store: store, sink: s, from: from, next: from, target: target, done: from >= target}
 	if rp.logs == nil {
 		rp.logs = map[string]map[int32]*replayLog{}
 	}
@@ -326,6 +329,9 @@ func (rp *replay) run(ctx context.Context) (int64, error) {
 		n += m
 		if err != nil {
 			return n, err
+		}
+		if rp.progressed != nil {
+			rp.progressed()
 		}
 	}
 	return n, nil

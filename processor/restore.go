@@ -178,7 +178,7 @@ func (st *stage) checkRecreatedChangelogs(ctx context.Context, adm *kadm.Client,
 // restoreOnce is one attempt of restore, with the restore client's admin:
 // a replay (replay.go) with a sink per task and a log per store of the
 // task with something to replay.
-func (st *stage) restoreOnce(ctx context.Context, adm *kadm.Client, parts []int32, allow bool) ([]*task, error) {
+func (st *stage) restoreOnce(ctx context.Context, adm *kadm.Client, parts []int32, allow bool) (_ []*task, err error) {
 	// began is the final checkpoints' Written, and the progress
 	// checkpoints' of rebuilt tasks: taken before any offset is listed,
 	// so every record at or past the offsets the restore reaches was
@@ -201,13 +201,18 @@ func (st *stage) restoreOnce(ctx context.Context, adm *kadm.Client, parts []int3
 	defer rp.close()
 	var offsets kadm.OffsetResponses // the group's committed offsets, read when needed
 	tasks := make([]*task, 0, len(parts))
+	sinks := make([]*replaySink, 0, len(parts))
 	for _, p := range parts {
 		plan, err := st.planTask(ctx, adm, p, logs, ends, began, allow, &offsets)
 		if err != nil {
 			return nil, err
 		}
-		tasks = append(tasks, st.addTask(rp, p, plan, logs, ends))
+		t, sink := st.addTask(rp, p, plan, logs, ends)
+		tasks, sinks = append(tasks, t), append(sinks, sink)
 	}
+	tr := st.trackRestores(tasks, sinks, time.Now())
+	defer func() { tr.end(err) }()
+	rp.progressed = tr.progressed
 	replayed, err := rp.run(ctx)
 	if err != nil {
 		return nil, err
@@ -279,7 +284,7 @@ func (st *stage) planTask(ctx context.Context, adm *kadm.Client, p int32, logs m
 // The task's checkpoint, t.cp, is the one the restore ends with: every
 // store at its target. Until then it carries the Written of the progress
 // checkpoints, which say, for each store with a log, the log's position.
-func (st *stage) addTask(rp *replay, p int32, plan taskPlan, logs map[string]logInfo, ends map[string]map[int32]logEnds) *task {
+func (st *stage) addTask(rp *replay, p int32, plan taskPlan, logs map[string]logInfo, ends map[string]map[int32]logEnds) (*task, *replaySink) {
 	t := newTask(st, p, plan.cp)
 	t.cp.Stores = make(map[string]checkpoint.Store, len(st.stores))
 	t.cp.Written = plan.since
@@ -297,7 +302,7 @@ func (st *stage) addTask(rp *replay, p int32, plan taskPlan, logs map[string]log
 		t.cp.Stores[s.name] = checkpoint.Store{TopicID: logs[s.topic].id, Next: target}
 		rp.add(sink, s.topic, p, s.name, plan.from[s.name], target)
 	}
-	return t
+	return t, sink
 }
 
 // storeNames returns the names of the stage's stores.

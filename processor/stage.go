@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/balancer"
@@ -105,6 +106,18 @@ type stage struct {
 	onProduced func(*kgo.Record, error)
 
 	metrics stageMetrics
+	// phase is where the stage is, for the processor's State (set with
+	// Processor.setPhase); assignedOnce is set once it had an assignment.
+	phase        atomic.Int32
+	phaseSince   atomic.Int64 // Unix ns of the last change of phase
+	assignedOnce atomic.Bool
+	// lag is what the polls saw of the input partitions (tasks.go);
+	// restores are the restores in progress.
+	lag      atomic.Pointer[lagTable]
+	restores restores
+	// kprom is where the stage's clients register franz-go's metrics (nil
+	// without metrics).
+	kprom prometheus.Registerer
 
 	// fetchErrs logs each distinct fetch or group error once (loop only).
 	fetchErrs errorLog
@@ -174,6 +187,7 @@ func (st *stage) run(ctx context.Context) error {
 	streak := 0
 	for {
 		commits := st.metrics.commits.Load()
+		st.p.setPhase(st, phaseRebalancing)
 		err := st.session(ctx)
 		if ctx.Err() != nil {
 			// Shutting down: whatever the last cycle's outcome, the
@@ -227,6 +241,7 @@ func (st *stage) clientOpts() []kgo.Opt {
 		kgo.OnPartitionsRevoked(st.onRevoked),
 		kgo.OnPartitionsLost(st.onRevoked),
 		kgo.AdjustFetchOffsetsFn(st.onAssigned),
+		kgo.WithHooks(st.kpromHooks()...),
 		// A cycle's polls block rebalances until the cycle ended
 		// (committed and applied, or aborted): revoke and lost
 		// callbacks then run only between cycles, never while a polled
@@ -414,6 +429,7 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 		}
 		n += len(recs)
 		got = len(recs)
+		st.noteLag(fetches) // operations hook (tasks.go): per partition of the poll
 		if ordered {
 			st.noteFetches(fetches)
 			buf = append(buf, recs...)
@@ -586,6 +602,7 @@ func (st *stage) flush(cl *kgo.Client) error {
 
 // process runs the stage's program on one record.
 func (st *stage) process(prod producer, r *kgo.Record) error {
+	st.metrics.noteInput(r.Timestamp)
 	t, revoked := st.taskOf(r.Partition)
 	if t == nil && !(revoked && st.cfg.guarantee == ExactlyOnce) {
 		// franz-go fetches a partition only after its restore finished
@@ -820,6 +837,7 @@ func (st *stage) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string]
 		return
 	}
 	st.sawRevoke.Store(true)
+	st.p.setPhase(st, phaseRebalancing)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, ps := range revoked {
@@ -844,8 +862,11 @@ func (st *stage) onSync(assigned map[string][]int32) {
 		}
 		held[topic] = m
 	}
+	var phase stagePhase
+	defer func() { st.p.setPhase(st, phase) }() // after the unlock below
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	phase = st.syncPhaseLocked(held)
 	for p, t := range st.mu.tasks {
 		if st.mu.revoked[p] {
 			continue
@@ -956,16 +977,20 @@ func (st *stage) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 	}
 	st.mu.Unlock()
 	if len(parts) == 0 {
+		st.p.setPhase(st, phaseRunning)
 		return offsets, nil
 	}
 
 	start := time.Now()
+	st.p.setPhase(st, phaseRestoring)
 	tasks, err := st.restore(ctx, parts)
 	st.metrics.restoreNanos.Add(int64(time.Since(start)))
 	if err != nil {
+		st.p.setPhase(st, phaseRebalancing)
 		st.log.Error("restore failed", "partitions", parts, "err", err)
 		return nil, err
 	}
+	defer st.p.setPhase(st, phaseRunning)
 	st.mu.Lock()
 	for _, t := range tasks {
 		for topic, ps := range offsets {
@@ -1003,4 +1028,11 @@ type stageMetrics struct {
 	commitNanos  atomic.Int64
 	idleNanos    atomic.Int64
 	applyNanos   atomic.Int64
+	lastCommit   atomic.Int64 // Unix ns of the last committed cycle
+
+	// obs holds the stage's histograms; nil without MetricsRegisterer.
+	obs *stageObs
+	// oldestInput is the oldest input timestamp of the open cycle (Unix
+	// ns, 0: none; loop only), for the end-to-end latency.
+	oldestInput int64
 }

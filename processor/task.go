@@ -3,6 +3,7 @@ package processor
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -17,6 +18,10 @@ import (
 type task struct {
 	id state.TaskID
 	st *stage
+
+	// lastCommit is when a committed cycle last changed the task (Unix
+	// ns), for Processor.Tasks.
+	lastCommit atomic.Int64
 
 	// cp is the checkpoint as applied in Pebble.
 	cp checkpoint.Checkpoint
@@ -197,6 +202,7 @@ func (t *task) apply() error {
 	if !t.wallNext.IsZero() {
 		t.wallPrev = t.wallNext
 	}
+	t.lastCommit.Store(time.Now().UnixNano())
 	cp := checkpoint.Checkpoint{
 		Stores:  make(map[string]checkpoint.Store, len(t.st.stores)),
 		Inputs:  make(map[string]int64, len(t.inputs)),

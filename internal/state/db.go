@@ -234,3 +234,13 @@ func (db *DB) Wipe(task TaskID, stores []string) error {
 	}
 	return nil
 }
+
+// Metrics returns Pebble's metrics of the state directory (disk usage,
+// compactions, read amplification, ...), or nil once the DB is closed. The
+// caller owns the result.
+func (db *DB) Metrics() *pebble.Metrics {
+	if db.closed.Load() {
+		return nil
+	}
+	return db.pdb.Metrics()
+}

@@ -1,0 +1,237 @@
+package processor
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TaskStatus is what one task of this instance is doing, as Processor.Tasks
+// and the admin server's /tasks report it.
+type TaskStatus struct {
+	Stage     string `json:"stage"`
+	Partition int32  `json:"partition"`
+	// State is "restoring" or "running".
+	State string `json:"state"`
+	// LagRecords and LagTime: see the sluice_task_lag_records and
+	// sluice_task_lag_seconds metrics (docs/operations.md). Zero before the
+	// task's first poll.
+	LagRecords int64         `json:"lag_records"`
+	LagTime    time.Duration `json:"lag_ns"`
+	// LastCommit is when a committed cycle last changed the task; zero
+	// before the first.
+	LastCommit time.Time `json:"last_commit,omitzero"`
+	// Restore is the progress of the task's restore while it runs, nil
+	// otherwise.
+	Restore *RestoreProgress `json:"restore,omitempty"`
+}
+
+// Tasks returns the status of every task this instance holds or restores,
+// by stage and partition. Safe to call concurrently with Run.
+func (p *Processor) Tasks() []TaskStatus {
+	var all []TaskStatus
+	now := time.Now()
+	for _, st := range p.stages {
+		all = append(all, st.taskStatuses(now)...)
+	}
+	return all
+}
+
+// taskStatuses returns the stage's tasks, running and restoring, by
+// partition.
+func (st *stage) taskStatuses(now time.Time) []TaskStatus {
+	lt := st.lag.Load()
+	st.mu.Lock()
+	out := make([]TaskStatus, 0, len(st.mu.tasks))
+	for p, t := range st.mu.tasks {
+		if st.mu.revoked[p] {
+			continue
+		}
+		ts := TaskStatus{Stage: st.name, Partition: p, State: "running"}
+		if n := t.lastCommit.Load(); n != 0 {
+			ts.LastCommit = time.Unix(0, n)
+		}
+		ts.LagRecords, ts.LagTime = lt.of(p)
+		out = append(out, ts)
+	}
+	st.mu.Unlock()
+	st.restores.Lock()
+	for p, r := range st.restores.m {
+		rp := r.progress(now)
+		out = append(out, TaskStatus{Stage: st.name, Partition: p, State: "restoring", Restore: &rp})
+	}
+	st.restores.Unlock()
+	slices.SortFunc(out, func(a, b TaskStatus) int { return int(a.Partition - b.Partition) })
+	return out
+}
+
+// lagTable is what a stage's polls saw of each input partition, for the
+// lag metrics. Written by the stage's loop, read by scrapes.
+type lagTable struct {
+	parts int32
+	cells []lagCell // input i, partition p at i*parts+p
+}
+
+type lagCell struct {
+	next   atomic.Int64 // the offset after the last polled record
+	end    atomic.Int64 // the last stable offset (or high watermark) at that fetch
+	behind atomic.Int64 // poll time minus the last polled record's timestamp, ns
+}
+
+// of returns the lag of partition p over every input; zero for a nil table.
+func (lt *lagTable) of(p int32) (records int64, behind time.Duration) {
+	if lt == nil || p < 0 || p >= lt.parts {
+		return 0, 0
+	}
+	for i := int(p); i < len(lt.cells); i += int(lt.parts) {
+		c := &lt.cells[i]
+		records += max(0, c.end.Load()-c.next.Load())
+		behind = max(behind, time.Duration(c.behind.Load()))
+	}
+	return records, behind
+}
+
+// noteLag records the positions and ends of the partitions in fetches (loop
+// only; per partition of each poll, never per record).
+func (st *stage) noteLag(fetches kgo.Fetches) {
+	lt := st.lag.Load()
+	if lt == nil {
+		if st.partitions <= 0 {
+			return
+		}
+		lt = &lagTable{parts: st.partitions, cells: make([]lagCell, int(st.partitions)*len(st.inputs))}
+		st.lag.Store(lt)
+	}
+	now := time.Now()
+	for i := range fetches {
+		for j := range fetches[i].Topics {
+			ft := &fetches[i].Topics[j]
+			in := -1
+			for k, ref := range st.inputs {
+				if ref.name == ft.Topic {
+					in = k
+				}
+			}
+			if in < 0 {
+				continue
+			}
+			for k := range ft.Partitions {
+				fp := &ft.Partitions[k]
+				if fp.Err != nil || len(fp.Records) == 0 || fp.Partition < 0 || fp.Partition >= lt.parts {
+					continue
+				}
+				last := fp.Records[len(fp.Records)-1]
+				end := fp.LastStableOffset
+				if end < 0 {
+					end = fp.HighWatermark
+				}
+				c := &lt.cells[in*int(lt.parts)+int(fp.Partition)]
+				c.next.Store(last.Offset + 1)
+				c.end.Store(end)
+				c.behind.Store(int64(now.Sub(last.Timestamp)))
+			}
+		}
+	}
+}
+
+// restores are a stage's restores in progress, by partition.
+type restores struct {
+	sync.Mutex
+	m map[int32]*taskRestore
+}
+
+// taskRestore is one task's restore in progress.
+type taskRestore struct {
+	stage     string
+	partition int32
+	began     time.Time
+	logs      []*replayLog // read only by the restoring goroutine
+	restored  atomic.Int64
+	remaining atomic.Int64
+}
+
+func (r *taskRestore) progress(now time.Time) RestoreProgress {
+	return RestoreProgress{Stage: r.stage, Partition: r.partition, Restored: r.restored.Load(), Remaining: r.remaining.Load(), Elapsed: now.Sub(r.began)}
+}
+
+// update recomputes the progress from the logs' positions (restoring
+// goroutine only).
+func (r *taskRestore) update() {
+	var done, left int64
+	for _, l := range r.logs {
+		done += l.next - l.from
+		left += max(0, l.target-l.next)
+	}
+	r.restored.Store(done)
+	r.remaining.Store(left)
+}
+
+// restoreTracker follows the tasks of one restore attempt for the metrics,
+// /tasks and the RestoreListener.
+type restoreTracker struct {
+	st    *stage
+	tasks []*taskRestore
+}
+
+// trackRestores registers the restores of tasks, each reading the logs of
+// its sink, and tells the listener they start.
+func (st *stage) trackRestores(tasks []*task, sinks []*replaySink, began time.Time) *restoreTracker {
+	tr := &restoreTracker{st: st}
+	st.restores.Lock()
+	if st.restores.m == nil {
+		st.restores.m = map[int32]*taskRestore{}
+	}
+	for i, t := range tasks {
+		r := &taskRestore{stage: st.name, partition: t.id.Partition, began: began, logs: sinks[i].logs}
+		r.update()
+		st.restores.m[r.partition] = r
+		tr.tasks = append(tr.tasks, r)
+	}
+	st.restores.Unlock()
+	if l := st.p.cfg.restoreListener; l != nil {
+		now := time.Now()
+		for _, r := range tr.tasks {
+			l.OnRestoreStart(r.progress(now))
+		}
+	}
+	return tr
+}
+
+// progressed updates every task's progress and tells the listener of those
+// that moved.
+func (tr *restoreTracker) progressed() {
+	l := tr.st.p.cfg.restoreListener
+	now := time.Now()
+	for _, r := range tr.tasks {
+		before := r.restored.Load()
+		r.update()
+		if l != nil && r.restored.Load() != before {
+			l.OnRestoreProgress(r.progress(now))
+		}
+	}
+}
+
+// end removes the tasks' restores and tells the listener how they ended.
+func (tr *restoreTracker) end(err error) {
+	now := time.Now()
+	progress := make([]RestoreProgress, len(tr.tasks))
+	tr.st.restores.Lock()
+	for i, r := range tr.tasks {
+		if err == nil {
+			r.update()
+		}
+		progress[i] = r.progress(now)
+		if tr.st.restores.m[r.partition] == r {
+			delete(tr.st.restores.m, r.partition)
+		}
+	}
+	tr.st.restores.Unlock()
+	if l := tr.st.p.cfg.restoreListener; l != nil {
+		for _, p := range progress {
+			l.OnRestoreEnd(p, err)
+		}
+	}
+}
