@@ -91,7 +91,8 @@ func (st *stage) kpromHooks() []kgo.Hook {
 	if st.kprom == nil {
 		return nil
 	}
-	return []kgo.Hook{kprom.NewMetrics("sluice_kafka", kprom.Registerer(lenientRegisterer{st.kprom, st.log}))}
+	return []kgo.Hook{kprom.NewMetrics("sluice_kafka", kprom.Registerer(lenientRegisterer{st.kprom, st.log}),
+		kprom.FetchAndProduceDetail(kprom.ByNode, kprom.ByTopic, kprom.Records, kprom.Batches, kprom.UncompressedBytes))}
 }
 
 // syncPhaseLocked returns the stage's phase after an assignment held:

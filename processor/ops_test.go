@@ -1,0 +1,372 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
+	"github.com/sluicehq/sluice/stream"
+)
+
+// gated is a one-stage topology that copies input to output, each record
+// waiting for gate to be closed first.
+func gated(t testing.TB, input, output string, gate <-chan struct{}) *stream.Topology {
+	t.Helper()
+	b := stream.NewBuilder()
+	s := stream.Source(b, input, codec.String{}, codec.String{}, stream.Named("copy"))
+	s = stream.MapValues(s, func(_, v string) string { <-gate; return v }, stream.Named("wait"))
+	stream.To(s, output, codec.String{}, codec.String{}, stream.Named("out"))
+	topo, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topo
+}
+
+// scrape GETs /metrics of the admin server at addr and parses it.
+func scrape(t testing.TB, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	body, code := get(t, addr, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", code, body)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v\n%s", err, body)
+	}
+	return fams
+}
+
+func get(t testing.TB, addr, path string) (string, int) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return string(b), resp.StatusCode
+}
+
+// value returns the value of the sample of family name whose labels include
+// want, and whether there is one.
+func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+	for _, m := range f.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range want {
+			if labels[k] != v {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+// states records the State changes a StateListener sees.
+type states struct {
+	mu  sync.Mutex
+	seq []State
+}
+
+func (s *states) listen(_, now State) {
+	s.mu.Lock()
+	s.seq = append(s.seq, now)
+	s.mu.Unlock()
+}
+
+func (s *states) get() []State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.seq)
+}
+
+// TestMetricsMoveWithWork scrapes the admin server's /metrics while a stage
+// is held back with records waiting, then after it processed them: the lag
+// is positive, then zero; the counters and histograms move from nothing to
+// the records processed; /readyz, /healthz, /tasks and /topology answer.
+func TestMetricsMoveWithWork(t *testing.T) {
+	brokers := testbroker.Brokers(t)
+	app := testbroker.Unique(t, "ops")
+	input, output := app+"-in", app+"-out"
+	testbroker.CreateTopic(t, brokers, input, 1, nil)
+	testbroker.CreateTopic(t, brokers, output, 1, nil)
+	const n = 100
+	lines := make([]string, n)
+	for i := range lines {
+		lines[i] = "line " + strconv.Itoa(i)
+	}
+	produceLines(t, brokers, input, lines)
+
+	gate := make(chan struct{})
+	openGate := sync.OnceFunc(func() { close(gate) })
+	var seen states
+	reg := prometheus.NewRegistry()
+	p, err := New(gated(t, input, output, gate), append(testOpts(t, brokers, app),
+		MetricsRegisterer(reg), AdminAddr("127.0.0.1:0"), StateListener(seen.listen),
+		// Polls of 5 records at most: the first poll leaves 95 behind.
+		ForStage("copy", MaxRecordsPerTransaction(5)),
+		// The gate holds a transaction open while the test scrapes.
+		TransactionTimeout(time.Minute))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.State(); got != StateCreated {
+		t.Fatalf("State before Run = %v, want created", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		openGate() // a held record would hold Run
+		cancel()
+		<-done
+	}()
+	waitFor(t, time.Minute, "the admin server", func() bool { return p.AdminListenAddr() != "" })
+	addr := p.AdminListenAddr()
+
+	copyTask := map[string]string{"stage": "copy", "partition": "0", "application": app}
+	waitFor(t, time.Minute, "a positive lag while the stage is held", func() bool {
+		v, _ := value(scrape(t, addr), "sluice_task_lag_records", copyTask)
+		return v > 0
+	})
+	fams := scrape(t, addr)
+	if v, _ := value(fams, "sluice_task_lag_records", copyTask); v != n-5 {
+		t.Errorf("lag while held = %v, want %d (one poll of 5 of %d records)", v, n-5, n)
+	}
+	if v, ok := value(fams, "sluice_stage_records_total", map[string]string{"stage": "copy", "guarantee": "exactly-once"}); !ok || v != 0 {
+		t.Errorf("records_total while held = %v (present %v), want 0", v, ok)
+	}
+	if v, _ := value(fams, "sluice_processor_state", map[string]string{"state": "running"}); v != 1 {
+		t.Errorf("processor_state{state=running} = %v while held, want 1 (state %v)", v, p.State())
+	}
+	if _, code := get(t, addr, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz while running = %d, want 200", code)
+	}
+
+	openGate()
+	waitFor(t, time.Minute, "every record processed", func() bool {
+		v, _ := value(scrape(t, addr), "sluice_stage_records_total", map[string]string{"stage": "copy"})
+		return v == n
+	})
+	waitFor(t, time.Minute, "the lag back to zero", func() bool {
+		v, ok := value(scrape(t, addr), "sluice_task_lag_records", copyTask)
+		return ok && v == 0
+	})
+	fams = scrape(t, addr)
+	for _, m := range []string{"sluice_cycle_duration_seconds", "sluice_commit_duration_seconds", "sluice_apply_duration_seconds", "sluice_transaction_records", "sluice_end_to_end_latency_seconds"} {
+		if v, _ := value(fams, m, map[string]string{"stage": "copy"}); v < n/5 {
+			t.Errorf("%s has %v observations, want at least %d (one per committed transaction of at most 5 records)", m, v, n/5)
+		}
+	}
+	if v, _ := value(fams, "sluice_stage_emitted_records_total", map[string]string{"stage": "copy"}); v != n {
+		t.Errorf("emitted_records_total = %v, want %d", v, n)
+	}
+	if v, _ := value(fams, "sluice_pebble_disk_usage_bytes", nil); v <= 0 {
+		t.Errorf("pebble_disk_usage_bytes = %v, want > 0", v)
+	}
+	if _, ok := value(fams, "sluice_kafka_produce_records_total", map[string]string{"stage": "copy"}); !ok {
+		t.Errorf("no franz-go client metric sluice_kafka_produce_records_total for stage copy (kprom)")
+	}
+
+	body, code := get(t, addr, "/tasks")
+	var rep tasksReport
+	if err := json.Unmarshal([]byte(body), &rep); err != nil || code != http.StatusOK {
+		t.Fatalf("/tasks: %d %v\n%s", code, err, body)
+	}
+	if len(rep.Tasks) != 1 || rep.Tasks[0].State != "running" || rep.Tasks[0].LastCommit.IsZero() || rep.State != "running" {
+		t.Errorf("/tasks = %s", body)
+	}
+	if body, _ := get(t, addr, "/topology?format=dot"); !strings.Contains(body, "digraph") {
+		t.Errorf("/topology?format=dot = %q", body)
+	}
+	if body, _ := get(t, addr, "/topology"); body != p.topo.String() {
+		t.Errorf("/topology = %q, want the topology's description", body)
+	}
+	if body, code := get(t, addr, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d %s", code, body)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	done <- nil
+	want := []State{StateStarting, StateRebalancing, StateRestoring, StateRunning, StatePendingShutdown, StateStopped}
+	if got := seen.get(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("state changes = %v, want %v", got, want)
+	}
+}
+
+// restoreEvents records what a RestoreListener is told; the first
+// OnRestoreStart waits for hold to be closed.
+type restoreEvents struct {
+	mu     sync.Mutex
+	events []string
+	ends   []RestoreProgress
+	held   chan struct{} // closed when the first start arrived
+	hold   chan struct{}
+	once   sync.Once
+}
+
+func (r *restoreEvents) add(kind string, p RestoreProgress) {
+	r.mu.Lock()
+	r.events = append(r.events, fmt.Sprintf("%s %s/%d", kind, p.Stage, p.Partition))
+	r.mu.Unlock()
+}
+
+func (r *restoreEvents) OnRestoreStart(p RestoreProgress) {
+	r.add("start", p)
+	r.once.Do(func() {
+		close(r.held)
+		<-r.hold
+	})
+}
+
+func (r *restoreEvents) OnRestoreProgress(p RestoreProgress) { r.add("progress", p) }
+
+func (r *restoreEvents) OnRestoreEnd(p RestoreProgress, err error) {
+	r.add("end", p)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		r.ends = append(r.ends, p)
+	}
+}
+
+// TestRestoreListenerAndReadiness runs the word count, then runs it again on
+// a new state directory: the restore listener sees start, progress and end
+// for every task of the stage with the store, in that order per task; while
+// a restore runs the State is restoring and /readyz answers 503; after, 200.
+func TestRestoreListenerAndReadiness(t *testing.T) {
+	brokers := testbroker.Brokers(t)
+	app := testbroker.Unique(t, "rl")
+	input, output := app+"-lines", app+"-counts"
+	const parts = 2
+	testbroker.CreateTopic(t, brokers, input, parts, nil)
+	testbroker.CreateTopic(t, brokers, output, parts, nil)
+	lines, _, total := randomLines(3, 500, 50)
+	produceLines(t, brokers, input, lines)
+
+	run := func(opts ...Opt) (*Processor, context.CancelFunc, chan error) {
+		p, err := New(wordcount(t, input, output), append(testOpts(t, brokers, app), opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		return p, cancel, done
+	}
+	_, cancel, done := run()
+	if got := waitRecords(t, brokers, output, total, 3*time.Minute); got < total {
+		cancel()
+		t.Fatalf("first run: output has %d of %d records (Run: %v)", got, total, <-done)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+
+	ev := &restoreEvents{held: make(chan struct{}), hold: make(chan struct{})}
+	p, cancel, done := run(WithRestoreListener(ev), AdminAddr("127.0.0.1:0"))
+	defer func() {
+		cancel()
+		<-done
+	}()
+	select {
+	case <-ev.held:
+	case err := <-done:
+		t.Fatalf("Run returned before any restore: %v", err)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no restore started within 2 minutes")
+	}
+	addr := p.AdminListenAddr()
+	if body, code := get(t, addr, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz during a restore = %d %q, want 503", code, body)
+	}
+	if s := p.State(); s != StateRestoring {
+		t.Errorf("State during a restore = %v, want restoring", s)
+	}
+	close(ev.hold)
+	waitFor(t, 2*time.Minute, "readiness after the restores", func() bool {
+		_, code := get(t, addr, "/readyz")
+		return code == http.StatusOK
+	})
+
+	ev.mu.Lock()
+	events, ends := slices.Clone(ev.events), slices.Clone(ev.ends)
+	ev.mu.Unlock()
+	// Per task: one start, then progress, then one end, in that order.
+	byTask := map[string][]string{}
+	for _, e := range events {
+		kind, task, _ := strings.Cut(e, " ")
+		byTask[task] = append(byTask[task], kind)
+	}
+	var restored int64
+	for _, e := range ends {
+		if e.Remaining != 0 {
+			t.Errorf("restore of %s/%d ended with %d offsets remaining", e.Stage, e.Partition, e.Remaining)
+		}
+		restored += e.Restored
+	}
+	if len(byTask) != parts {
+		t.Errorf("restore events for %d tasks, want %d: %v", len(byTask), parts, events)
+	}
+	for task, kinds := range byTask {
+		if kinds[0] != "start" || kinds[len(kinds)-1] != "end" || slices.Contains(kinds[1:len(kinds)-1], "start") || slices.Contains(kinds[:len(kinds)-1], "end") {
+			t.Errorf("task %s: events %v, want start, progress..., end", task, kinds)
+		}
+	}
+	// Every changelog offset read: the counts of the first run's words,
+	// one changelog record per word per transaction at most.
+	if restored == 0 {
+		t.Errorf("the restores read nothing: %v", ends)
+	}
+	// The offsets read count the data records the stage metrics count,
+	// and the transaction markers between them.
+	var records int64
+	for _, m := range p.Metrics().Stages {
+		records += m.RestoredRecords
+	}
+	if records == 0 || records > restored {
+		t.Errorf("the stages restored %d records from the %d offsets the listener was told of", records, restored)
+	}
+}
