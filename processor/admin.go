@@ -18,7 +18,7 @@ import (
 // start until it returns. Run fails at once with ErrConfig when it cannot
 // listen there. Without MetricsRegisterer, /metrics serves a registry of the
 // processor's own holding its metrics and Go's runtime and process metrics.
-// Default: no server.
+// Default (and ""): no server.
 func AdminAddr(addr string) Opt { return opt{func(c *cfg) { c.adminAddr = addr }} }
 
 // StallTimeout is how long a running stage may go without committing while

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
@@ -368,5 +371,117 @@ func TestRestoreListenerAndReadiness(t *testing.T) {
 	}
 	if records == 0 || records > restored {
 		t.Errorf("the stages restored %d records from the %d offsets the listener was told of", records, restored)
+	}
+}
+
+// recordingRegistry remembers every collector registered with it.
+type recordingRegistry struct {
+	*prometheus.Registry
+	mu sync.Mutex
+	cs []prometheus.Collector
+}
+
+func (r *recordingRegistry) Register(c prometheus.Collector) error {
+	r.mu.Lock()
+	r.cs = append(r.cs, c)
+	r.mu.Unlock()
+	return r.Registry.Register(c)
+}
+
+func (r *recordingRegistry) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+var fqName = regexp.MustCompile(`fqName: "([a-zA-Z0-9_:]+)"`)
+
+// metricNames returns the name of every metric a processor with metrics
+// registers, franz-go's included, and those of histograms' series.
+func metricNames(t *testing.T) map[string]bool {
+	t.Helper()
+	reg := &recordingRegistry{Registry: prometheus.NewRegistry()}
+	p, err := New(wordcount(t, "in", "out"), ApplicationID("names"), Brokers("127.0.0.1:1"), StateDir(t.TempDir()), MetricsRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A client registers franz-go's metrics when it is made.
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.WithHooks(p.stages[0].kpromHooks()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	names := map[string]bool{}
+	ch := make(chan *prometheus.Desc, 1000)
+	reg.mu.Lock()
+	for _, c := range reg.cs {
+		c.Describe(ch)
+	}
+	reg.mu.Unlock()
+	close(ch)
+	for d := range ch {
+		m := fqName.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("no name in %s", d)
+		}
+		for _, suffix := range []string{"", "_bucket", "_sum", "_count"} {
+			names[m[1]+suffix] = true
+		}
+	}
+	return names
+}
+
+// TestGrafanaDashboard checks docs/grafana-dashboard.json: it is valid JSON,
+// and every sluice metric its queries name is one the processor exports.
+func TestGrafanaDashboard(t *testing.T) {
+	b, err := os.ReadFile("../docs/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+		Templating struct {
+			List []struct {
+				Definition string `json:"definition"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("docs/grafana-dashboard.json is not valid JSON: %v", err)
+	}
+	known := metricNames(t)
+	if !known["sluice_task_lag_records"] || !known["sluice_kafka_produce_bytes_total"] || !known["sluice_commit_duration_seconds_bucket"] {
+		t.Fatalf("the list of exported metrics misses some: %v", known)
+	}
+	var exprs []string
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
+		}
+	}
+	for _, v := range dash.Templating.List {
+		exprs = append(exprs, v.Definition)
+	}
+	used := 0
+	for _, e := range exprs {
+		for _, name := range regexp.MustCompile(`\bsluice_[a-z0-9_]+`).FindAllString(e, -1) {
+			used++
+			if !known[name] {
+				t.Errorf("the dashboard queries %s, which sluice does not export (in %q)", name, e)
+			}
+		}
+	}
+	if used < len(dash.Panels) {
+		t.Errorf("the dashboard's %d panels name only %d sluice metrics", len(dash.Panels), used)
 	}
 }

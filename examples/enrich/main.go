@@ -108,5 +108,6 @@ func newProcessor(topo *stream.Topology, f cli.Flags, logger *slog.Logger) (*pro
 		processor.TLS(f.Security.TLS),
 		processor.SASL(f.Security.SASL),
 		processor.Logger(logger),
+		processor.AdminAddr(f.AdminAddr), // "" serves nothing
 	)
 }

@@ -22,8 +22,8 @@ func parse(args ...string) (*Flags, bool, error) {
 }
 
 func TestParse(t *testing.T) {
-	f, help, err := parse("-app", "a", "-guarantee", "at-most-once", "-on-error", "skip", "-describe=dot")
-	if err != nil || help || f.App != "a" || f.Guarantee != processor.AtMostOnce || f.OnError != processor.Skip || f.describe != "dot" {
+	f, help, err := parse("-app", "a", "-guarantee", "at-most-once", "-on-error", "skip", "-describe=dot", "-admin-addr", ":9464")
+	if err != nil || help || f.App != "a" || f.Guarantee != processor.AtMostOnce || f.OnError != processor.Skip || f.describe != "dot" || f.AdminAddr != ":9464" {
 		t.Fatalf("got %+v help=%v err=%v", f, help, err)
 	}
 	if _, help, err := parse("-h"); !help || err != nil {

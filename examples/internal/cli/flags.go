@@ -36,8 +36,11 @@ type Flags struct {
 	StateDir       string
 	InstanceID     string // "": the processor derives one
 	CommitInterval time.Duration
-	Guarantee      processor.Guarantee
-	OnError        processor.Policy
+	// AdminAddr is -admin-addr: where to serve the admin endpoints
+	// (processor.AdminAddr); "" serves none.
+	AdminAddr string
+	Guarantee processor.Guarantee
+	OnError   processor.Policy
 
 	// The group and transaction timeouts; the defaults are the
 	// processor's own.
@@ -65,6 +68,7 @@ func (f *Flags) Register(fs *flag.FlagSet, d Defaults) {
 	fs.StringVar(&f.App, "app", d.App, "application id: prefixes consumer groups, transactional ids and internal topics")
 	fs.StringVar(&f.StateDir, "state-dir", "", "state `directory` (default: under the user's cache directory)")
 	fs.StringVar(&f.InstanceID, "instance-id", "", "instance id for static membership and transactional ids (default: from host name and state directory)")
+	fs.StringVar(&f.AdminAddr, "admin-addr", "", "serve /metrics, /healthz, /readyz, /topology and /tasks over HTTP at `host:port` (e.g. :9464); empty: none")
 	fs.DurationVar(&f.CommitInterval, "commit-interval", 100*time.Millisecond, "how long one transaction gathers records")
 	fs.StringVar(&f.guarantee, "guarantee", "exactly-once", "delivery guarantee: exactly-once, at-least-once or at-most-once")
 	note := ""
