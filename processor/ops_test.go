@@ -121,11 +121,11 @@ func (s *states) get() []State {
 	return slices.Clone(s.seq)
 }
 
-// TestMetricsMoveWithWork scrapes the admin server's /metrics while a stage
+// TestIntegrationMetricsMoveWithWork scrapes the admin server's /metrics while a stage
 // is held back with records waiting, then after it processed them: the lag
 // is positive, then zero; the counters and histograms move from nothing to
 // the records processed; /readyz, /healthz, /tasks and /topology answer.
-func TestMetricsMoveWithWork(t *testing.T) {
+func TestIntegrationMetricsMoveWithWork(t *testing.T) {
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "ops")
 	input, output := app+"-in", app+"-out"
@@ -274,11 +274,11 @@ func (r *restoreEvents) OnRestoreEnd(p RestoreProgress, err error) {
 	}
 }
 
-// TestRestoreListenerAndReadiness runs the word count, then runs it again on
+// TestIntegrationRestoreListenerAndReadiness runs the word count, then runs it again on
 // a new state directory: the restore listener sees start, progress and end
 // for every task of the stage with the store, in that order per task; while
 // a restore runs the State is restoring and /readyz answers 503; after, 200.
-func TestRestoreListenerAndReadiness(t *testing.T) {
+func TestIntegrationRestoreListenerAndReadiness(t *testing.T) {
 	brokers := testbroker.Brokers(t)
 	app := testbroker.Unique(t, "rl")
 	input, output := app+"-lines", app+"-counts"
