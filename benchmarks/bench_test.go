@@ -288,3 +288,16 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
 }
+
+// TestSmokeMetricsVariant runs sluice-eos with and without its Prometheus
+// metrics in one run, as the overhead comparison does.
+func TestSmokeMetricsVariant(t *testing.T) {
+	t.Parallel()
+	c := smokeConfig()
+	c.Scenario, c.Systems, c.Latency = "wordcount", "sluice-eos,sluice-eos-metrics", false
+	rep, err := Run(t.Context(), c, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResults(t, rep, 2)
+}

@@ -34,6 +34,10 @@ func allSystems() []system {
 		{"goka", "at-least-once", startGoka(false), true},
 		{"goka-tuned", "at-least-once", startGoka(true), true},
 		{"sluice-eos", "exactly-once", startSluice(processor.ExactlyOnce), true},
+		// sluice-eos with its Prometheus metrics registered and gathered
+		// every second: run it with sluice-eos (-systems
+		// sluice-eos,sluice-eos-metrics) for the metrics' cost.
+		{"sluice-eos-metrics", "exactly-once", startSluiceMetrics(processor.ExactlyOnce), false},
 		{"sluice-alo", "at-least-once", startSluice(processor.AtLeastOnce), true},
 		{"sluice-amo", "at-most-once", startSluice(processor.AtMostOnce), true},
 	}

@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/processor"
@@ -33,6 +38,9 @@ type runSpec struct {
 	createTopics func(ctx context.Context, topics ...string) error
 	// sluiceOpts are extra processor options (the restore benchmark's).
 	sluiceOpts []processor.Opt
+	// gatherMetrics, if set, is gathered every second while the system
+	// runs (sluice-eos-metrics).
+	gatherMetrics prometheus.Gatherer
 	// cpuProfile, out of process only, is the file the system's process
 	// writes its CPU profile to ("" writes none).
 	cpuProfile string
@@ -130,6 +138,9 @@ func startSluice(g processor.Guarantee) func(ctx context.Context, r *runSpec) (*
 			defer close(done)
 			runErr = p.Run(ctx)
 		}()
+		if r.gatherMetrics != nil {
+			go scrapeEverySecond(ctx, r.gatherMetrics)
+		}
 		return &running{
 			stop: func() error {
 				cancel()
@@ -140,5 +151,41 @@ func startSluice(g processor.Guarantee) func(ctx context.Context, r *runSpec) (*
 			metrics: func() (map[string]processor.StageMetrics, error) { return p.Metrics().Stages, nil },
 			pid:     os.Getpid(),
 		}, nil
+	}
+}
+
+// startSluiceMetrics is startSluice with the processor's Prometheus metrics
+// registered, and gathered (encoded as a scrape would) every second while
+// it runs.
+func startSluiceMetrics(g processor.Guarantee) func(ctx context.Context, r *runSpec) (*running, error) {
+	start := startSluice(g)
+	return func(ctx context.Context, r *runSpec) (*running, error) {
+		reg := prometheus.NewRegistry()
+		spec := *r
+		spec.sluiceOpts = append(slices.Clone(r.sluiceOpts), processor.MetricsRegisterer(reg))
+		spec.gatherMetrics = reg
+		return start(ctx, &spec)
+	}
+}
+
+// scrapeEverySecond gathers g and encodes it in the text format every second
+// until ctx is done, as a Prometheus server scraping the processor would.
+func scrapeEverySecond(ctx context.Context, g prometheus.Gatherer) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fams, err := g.Gather()
+		if err != nil {
+			continue
+		}
+		enc := expfmt.NewEncoder(io.Discard, expfmt.NewFormat(expfmt.TypeTextPlain))
+		for _, f := range fams {
+			_ = enc.Encode(f)
+		}
 	}
 }
