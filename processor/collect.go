@@ -47,7 +47,7 @@ var (
 	stageTasksDesc      = desc("stage_tasks", "Tasks (input partitions) the stage holds on this instance.", stageLabels...)
 	stageLastCommitDesc = desc("stage_last_commit_timestamp_seconds", "Unix time of the stage's last committed cycle; 0 before the first.", stageLabels...)
 
-	lagRecordsDesc = desc("task_lag_records", "Records the task has yet to poll: the input's last stable offset (high watermark for non-transactional reads) at the last fetch, minus the offset after the last polled record, summed over the stage's inputs. On transactional input a caught-up task shows up to 1 per input (the commit marker after the last record).", taskLabels...)
+	lagRecordsDesc = desc("task_lag_records", "Records the task has yet to poll: the input's last stable offset (high watermark for non-transactional reads) at the last fetch, minus the offset after the last polled record, summed over the stage's inputs. On transactional input the commit marker after a polled transaction counts as read (docs/operations.md).", taskLabels...)
 	lagSecondsDesc = desc("task_lag_seconds", "How old the newest record of the task's last poll was when it was polled (poll time minus record timestamp), the largest over the stage's inputs: the time the task reads behind its input.", taskLabels...)
 	lastApplyDesc  = desc("task_last_commit_timestamp_seconds", "Unix time at which a committed cycle last changed the task (its offsets, state or checkpoint); 0 before the first.", taskLabels...)
 

@@ -298,11 +298,22 @@ func TestIntegrationRestoreListenerAndReadiness(t *testing.T) {
 		go func() { done <- p.Run(ctx) }()
 		return p, cancel, done
 	}
-	_, cancel, done := run()
+	first, cancel, done := run()
 	if got := waitRecords(t, brokers, output, total, 3*time.Minute); got < total {
 		cancel()
 		t.Fatalf("first run: output has %d of %d records (Run: %v)", got, total, <-done)
 	}
+	// Caught up, every task's lag is zero, also the downstream stage's,
+	// whose input (the repartition topic) ends with a commit marker.
+	waitFor(t, 2*time.Minute, "every task's lag at zero", func() bool {
+		ts := first.Tasks()
+		for _, task := range ts {
+			if task.LagRecords != 0 {
+				return false
+			}
+		}
+		return len(ts) == 2*parts
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("first run: %v", err)

@@ -120,16 +120,37 @@ func (st *stage) noteLag(fetches kgo.Fetches) {
 			}
 			for k := range ft.Partitions {
 				fp := &ft.Partitions[k]
-				if fp.Err != nil || len(fp.Records) == 0 || fp.Partition < 0 || fp.Partition >= lt.parts {
+				if fp.Err != nil || fp.Partition < 0 || fp.Partition >= lt.parts {
 					continue
 				}
-				last := fp.Records[len(fp.Records)-1]
 				end := fp.LastStableOffset
 				if end < 0 {
 					end = fp.HighWatermark
 				}
 				c := &lt.cells[in*int(lt.parts)+int(fp.Partition)]
-				c.next.Store(last.Offset + 1)
+				if len(fp.Records) == 0 {
+					// A fetch that advanced past transaction markers
+					// (or aborted records) only: kgo hands it over
+					// without records, and the position is past
+					// them, at the end the broker reported. Without
+					// this a caught-up task on transactional input
+					// would show a lag of 1 (the last commit marker).
+					if end > c.next.Load() {
+						c.next.Store(end)
+						c.end.Store(end)
+					}
+					continue
+				}
+				last := fp.Records[len(fp.Records)-1]
+				next := last.Offset + 1
+				if last.Attrs.IsTransactional() && next < end {
+					// read_committed hands over committed
+					// transactions only: the last record's commit
+					// marker follows it (if it was the last of its
+					// transaction), and the position is past it.
+					next++
+				}
+				c.next.Store(next)
 				c.end.Store(end)
 				c.behind.Store(int64(now.Sub(last.Timestamp)))
 			}
