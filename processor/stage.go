@@ -104,6 +104,9 @@ type stage struct {
 	dirty      []*task
 	emitted    int64 // records emitted in the open cycle
 	onProduced func(*kgo.Record, error)
+	// recs is what is left of the chunk that newRecord carves produced
+	// records from (loop only).
+	recs []kgo.Record
 
 	metrics stageMetrics
 	// phase is where the stage is, for the processor's State (set with
@@ -692,7 +695,8 @@ func (st *stage) applyEffects(prod producer, t *task, sc *exec.Scope) error {
 	st.emitted += int64(len(emits))
 	for i := range emits {
 		o := &emits[i]
-		kr := &kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Timestamp: o.Timestamp}
+		kr := st.newRecord()
+		kr.Topic, kr.Key, kr.Value, kr.Timestamp = o.Topic, o.Key, o.Value, o.Timestamp
 		if o.Partition != exec.AnyPartition {
 			kr.Partition = o.Partition
 			kr.Context = explicitPartition
@@ -778,20 +782,42 @@ func (st *stage) produceChangelogs(prod producer) {
 				t.noteChangelog(store, r.Offset)
 			}
 			for _, e := range kv {
-				prod.Produce(context.Background(), &kgo.Record{
-					Topic:     topic,
-					Partition: t.id.Partition,
-					Context:   explicitPartition,
-					Key:       e.key,
-					Value:     e.value,
-				}, promise)
+				r := st.newRecord()
+				r.Topic, r.Partition, r.Context = topic, t.id.Partition, explicitPartition
+				r.Key, r.Value = e.key, e.value
+				prod.Produce(context.Background(), r, promise)
 			}
 		}
 	}
 }
 
+// recordChunk is how many records newRecord allocates at once.
+const recordChunk = 64
+
+// newRecord returns a zero kgo.Record to produce, carved from a chunk of
+// recordChunk records so that the per-record path allocates one chunk, not
+// one record, per recordChunk outputs and changelog records.
+//
+// INVARIANT: a record is handed out once and never reused (franz-go keeps
+// a produced record, and its Key and Value, until its promise ran): a full
+// chunk is left to the garbage collector, which frees it once no record of
+// it is referenced. endRecords drops the rest of a chunk at a cycle's end,
+// so that an idle stage keeps no produced record's bytes alive.
+func (st *stage) newRecord() *kgo.Record {
+	if len(st.recs) == 0 {
+		st.recs = make([]kgo.Record, recordChunk)
+	}
+	r := &st.recs[0]
+	st.recs = st.recs[1:]
+	return r
+}
+
+// endRecords forgets the rest of newRecord's chunk (see newRecord).
+func (st *stage) endRecords() { st.recs = nil }
+
 // applyDirty applies every dirty task's batch with its checkpoint.
 func (st *stage) applyDirty() error {
+	st.endRecords()
 	defer func() { st.dirty = st.dirty[:0] }()
 	for _, t := range st.dirty {
 		if err := t.apply(); err != nil {
@@ -805,6 +831,7 @@ func (st *stage) discardDirty() {
 	// franz-go rewinds to the committed offsets after an abort: what the
 	// time order knew of positions past them is stale.
 	st.order.reset()
+	st.endRecords()
 	for _, t := range st.dirty {
 		t.reset()
 	}

@@ -1,10 +1,13 @@
 package processor
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -64,6 +67,9 @@ type task struct {
 	// while the task lives (restores run before a task exists).
 	cache      map[string]map[string][]byte
 	cacheBytes int
+
+	// sorted is applyWrites' buffer for a store's write set in key order.
+	sorted []written
 
 	// clNext is, per store, the next changelog offset after the records this
 	// transaction produced; set by produce promises.
@@ -135,14 +141,18 @@ type written struct {
 }
 
 // write notes the open transaction's write of key in store (nil value:
-// delete). Neither key nor value may be modified afterwards.
+// delete). Neither key nor value may be modified afterwards, by anyone: the
+// write set, the changelog records and the read cache keep them.
 func (t *task) write(store string, key, value []byte) error {
 	m := t.changelog[store]
 	if m == nil {
 		m = map[string]written{}
 		t.changelog[store] = m
 	}
-	m[string(key)] = written{key, value}
+	// The map's key shares key's bytes rather than copying them: the
+	// write set owns them (see above), and a copy per record was one of
+	// the per-record path's allocations.
+	m[unsafe.String(unsafe.SliceData(key), len(key))] = written{key, value}
 	if t.txn == nil {
 		return nil
 	}
@@ -268,8 +278,20 @@ func (t *task) applyWrites(cp checkpoint.Checkpoint) error {
 	}
 	w := t.st.db.NewWriter()
 	defer w.Discard()
+	defer func() { clear(t.sorted[:cap(t.sorted)]) }() // keep no key or value alive
 	for store, kv := range t.changelog {
+		// In key order: Pebble inserts a batch into its memtable (a
+		// skiplist) in the batch's order, remembering where the last
+		// key went, so sorted keys cost far less to insert than the
+		// map's random order. Each key is in the set once, so the order
+		// changes nothing else.
+		sorted := t.sorted[:0]
 		for _, e := range kv {
+			sorted = append(sorted, e)
+		}
+		t.sorted = sorted
+		slices.SortFunc(sorted, func(a, b written) int { return bytes.Compare(a.key, b.key) })
+		for _, e := range sorted {
 			var err error
 			if e.value == nil {
 				err = w.Delete(store, t.id.Partition, e.key)

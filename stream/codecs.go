@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/sluicehq/sluice/codec"
+	"github.com/sluicehq/sluice/internal/exec"
 )
 
 // decoder decodes with a codec and makes sure the result owns its memory.
@@ -45,4 +46,29 @@ func (d decoder[T]) decodeOwned(data []byte, owned bool) (T, error) {
 		return d.c.Decode(data)
 	}
 	return d.decode(data)
+}
+
+// freshEncoding reports whether c's Encode is known to return a new slice
+// that nothing else refers to: the codecs of package codec but Bytes, whose
+// Encode returns its argument. The codec contract lets a user codec
+// document otherwise (say, a buffer reused by the next call), so only these
+// count.
+func freshEncoding(c any) bool {
+	switch c.(type) {
+	case codec.String, *codec.String, codec.Int64, *codec.Int64, codec.Int64Text, *codec.Int64Text:
+		return true
+	}
+	return false
+}
+
+// putEncoded writes key kb and value vb to store. When fresh says both are
+// fresh encodings (freshEncoding), made for this write and not kept by the
+// caller, it hands them to the store instead of having it copy them.
+func putEncoded(store exec.Store, kb, vb []byte, fresh bool) error {
+	if fresh {
+		if o, ok := store.(exec.OwningStore); ok {
+			return o.PutOwned(kb, vb)
+		}
+	}
+	return store.Put(kb, vb)
 }

@@ -110,8 +110,9 @@ func repartition[K, V, K2 any](s Stream[K, V], n *node, cfg opConfig, fn func(K,
 
 	if fn != nil && kc != nil && vc != nil {
 		label, target := n.label(), "topic "+quote(t.name)
+		ke, ve := newEncoder(kc), newEncoder(vc)
 		s.attach(func(h *Handle, k K, v V) error {
-			kb, err := kc.Encode(fn(k, v))
+			kb, err := ke.encode(h, fn(k, v))
 			if err != nil {
 				return h.codecError("encode", "key", target, label, err)
 			}
@@ -121,7 +122,7 @@ func repartition[K, V, K2 any](s Stream[K, V], n *node, cfg opConfig, fn func(K,
 				}
 				kb = []byte{}
 			}
-			vb, err := vc.Encode(v)
+			vb, err := ve.encode(h, v)
 			if err != nil {
 				return h.codecError("encode", "value", target, label, err)
 			}
@@ -242,6 +243,7 @@ func aggregate[K, X, A any](s Stream[K, X], kc codec.Codec[K], op string, ac cod
 	out.get = storeGetter(n, st, kc, ac)
 
 	ad := newDecoder(ac)
+	fresh := freshEncoding(kc) && freshEncoding(ac)
 	label, target := n.label(), "store "+quote(st.name)
 	s.attach(func(h *Handle, k K, x X) error {
 		store, err := h.taskStore(st)
@@ -279,7 +281,7 @@ func aggregate[K, X, A any](s Stream[K, X], kc codec.Codec[K], op string, ac cod
 		if err != nil {
 			return h.codecError("encode", "value", target, label, err)
 		}
-		if err := store.Put(kb, ab); err != nil {
+		if err := putEncoded(store, kb, ab, fresh); err != nil {
 			return err
 		}
 		return out.forward(h, k, Change[A]{Old: prev, New: a, HasOld: had, HasNew: true})

@@ -60,6 +60,9 @@ type typedStore[K, V any] struct {
 	vc codec.Codec[V]
 	kd decoder[K]
 	vd decoder[V]
+	// fresh: both codecs encode into new slices (freshEncoding), so Put
+	// hands its encodings to the store without a copy.
+	fresh bool
 }
 
 // Name returns the store's name, or "" for the zero StoreRef.
@@ -140,7 +143,8 @@ func DeclareStore[K, V any](b *Builder, name string, kc codec.Codec[K], vc codec
 	if b.built {
 		b.fail(ErrBuilt, "%s called after Build; build a new topology with a new Builder", d.by)
 	}
-	return StoreRef[K, V]{&typedStore[K, V]{d: d, kc: kc, vc: vc, kd: newDecoder(kc), vd: newDecoder(vc)}}
+	return StoreRef[K, V]{&typedStore[K, V]{d: d, kc: kc, vc: vc, kd: newDecoder(kc), vd: newDecoder(vc),
+		fresh: freshEncoding(kc) && freshEncoding(vc)}}
 }
 
 // DeclareOutput declares an output topic for Process functions, whose keys
@@ -273,6 +277,7 @@ func processNode[K, V any](s Stream[K, V], op string, opts []ProcessOption, fnNi
 		return nil
 	}
 	b := n.b
+	n.handsHandle = true
 	checkFunc(n, "function", fnNil)
 	for _, tm := range cfg.timers {
 		switch {

@@ -83,7 +83,7 @@ func Put[K, V any](h *Handle, s StoreRef[K, V], k K, v V) error {
 	if err != nil {
 		return h.storeCodecError("encode", "value", d, err)
 	}
-	return st.Put(kb, vb)
+	return putEncoded(st, kb, vb, s.s.fresh)
 }
 
 // Delete removes key k from store s. Deleting a missing key is not an error;

@@ -61,7 +61,9 @@ type Scope struct {
 	err      error // the first effect error (too large, unknown store)
 }
 
-// Write is a staged store write.
+// Write is a staged store write. Key and Value belong to the write: the
+// Scope copied them, or its caller handed them over (OwningStore), and
+// nothing modifies them afterwards, so the runtime may keep them.
 type Write struct {
 	Store string
 	Key   []byte
@@ -146,6 +148,20 @@ func (s *Scope) lookup(store string, key []byte) (Write, bool) {
 	return Write{}, false
 }
 
+// OwningStore is a Store that can take a write's bytes over instead of
+// copying them, which saves two allocations per write.
+type OwningStore interface {
+	Store
+	// PutOwned is Put for a key and value that the caller hands over: the
+	// Store (and the runtime after it) may keep them, so neither the
+	// caller nor anyone it shared them with may modify them afterwards.
+	// Pass only bytes made for this write, such as a codec's fresh
+	// encoding.
+	PutOwned(key, value []byte) error
+}
+
+var _ OwningStore = (*scopeStore)(nil)
+
 // scopeStore is a store as one record sees it: its own writes over the
 // base's view.
 type scopeStore struct {
@@ -161,6 +177,31 @@ func (ss *scopeStore) Get(key []byte) ([]byte, bool, error) {
 }
 
 func (ss *scopeStore) Put(key, value []byte) error {
+	if err := ss.check(key, value); err != nil {
+		return err
+	}
+	if value == nil {
+		value = []byte{} // nil means delete below
+	}
+	ss.s.writes = append(ss.s.writes, Write{Store: ss.name, Key: bytes.Clone(key), Value: bytes.Clone(value)})
+	return nil
+}
+
+// PutOwned implements OwningStore.
+func (ss *scopeStore) PutOwned(key, value []byte) error {
+	if err := ss.check(key, value); err != nil {
+		return err
+	}
+	if value == nil {
+		value = []byte{} // nil means delete
+	}
+	ss.s.writes = append(ss.s.writes, Write{Store: ss.name, Key: key, Value: value})
+	return nil
+}
+
+// check returns the error of a write of key and value that must fail the
+// record: a null key, or a state change too large.
+func (ss *scopeStore) check(key, value []byte) error {
 	if len(key) == 0 {
 		return ss.nullKey("Put")
 	}
@@ -171,10 +212,6 @@ func (ss *scopeStore) Put(key, value []byte) error {
 		}
 		return err
 	}
-	if value == nil {
-		value = []byte{} // nil means delete below
-	}
-	ss.s.writes = append(ss.s.writes, Write{Store: ss.name, Key: bytes.Clone(key), Value: bytes.Clone(value)})
 	return nil
 }
 

@@ -128,3 +128,38 @@ func TestScopeNullKeyWrites(t *testing.T) {
 		}
 	}
 }
+
+// PutOwned stages the caller's slices themselves (no copy), with Put's
+// checks: a null key and a state change too large fail the record.
+func TestScopePutOwned(t *testing.T) {
+	var sc Scope
+	sc.Begin(mapBase{"s": {}}, 100)
+	st := sc.Store("s").(OwningStore)
+	key, value := []byte("k"), []byte("v")
+	if err := st.PutOwned(key, value); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutOwned([]byte("e"), nil); err != nil {
+		t.Fatal(err)
+	}
+	ws := sc.Writes()
+	if len(ws) != 2 || &ws[0].Key[0] != &key[0] || &ws[0].Value[0] != &value[0] {
+		t.Fatalf("writes %+v do not hold the handed-over slices", ws)
+	}
+	if ws[1].Value == nil || len(ws[1].Value) != 0 {
+		t.Errorf("PutOwned(e, nil) staged %#v; want an empty value, not a delete", ws[1].Value)
+	}
+	if v, ok, _ := st.Get([]byte("k")); !ok || string(v) != "v" {
+		t.Errorf("Get(k) = %q, %v", v, ok)
+	}
+	if err := st.PutOwned(nil, value); !errors.Is(err, ErrNullKey) {
+		t.Errorf("PutOwned(nil key) = %v, want ErrNullKey", err)
+	}
+	sc.Begin(mapBase{"s": {}}, 100)
+	if err := sc.Store("s").(OwningStore).PutOwned([]byte("k"), make([]byte, 100)); !errors.Is(err, ErrRecordTooLarge) || sc.Err() == nil {
+		t.Errorf("PutOwned too large = %v", err)
+	}
+	if len(sc.Writes()) != 0 {
+		t.Errorf("%d writes staged by failed PutOwned calls", len(sc.Writes()))
+	}
+}
