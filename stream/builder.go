@@ -88,7 +88,10 @@ type node struct {
 	usesTime  bool
 	timeHooks []timeHook // run when stream time advances
 	timers    []timer    // Every, on Process and ProcessTo
-	details   string     // extra text for the description
+	// handsHandle marks an operator that passes its Handle to user code
+	// (Process, ProcessTo), which might keep it past the call.
+	handsHandle bool
+	details     string // extra text for the description
 }
 
 // label is how messages and the description name the node, e.g. `Count "counts"`.

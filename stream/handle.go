@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/exec"
@@ -48,6 +49,9 @@ type Handle struct {
 	ts time.Time
 	// tm is the task's stream time as this call sees it.
 	tm taskTime
+	// arena holds output encodings (encoder); nil: none, encode with the
+	// codec (timers).
+	arena *arena
 }
 
 // program is what a Stage compiles for one application id (compileProgram,
@@ -62,6 +66,48 @@ type program struct {
 	// the wall-clock timers (see compileTimers).
 	hooks []timeHook
 	wall  []wallTimer
+	// scratch is what a Program call reuses from the previous one, taken
+	// with an atomic swap so that concurrent calls (the runtime may run
+	// tasks in parallel) each get their own: a call that finds none makes
+	// one.
+	scratch atomic.Pointer[scratch]
+	// reuseHandle: no operator of the stage hands its Handle to user code
+	// (Process, ProcessTo), so no one can keep it past its call, and the
+	// Program reuses it (scratch.h) instead of allocating one per record.
+	reuseHandle bool
+}
+
+// scratch is a Program call's reusable memory.
+type scratch struct {
+	h     Handle
+	arena arena
+}
+
+// handle returns the Handle of a Program call on t and r, with the scratch
+// it works in, which the caller hands back with done.
+func (p *program) handle(t exec.Task, r *exec.Record) (*Handle, *scratch) {
+	sc := p.scratch.Swap(nil)
+	if sc == nil {
+		sc = new(scratch)
+	}
+	h := &sc.h
+	if !p.reuseHandle {
+		h = new(Handle)
+	}
+	*h = Handle{task: t, rec: r, prog: p, ts: r.Timestamp, arena: &sc.arena}
+	return h, sc
+}
+
+// done ends h's call: a Handle kept by a user function stops working
+// (errHandleDone), and nothing of the call stays reachable from the scratch
+// but the arena.
+func (p *program) done(h *Handle, sc *scratch) {
+	if h == &sc.h {
+		*h = Handle{}
+	} else {
+		h.task = nil
+	}
+	p.scratch.Store(sc)
 }
 
 // topic returns the physical name of t.

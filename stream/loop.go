@@ -118,8 +118,9 @@ func LoopTo[K, V any](s Stream[K, V], l Loop[K, V], opts ...Option) {
 		return
 	}
 	label, target := n.label(), "topic "+quote(t.name)
+	ke, ve := newEncoder(kc), newEncoder(vc)
 	s.attach(func(h *Handle, k K, v V) error {
-		kb, vb, err := encodeRecord(h, kc, vc, k, v, target, label)
+		kb, vb, err := encodeRecord(h, ke, ve, k, v, target, label)
 		if err != nil {
 			return err
 		}

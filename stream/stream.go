@@ -266,8 +266,9 @@ func To[K, V any](s Stream[K, V], topic string, kc codec.Codec[K], vc codec.Code
 	if !ok {
 		return
 	}
+	ke, ve := newEncoder(kc), newEncoder(vc)
 	s.attach(func(h *Handle, k K, v V) error {
-		kb, vb, err := encodeRecord(h, kc, vc, k, v, target, label)
+		kb, vb, err := encodeRecord(h, ke, ve, k, v, target, label)
 		if err != nil {
 			return err
 		}
@@ -275,13 +276,13 @@ func To[K, V any](s Stream[K, V], topic string, kc codec.Codec[K], vc codec.Code
 	})
 }
 
-// encodeRecord encodes a record's key and value for the operator named
-// label, which writes them to target; a failure is a *CodecError.
-func encodeRecord[K, V any](h *Handle, kc codec.Codec[K], vc codec.Codec[V], k K, v V, target, label string) (kb, vb []byte, err error) {
-	if kb, err = kc.Encode(k); err != nil {
+// encodeRecord encodes an output record's key and value for the operator
+// named label, which writes them to target; a failure is a *CodecError.
+func encodeRecord[K, V any](h *Handle, ke encoder[K], ve encoder[V], k K, v V, target, label string) (kb, vb []byte, err error) {
+	if kb, err = ke.encode(h, k); err != nil {
 		return nil, nil, h.codecError("encode", "key", target, label, err)
 	}
-	if vb, err = vc.Encode(v); err != nil {
+	if vb, err = ve.encode(h, v); err != nil {
 		return nil, nil, h.codecError("encode", "value", target, label, err)
 	}
 	return kb, vb, nil

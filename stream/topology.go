@@ -137,7 +137,7 @@ func (s *Stage) compileProgram(app string) exec.Program {
 	return func(t exec.Task, r *exec.Record) error {
 		for i := range inputs {
 			if inputs[i].topic == r.Topic {
-				h := &Handle{task: t, rec: r, prog: p, ts: r.Timestamp}
+				h, sc := p.handle(t, r)
 				h.tm.input = millis(r.Timestamp)
 				err := inputs[i].entry(h, r)
 				if err == nil && s.timeStore != "" {
@@ -148,7 +148,7 @@ func (s *Stage) compileProgram(app string) exec.Program {
 				if err == nil {
 					h.reportDrops()
 				}
-				h.task = nil // a Handle kept by a user function stops working
+				p.done(h, sc)
 				return err
 			}
 		}
@@ -159,8 +159,11 @@ func (s *Stage) compileProgram(app string) exec.Program {
 
 // compile prepares what the stage's Program and Punctuator share.
 func (s *Stage) compile(app string) *program {
-	p := &program{stage: s, app: app, internal: map[*topicRef]string{}}
+	p := &program{stage: s, app: app, internal: map[*topicRef]string{}, reuseHandle: true}
 	for _, n := range s.nodes {
+		if n.handsHandle {
+			p.reuseHandle = false
+		}
 		for _, t := range n.out {
 			if t.internal {
 				p.internal[t] = t.ref().TopicName(app)
