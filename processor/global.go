@@ -35,7 +35,10 @@ import (
 //  2. bootstrap, before any stage starts (as Kafka Streams blocks startup
 //     until its global stores are caught up): a changelog replay
 //     (replay.go), as a task's restore is. It reads the topic's id and
-//     delete.retention.ms again; per partition, the checkpoint decides
+//     delete.retention.ms again (a principal refused DescribeConfigs on the
+//     topic fails Run with ErrConfig: without the setting no checkpoint
+//     could be trusted, and every start would read the whole topic); per
+//     partition, the checkpoint decides
 //     (checkpoint.Plan, as for a task) whether the copy resumes from it or
 //     is wiped and read again from the topic's start. A direct consumer
 //     (no group), read_committed, reads every partition up to its last
@@ -47,7 +50,8 @@ import (
 //     consumer goes on reading; each poll is applied with the new
 //     checkpoints in one Pebble batch. A failure to apply stops the processor, and so do
 //     records deleted before the copy read them (the consumer never resets
-//     its position; the next start rebuilds).
+//     its position; the next start rebuilds) and a Read ACL on the topic
+//     taken away.
 //
 // A checkpoint's Written is the time the copy was last seen caught up with
 // the partition's high watermark (globalTable.since), so that
@@ -249,6 +253,13 @@ func (g *globalTable) bootstrap(ctx context.Context, adm *kadm.Client, db *state
 	}
 	li := logs[g.topic]
 	g.topicID = li.id
+	if err := li.configErr; errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+		// Refused now, refused at every start: without
+		// delete.retention.ms no checkpoint of the copy can be trusted,
+		// and every start would read the whole topic again.
+		return fmt.Errorf("%w: reading the settings of topic %s: %w: grant the application's principal DescribeConfigs on topic %s (docs/security.md, Global tables): without the topic's delete.retention.ms the local copy's checkpoints cannot be trusted, and every start would read the whole topic again",
+			ErrConfig, g.topic, err, g.topic)
+	}
 	if li.deleteRetention == 0 {
 		g.log.Warn("delete.retention.ms of the global table's topic is 0 or cannot be read: its checkpoints are not trusted, the copy is read again from the topic's start unless caught up", "topic", g.topic)
 	}
@@ -400,6 +411,11 @@ func (g *globalTable) follow(ctx context.Context) error {
 				}
 				lost = fmt.Errorf("records of %s/%d that the copy had not read (from offset %d) were deleted: start the processor again, which reads the global table again from the topic's start: %w",
 					topic, p, next, err)
+			case errors.Is(err, kerr.TopicAuthorizationFailed):
+				// The ACL was taken away while running: franz-go
+				// would fetch again forever, and the copy would
+				// silently stop following.
+				lost = fmt.Errorf("following %s/%d: %w: grant the application's principal Read on topic %s (docs/security.md, Global tables)", topic, p, err, topic)
 			default:
 				g.log.Warn("fetch error while following the global table", "topic", topic, "partition", p, "err", err)
 			}

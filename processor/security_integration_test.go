@@ -1,14 +1,12 @@
 package processor
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
@@ -26,173 +23,34 @@ import (
 // test-secure): SASL_SSL with client certificates, SCRAM users and
 // StandardAuthorizer. On kfake, and on the plain broker pass, they skip.
 
-// aclGrant is one (resource, operation) ACL of docs/security.md, for the
-// principal of the test.
-type aclGrant struct {
-	resource string // "topic", "group", "transactional-id", "cluster"
-	name     string
-	prefixed bool
-	op       string // as kafka-acls.sh spells it: Read, Write, ...
-}
+// aclGrant is one ACL of docs/security.md, for the principal of the test.
+type aclGrant = testbroker.ACL
 
-func (g aclGrant) String() string {
-	pattern := "literal"
-	if g.prefixed {
-		pattern = "prefixed"
-	}
-	return fmt.Sprintf("%s on %s %s (%s)", g.op, g.resource, g.name, pattern)
-}
+// The headings of docs/security.md whose kafka-acls.sh blocks the tests
+// grant: an application's ACLs, and those its global tables add.
+const (
+	appACLs    = "## The ACLs an application needs"
+	globalACLs = "### Global tables"
+)
 
-// docACLs parses the kafka-acls.sh commands of docs/security.md, with the
-// variables $APP, $PRINCIPAL, $INPUT and $OUTPUT replaced, into one grant
+// docACLs parses the kafka-acls.sh commands of docs/security.md's
+// application block, with $APP, $INPUT and $OUTPUT replaced, into one grant
 // per operation: the test grants what the page tells users to grant, so the
 // page cannot drift from what the code needs.
 func docACLs(t *testing.T, app, input, output string) []aclGrant {
 	t.Helper()
-	f, err := os.Open("../docs/security.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	vars := strings.NewReplacer(`"$APP-"`, app+"-", `"$INPUT"`, input, `"$OUTPUT"`, output,
-		`"$PRINCIPAL"`, "User:app", "$KAFKA", "")
-	var cmds []string
-	var cur string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if cur == "" && !strings.HasPrefix(line, "kafka-acls.sh ") {
-			continue
-		}
-		cur += " " + strings.TrimSuffix(line, `\`)
-		if !strings.HasSuffix(line, `\`) {
-			cmds = append(cmds, cur)
-			cur = ""
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	var grants []aclGrant
-	for _, cmd := range cmds {
-		args := strings.Fields(vars.Replace(cmd))[1:]
-		var (
-			ops      []string
-			g        aclGrant
-			resource int
-		)
-		for i := 0; i < len(args); i++ {
-			next := func() string {
-				i++
-				if i >= len(args) {
-					t.Fatalf("docs/security.md: %s: %s needs a value", cmd, args[i-1])
-				}
-				return args[i]
-			}
-			switch a := args[i]; a {
-			case "--add":
-			case "--allow-principal":
-				if p := next(); p != "User:app" {
-					t.Fatalf("docs/security.md: %s: principal %s, want $PRINCIPAL", cmd, p)
-				}
-			case "--operation":
-				ops = append(ops, next())
-			case "--resource-pattern-type":
-				g.prefixed = next() == "prefixed"
-			case "--topic", "--group", "--transactional-id":
-				g.resource, g.name = strings.TrimPrefix(a, "--"), next()
-				resource++
-			case "--cluster":
-				g.resource = "cluster"
-				resource++
-			default:
-				t.Fatalf("docs/security.md: %s: the test does not know %s", cmd, a)
-			}
-		}
-		if resource != 1 || len(ops) == 0 {
-			t.Fatalf("docs/security.md: %s: want one resource and at least one operation", cmd)
-		}
-		for _, op := range ops {
-			g.op = op
-			grants = append(grants, g)
-		}
-	}
+	grants := testbroker.DocACLs(t, appACLs, map[string]string{
+		"PRINCIPAL": "User:app", "APP": app, "INPUT": input, "OUTPUT": output})
 	if len(grants) < 5 {
-		t.Fatalf("docs/security.md: found only %d ACLs in %d kafka-acls.sh commands", len(grants), len(cmds))
+		t.Fatalf("docs/security.md: found only %d ACLs under %q", len(grants), appACLs)
 	}
 	return grants
 }
 
 // grant creates the ACLs for User:app with the super user's client.
-func grant(t *testing.T, adm *kadm.Client, grants []aclGrant) {
+func grant(t *testing.T, sb testbroker.SecureBroker, grants []aclGrant) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, g := range grants {
-		op, err := kmsg.ParseACLOperation(g.op)
-		if err != nil {
-			t.Fatalf("%v: %v", g, err)
-		}
-		b := kadm.NewACLs().Allow("User:app").Operations(op)
-		switch g.resource {
-		case "topic":
-			b.Topics(g.name)
-		case "group":
-			b.Groups(g.name)
-		case "transactional-id":
-			b.TransactionalIDs(g.name)
-		case "cluster":
-			b.Clusters()
-		}
-		if g.prefixed {
-			b.ResourcePatternType(kadm.ACLPatternPrefixed)
-		} else {
-			b.ResourcePatternType(kadm.ACLPatternLiteral)
-		}
-		res, err := adm.CreateACLs(ctx, b)
-		if err == nil {
-			for _, r := range res {
-				err = errors.Join(err, r.Err)
-			}
-		}
-		if err != nil {
-			t.Fatalf("granting %v: %v", g, err)
-		}
-	}
-	// ACLs reach the authorizer through the metadata log: wait until
-	// the broker lists them all.
-	filter := kadm.NewACLs().Allow("User:app").AllowHosts("*").
-		ResourcePatternType(kadm.ACLPatternAny).AnyResource().Operations(kadm.OpAny)
-	for {
-		got, err := adm.DescribeACLs(ctx, filter)
-		listed := map[string]bool{}
-		if err == nil {
-			for _, r := range got {
-				err = errors.Join(err, r.Err)
-				for _, d := range r.Described {
-					listed[fmt.Sprintf("%s/%s/%v/%s", strings.ToLower(d.Type.String()), d.Name, d.Pattern == kadm.ACLPatternPrefixed, strings.ToLower(d.Operation.String()))] = true
-				}
-			}
-		}
-		n := 0
-		for _, g := range grants {
-			name, typ := g.name, strings.ReplaceAll(g.resource, "-", "_")
-			if g.resource == "cluster" {
-				name = "kafka-cluster"
-			}
-			op, _ := kmsg.ParseACLOperation(g.op)
-			if listed[fmt.Sprintf("%s/%s/%v/%s", typ, name, g.prefixed, strings.ToLower(op.String()))] {
-				n++
-			}
-		}
-		if err == nil && n == len(grants) {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the broker lists %d of %d granted ACLs after 30s (last error %v; listed %v)", n, len(grants), err, listed)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	sb.Grant(t, "User:app", grants)
 }
 
 // secureApp is one application run on the secured broker: its names, and
@@ -233,7 +91,7 @@ func (a secureApp) opts(t *testing.T) []Opt {
 func TestIntegrationSecureWordCount(t *testing.T) {
 	sb := testbroker.Secure(t)
 	a := newSecureApp(t, sb)
-	grant(t, sb.Admin(t), docACLs(t, a.app, a.input, a.output))
+	grant(t, sb, docACLs(t, a.app, a.input, a.output))
 
 	lines, want, total := randomLines(11, 300, 40)
 	a.produce(t, lines)
@@ -341,43 +199,56 @@ func TestIntegrationSecureMissingACL(t *testing.T) {
 	sb := testbroker.Secure(t)
 	probe := docACLs(t, "app", "in", "out")
 	for i := range probe {
-		t.Run(fmt.Sprintf("%s-%s", probe[i].resource, probe[i].op), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s-%s", probe[i].Resource, probe[i].Op), func(t *testing.T) {
 			a := newSecureApp(t, sb)
 			all := docACLs(t, a.app, a.input, a.output)
 			missing := all[i]
-			grant(t, sb.Admin(t), append(all[:i:i], all[i+1:]...))
+			grant(t, sb, append(all[:i:i], all[i+1:]...))
 			lines, _, _ := randomLines(12, 50, 10)
 			a.produce(t, lines)
 			p, err := New(wordcount(t, a.input, a.output), append(a.opts(t), PurgeInterval(time.Second))...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			start := time.Now()
-			err = p.Run(ctx)
-			t.Logf("without %v: Run returned after %v: %v", missing, time.Since(start).Round(time.Millisecond), err)
-			if ctx.Err() != nil || err == nil {
-				t.Fatalf("without %v: Run did not fail within 3 minutes (err %v)", missing, err)
-			}
-			for name, m := range p.Metrics().Stages {
-				if m.Restarts != 0 {
-					t.Errorf("stage %s restarted %d times before failing", name, m.Restarts)
-				}
-			}
-			// The error must say what to grant: the operation, the
-			// resource kind and its name (or prefix).
-			_, fatal := errors.AsType[*FatalError](err)
-			if !fatal && !errors.Is(err, ErrConfig) {
-				t.Errorf("want a *FatalError or ErrConfig, got %T: %v", err, err)
-			}
-			msg := strings.ToLower(strings.ReplaceAll(err.Error(), " ", ""))
-			for _, want := range []string{missing.op, strings.ReplaceAll(missing.resource, "-", ""), missing.name} {
-				if !strings.Contains(msg, strings.ToLower(want)) {
-					t.Errorf("the error does not name %q: %v", want, err)
-				}
-			}
+			runRefused(t, p, missing)
 		})
+	}
+}
+
+// runRefused runs p, which lacks the ACL missing, and checks that Run fails
+// within 3 minutes without a restart, with a *FatalError or ErrConfig that
+// names the operation, the resource kind and its name (or prefix).
+func runRefused(t *testing.T, p *Processor, missing aclGrant) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	err := p.Run(ctx)
+	t.Logf("without %v: Run returned after %v: %v", missing, time.Since(start).Round(time.Millisecond), err)
+	if ctx.Err() != nil || err == nil {
+		t.Fatalf("without %v: Run did not fail within 3 minutes (err %v)", missing, err)
+	}
+	for name, m := range p.Metrics().Stages {
+		if m.Restarts != 0 {
+			t.Errorf("stage %s restarted %d times before failing", name, m.Restarts)
+		}
+	}
+	_, fatal := errors.AsType[*FatalError](err)
+	if !fatal && !errors.Is(err, ErrConfig) {
+		t.Errorf("want a *FatalError or ErrConfig, got %T: %v", err, err)
+	}
+	namesACL(t, err, missing)
+}
+
+// namesACL checks that err names the ACL a: its operation, its resource kind
+// and its name (or prefix).
+func namesACL(t *testing.T, err error, a aclGrant) {
+	t.Helper()
+	msg := strings.ToLower(strings.ReplaceAll(err.Error(), " ", ""))
+	for _, want := range []string{a.Op, strings.ReplaceAll(a.Resource, "-", ""), a.Name} {
+		if !strings.Contains(msg, strings.ToLower(want)) {
+			t.Errorf("the error does not name %q: %v", want, err)
+		}
 	}
 }
 

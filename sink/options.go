@@ -15,7 +15,10 @@ import (
 )
 
 // ErrConfig is wrapped by every configuration error New returns; the message
-// says which option to change.
+// says which option to change. Run returns it too for what no retry can
+// fix: input topics that do not exist, TLS or SASL settings the brokers
+// refuse, and ACLs they lack (Read on an input topic, or on the consumer
+// group), whose message names the ACL to grant (docs/security.md).
 var ErrConfig = errors.New("sink: configuration error")
 
 // Opt configures a Runner.
@@ -199,8 +202,9 @@ func TLS(c *tls.Config) Opt { return opt{func(cfg *cfg) { cfg.tls = c }} }
 // sasl.mechanism): franz-go's plain, scram, oauth or aws mechanism, or
 // security.SASL's. Default: none; nil turns it off again. Credentials the
 // brokers refuse make Run fail at start with ErrConfig. The principal needs
-// Read on the input topics and on the consumer group <app>-<name>
-// (docs/security.md).
+// Read on the input topics and on the consumer group <app>-<name>, nothing
+// else (docs/security.md); without one of them Run returns ErrConfig
+// naming it.
 func SASL(m sasl.Mechanism) Opt { return opt{func(cfg *cfg) { cfg.sasl = m }} }
 
 // KafkaOptions appends franz-go client options to the runner's client,

@@ -101,7 +101,9 @@ func (r *Runner) Metrics() Metrics {
 
 // Run consumes until ctx is done, then writes the batch it has gathered,
 // leaves the group and returns nil. It returns an error when a topic does
-// not exist, the brokers do not answer at startup, a batch could not be
+// not exist, the brokers do not answer at startup or refuse an ACL the
+// runner needs (ErrConfig, naming it; at start or as soon as the group or
+// a fetch is refused, never retried), a batch could not be
 // written in WriteAttempts tries (nothing of that batch is committed
 // anywhere; a restart resumes from the sink's offsets), or a partition's
 // stored position does not fit its topic (a *PositionError: the topic was
@@ -143,9 +145,24 @@ func (r *Runner) checkTopics(ctx context.Context) error {
 	defer cl.Close()
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	tds, err := kadm.NewClient(cl).ListTopics(tctx, r.cfg.topics...)
+	adm := kadm.NewClient(cl)
+	tds, err := adm.ListTopics(tctx, r.cfg.topics...)
 	if fix, guess := kgox.ConnectFix("sink", err); fix != "" && !guess {
 		return fmt.Errorf("%w: connecting to %s: %w: %s", ErrConfig, strings.Join(r.cfg.brokers, ","), err, fix)
+	}
+	if errors.Is(err, kerr.TopicAuthorizationFailed) {
+		// The brokers refuse the whole request without saying which
+		// topic: ask for each alone.
+		var refused []string
+		for _, t := range r.cfg.topics {
+			if _, terr := adm.ListTopics(tctx, t); errors.Is(terr, kerr.TopicAuthorizationFailed) {
+				refused = append(refused, t)
+			}
+		}
+		if len(refused) == 0 {
+			refused = r.cfg.topics
+		}
+		return r.cfg.refused(strings.Join(refused, ", "), err)
 	}
 	if err != nil {
 		return fmt.Errorf("sink: listing the input topics on %s: %w", strings.Join(r.cfg.brokers, ","), err)
@@ -158,6 +175,26 @@ func (r *Runner) checkTopics(ctx context.Context) error {
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: input topic(s) %s do not exist: create them first", ErrConfig, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// refused returns the error of Run for err when it is an authorization the
+// brokers refused (retrying cannot fix it; franz-go would retry it
+// forever), naming the ACL to grant, and nil for any other error. topic is
+// the topic err came with ("" for the group's errors, and then the input
+// topics are named).
+func (c *cfg) refused(topic string, err error) error {
+	if topic == "" {
+		topic = strings.Join(c.topics, ", ")
+	}
+	switch {
+	case errors.Is(err, kerr.GroupAuthorizationFailed):
+		return fmt.Errorf("%w: consumer group %s: %w: grant the sink's principal Read on the consumer group %q (or on the prefix %q; docs/security.md, Sink runners)",
+			ErrConfig, c.group(), err, c.group(), c.app+"-")
+	case errors.Is(err, kerr.TopicAuthorizationFailed):
+		return fmt.Errorf("%w: input topic %s: %w: grant the sink's principal Read on topic %s (docs/security.md, Sink runners)",
+			ErrConfig, topic, err, topic)
 	}
 	return nil
 }
@@ -450,9 +487,13 @@ func (s *session) gatherBatch(ctx context.Context) (*Batch, error) {
 			return nil, errors.New("sink: client closed")
 		}
 		var unknownID map[topicPartition]bool
+		var denied error
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				return
+			}
+			if denied == nil {
+				denied = c.refused(topic, err)
 			}
 			if errors.Is(err, kerr.UnknownTopicID) {
 				if unknownID == nil {
@@ -462,6 +503,10 @@ func (s *session) gatherBatch(ctx context.Context) (*Batch, error) {
 			}
 			c.logger.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
+		if denied != nil {
+			c.logger.Error("the brokers refused an ACL; stopping", "group", c.group(), "err", denied)
+			return nil, denied
+		}
 		if err := s.checkTopicIDs(ctx, unknownID); err != nil {
 			return nil, err
 		}
