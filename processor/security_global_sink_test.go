@@ -30,14 +30,14 @@ const sinkACLs = "### Sink runners"
 // topic.
 func globalDocACLs(t *testing.T, topic string) []aclGrant {
 	t.Helper()
-	return testbroker.DocACLs(t, globalACLs, map[string]string{"PRINCIPAL": "User:app", "GLOBAL": topic})
+	return fromDoc(testbroker.DocACLs(t, globalACLs, map[string]string{"PRINCIPAL": "User:app", "GLOBAL": topic}))
 }
 
 // sinkDocACLs are the ACLs docs/security.md lists for a sink runner with
 // application id app reading input.
 func sinkDocACLs(t *testing.T, app, input string) []aclGrant {
 	t.Helper()
-	return testbroker.DocACLs(t, sinkACLs, map[string]string{"PRINCIPAL": "User:app", "SINK_APP": app, "SINK_INPUT": input})
+	return fromDoc(testbroker.DocACLs(t, sinkACLs, map[string]string{"PRINCIPAL": "User:app", "SINK_APP": app, "SINK_INPUT": input}))
 }
 
 // createGlobalTopic creates the global table's topic (compacted, one
@@ -109,7 +109,7 @@ func TestIntegrationSecureGlobalTableAndSink(t *testing.T) {
 	a := newSecureApp(t, sb)
 	users := a.createGlobalTopic(t)
 	sinkApp := "db-" + a.app // not under the application's prefix: the sink's ACLs stand alone
-	grant(t, sb, slices.Concat(docACLs(t, a.app, a.input, a.output), globalDocACLs(t, users), sinkDocACLs(t, sinkApp, a.output)))
+	grant(t, sb.Admin(t), slices.Concat(docACLs(t, a.app, a.input, a.output), globalDocACLs(t, users), sinkDocACLs(t, sinkApp, a.output)))
 
 	a.produceKV(t, users, false, "ann=de", "bob=fr", "cid=de", "cid=<nil>")
 	a.produceKV(t, users, true, "ann=XX", "dan=XX")
@@ -261,9 +261,9 @@ func TestIntegrationSecureGlobalMissingACL(t *testing.T) {
 		return a, users, globalDocACLs(t, users)
 	}
 	for i := range probe {
-		t.Run(fmt.Sprintf("%s-%s", probe[i].Resource, probe[i].Op), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s-%s", probe[i].resource, probe[i].op), func(t *testing.T) {
 			a, users, gl := setup(t)
-			grant(t, sb, append(docACLs(t, a.app, a.input, a.output), slices.Delete(slices.Clone(gl), i, i+1)...))
+			grant(t, sb.Admin(t), append(docACLs(t, a.app, a.input, a.output), slices.Delete(slices.Clone(gl), i, i+1)...))
 			p, err := New(globalOrders(t, a.input, users, a.output), a.opts(t)...)
 			if err != nil {
 				t.Fatal(err)
@@ -274,7 +274,7 @@ func TestIntegrationSecureGlobalMissingACL(t *testing.T) {
 
 	t.Run("topic-Read-revoked-while-following", func(t *testing.T) {
 		a, users, gl := setup(t)
-		grant(t, sb, append(docACLs(t, a.app, a.input, a.output), gl...))
+		grant(t, sb.Admin(t), append(docACLs(t, a.app, a.input, a.output), gl...))
 		p, err := New(globalOrders(t, a.input, users, a.output), a.opts(t)...)
 		if err != nil {
 			t.Fatal(err)
@@ -285,7 +285,7 @@ func TestIntegrationSecureGlobalMissingACL(t *testing.T) {
 		go func() { done <- p.Run(ctx) }()
 		a.waitOutput(t, 8, done)
 
-		read := gl[slices.IndexFunc(gl, func(g aclGrant) bool { return g.Op == "Read" })]
+		read := gl[slices.IndexFunc(gl, func(g aclGrant) bool { return g.op == "Read" })]
 		adm := sb.Admin(t)
 		res, err := adm.DeleteACLs(ctx, kadm.NewACLs().Allow("User:app").AllowHosts("*").Topics(users).
 			ResourcePatternType(kadm.ACLPatternLiteral).Operations(kadm.OpRead))

@@ -23,8 +23,30 @@ import (
 // test-secure): SASL_SSL with client certificates, SCRAM users and
 // StandardAuthorizer. On kfake, and on the plain broker pass, they skip.
 
-// aclGrant is one ACL of docs/security.md, for the principal of the test.
-type aclGrant = testbroker.ACL
+// aclGrant is one (resource, operation) ACL of docs/security.md, for the
+// principal of the test (testbroker.ACL, as this package's tests name its
+// fields).
+type aclGrant struct {
+	resource string // "topic", "group", "transactional-id", "cluster"
+	name     string
+	prefixed bool
+	op       string // as kafka-acls.sh spells it: Read, Write, ...
+}
+
+func (g aclGrant) String() string { return g.acl().String() }
+
+func (g aclGrant) acl() testbroker.ACL {
+	return testbroker.ACL{Resource: g.resource, Name: g.name, Prefixed: g.prefixed, Op: g.op}
+}
+
+// fromDoc converts the ACLs testbroker.DocACLs parsed.
+func fromDoc(acls []testbroker.ACL) []aclGrant {
+	gs := make([]aclGrant, len(acls))
+	for i, a := range acls {
+		gs[i] = aclGrant{resource: a.Resource, name: a.Name, prefixed: a.Prefixed, op: a.Op}
+	}
+	return gs
+}
 
 // The headings of docs/security.md whose kafka-acls.sh blocks the tests
 // grant: an application's ACLs, and those its global tables add.
@@ -39,18 +61,22 @@ const (
 // page cannot drift from what the code needs.
 func docACLs(t *testing.T, app, input, output string) []aclGrant {
 	t.Helper()
-	grants := testbroker.DocACLs(t, appACLs, map[string]string{
-		"PRINCIPAL": "User:app", "APP": app, "INPUT": input, "OUTPUT": output})
+	grants := fromDoc(testbroker.DocACLs(t, appACLs, map[string]string{
+		"PRINCIPAL": "User:app", "APP": app, "INPUT": input, "OUTPUT": output}))
 	if len(grants) < 5 {
 		t.Fatalf("docs/security.md: found only %d ACLs under %q", len(grants), appACLs)
 	}
 	return grants
 }
 
-// grant creates the ACLs for User:app with the super user's client.
-func grant(t *testing.T, sb testbroker.SecureBroker, grants []aclGrant) {
+// grant creates the ACLs for User:app with the super user's client adm.
+func grant(t *testing.T, adm *kadm.Client, grants []aclGrant) {
 	t.Helper()
-	sb.Grant(t, "User:app", grants)
+	acls := make([]testbroker.ACL, len(grants))
+	for i, g := range grants {
+		acls[i] = g.acl()
+	}
+	testbroker.GrantWith(t, adm, "User:app", acls)
 }
 
 // secureApp is one application run on the secured broker: its names, and
@@ -91,7 +117,7 @@ func (a secureApp) opts(t *testing.T) []Opt {
 func TestIntegrationSecureWordCount(t *testing.T) {
 	sb := testbroker.Secure(t)
 	a := newSecureApp(t, sb)
-	grant(t, sb, docACLs(t, a.app, a.input, a.output))
+	grant(t, sb.Admin(t), docACLs(t, a.app, a.input, a.output))
 
 	lines, want, total := randomLines(11, 300, 40)
 	a.produce(t, lines)
@@ -199,11 +225,11 @@ func TestIntegrationSecureMissingACL(t *testing.T) {
 	sb := testbroker.Secure(t)
 	probe := docACLs(t, "app", "in", "out")
 	for i := range probe {
-		t.Run(fmt.Sprintf("%s-%s", probe[i].Resource, probe[i].Op), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s-%s", probe[i].resource, probe[i].op), func(t *testing.T) {
 			a := newSecureApp(t, sb)
 			all := docACLs(t, a.app, a.input, a.output)
 			missing := all[i]
-			grant(t, sb, append(all[:i:i], all[i+1:]...))
+			grant(t, sb.Admin(t), append(all[:i:i], all[i+1:]...))
 			lines, _, _ := randomLines(12, 50, 10)
 			a.produce(t, lines)
 			p, err := New(wordcount(t, a.input, a.output), append(a.opts(t), PurgeInterval(time.Second))...)
@@ -245,7 +271,7 @@ func runRefused(t *testing.T, p *Processor, missing aclGrant) {
 func namesACL(t *testing.T, err error, a aclGrant) {
 	t.Helper()
 	msg := strings.ToLower(strings.ReplaceAll(err.Error(), " ", ""))
-	for _, want := range []string{a.Op, strings.ReplaceAll(a.Resource, "-", ""), a.Name} {
+	for _, want := range []string{a.op, strings.ReplaceAll(a.resource, "-", ""), a.name} {
 		if !strings.Contains(msg, strings.ToLower(want)) {
 			t.Errorf("the error does not name %q: %v", want, err)
 		}
