@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
@@ -218,6 +220,43 @@ func TestGlobalTableMissingTopic(t *testing.T) {
 	err = p.Run(ctx)
 	if !errors.Is(err, ErrConfig) || !strings.Contains(fmt.Sprint(err), "topic "+app+"-nope of global table users does not exist") {
 		t.Fatalf("Run = %v, want ErrConfig naming the missing topic", err)
+	}
+}
+
+// A principal refused DescribeConfigs on the global table's topic (kfake
+// answers TOPIC_AUTHORIZATION_FAILED for every resource, the internal
+// topics' too) stops Run at start with ErrConfig naming the ACL, instead of
+// reading the whole topic again at every start. On the secured broker:
+// TestIntegrationSecureGlobalMissingACL.
+func TestGlobalTableDescribeConfigsRefused(t *testing.T) {
+	kf := testbroker.NewKfake(t)
+	brokers := kf.ListenAddrs()
+	app := testbroker.Unique(t, "global-noconfigs")
+	orders, users, out := app+"-orders", "users-"+app, app+"-out"
+	testbroker.CreateTopic(t, brokers, orders, 2, nil)
+	testbroker.CreateTopic(t, brokers, users, 1, map[string]*string{"cleanup.policy": ptr("compact")})
+	testbroker.CreateTopic(t, brokers, out, 2, nil)
+	kf.ControlKey(int16(kmsg.DescribeConfigs), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kf.KeepControl()
+		dreq := req.(*kmsg.DescribeConfigsRequest)
+		resp := dreq.ResponseKind().(*kmsg.DescribeConfigsResponse)
+		for _, res := range dreq.Resources {
+			rr := kmsg.NewDescribeConfigsResponseResource()
+			rr.ResourceType, rr.ResourceName = res.ResourceType, res.ResourceName
+			rr.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Resources = append(resp.Resources, rr)
+		}
+		return resp, nil, true
+	})
+	p, err := New(globalOrders(t, orders, users, out), testOpts(t, brokers, app)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = p.Run(ctx)
+	if !errors.Is(err, ErrConfig) || !strings.Contains(fmt.Sprint(err), "DescribeConfigs on topic "+users) {
+		t.Fatalf("Run = %v, want ErrConfig naming DescribeConfigs on topic %s", err, users)
 	}
 }
 
