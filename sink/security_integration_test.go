@@ -50,11 +50,11 @@ func (s secureSink) acls(t *testing.T) []testbroker.ACL {
 }
 
 // runner returns a runner of ms as the user "app", over SASL_SSL with
-// SCRAM-SHA-512 and the client certificate.
-func (s secureSink) runner(t *testing.T, ms *memSink) *sink.Runner {
+// SCRAM-SHA-512 and the client certificate, with opts.
+func (s secureSink) runner(t *testing.T, ms *memSink, opts ...sink.Opt) *sink.Runner {
 	t.Helper()
-	r, err := sink.New(ms, append(testOpts(s.sb.Brokers, s.app, s.topic),
-		sink.TLS(s.sb.TLS(t)), sink.SASL(s.sb.Mechanism(t, "SCRAM-SHA-512", "app", s.sb.AppPassword)))...)
+	r, err := sink.New(ms, slices.Concat(testOpts(s.sb.Brokers, s.app, s.topic),
+		[]sink.Opt{sink.TLS(s.sb.TLS(t)), sink.SASL(s.sb.Mechanism(t, "SCRAM-SHA-512", "app", s.sb.AppPassword))}, opts)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,9 +73,29 @@ func TestIntegrationSecureSinkMissingACL(t *testing.T) {
 		s := newSecureSink(t, sb)
 		sb.Grant(t, "User:app", s.acls(t))
 		ms := newMemSink()
-		errs, stop := startRunner(t, s.runner(t, ms))
+		// With CommitToKafka, whose commits the same ACLs must allow.
+		errs, stop := startRunner(t, s.runner(t, ms, sink.CommitToKafka()))
 		end := endOffsetsAs(t, sb, s.topic)
 		waitStored(t, ms, s.app+"-sink", s.topic, end, time.Minute, errs)
+		// The commits for monitoring are asynchronous: wait for them.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			committed, err := sb.Admin(t).FetchOffsets(ctx, s.app+"-sink")
+			cancel()
+			all := err == nil
+			for p, e := range end {
+				o, ok := committed.Lookup(s.topic, p)
+				all = all && ok && o.At == e
+			}
+			if all {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the group's committed offsets are %v (err %v) after 30s, want %v", committed, err, end)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 		if err := stop(); err != nil {
 			t.Fatalf("Run: %v", err)
 		}
