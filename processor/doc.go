@@ -36,9 +36,13 @@
 //  3. Store writes go to the task's indexed Pebble batch; the latest value of
 //     each written key is produced to the store's changelog topic
 //     (<app>-<store>-changelog, compacted, the task's own partition).
-//  4. Flush. Only if every produce succeeded, commit the consumed offsets in
+//  4. Flush, until half the transaction timeout after the transaction
+//     began. Only if every produce succeeded, commit the consumed offsets in
 //     the transaction (TxnOffsetCommit with the group's generation, KIP-447)
-//     and commit the transaction.
+//     and commit the transaction. A flush that timed out, or whose retriable
+//     errors outlived their retries (a broker failing over), aborts; once
+//     the abort is confirmed the stage goes on as after step 6, without a
+//     restart (StageMetrics.TransientAborts).
 //  5. Committed: apply each task's batch together with its checkpoint (the
 //     next changelog offset of each store) in one Pebble batch, before the
 //     task runs again. Pebble never holds a write whose transaction did not

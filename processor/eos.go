@@ -88,21 +88,34 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	ending := time.Now()
 	st.produceChangelogs(sess)
 	var flushed time.Duration
+	var transient error // a flush that failed for the broker's circumstances
 	commit := recErr == nil && !moved
 	if commit {
-		err := st.flush(sess.Client())
+		err := st.flush(sess.Client(), st.flushDeadline())
 		flushed = time.Since(ending)
-		if err != nil {
-			if !rejectedRecords(err) {
-				// Not the records' fault: the broker fenced this
-				// producer or aborted its transaction (a zombie woken
-				// past the transaction timeout), or the flush timed
-				// out (a broker restarting). Abort, then restart the
-				// client as after an unknown outcome (it rejoins and
-				// restores) instead of stopping the stage.
-				err = fmt.Errorf("%w: %w", errUnknownOutcome, err)
-			}
+		switch {
+		case err == nil:
+		case rejectedRecords(err):
+			// The records' fault: the stage stops (after the abort).
 			commit, recErr = false, err
+		case fencedProducer(err):
+			// The broker fenced this producer or aborted its
+			// transaction (a zombie woken past the transaction
+			// timeout): this producer's epoch is over. Abort, then
+			// restart the client as after an unknown outcome (it
+			// rejoins and restores) instead of stopping the stage.
+			commit, recErr = false, fmt.Errorf("%w: %w", errUnknownOutcome, err)
+		default:
+			// Not the records' fault and not the producer's: the
+			// flush timed out, or a retriable error outlived its
+			// retries (a broker died and its partitions have no
+			// leader until the cluster fails over). Abort; if the
+			// transaction coordinator confirms the abort, nothing of
+			// the cycle is anywhere and the session goes on
+			// (settleTransient). The flush deadline leaves the abort
+			// time to land before the broker's own timeout would
+			// bump the producer's epoch (flushDeadline).
+			commit, transient = false, err
 		}
 	}
 
@@ -130,7 +143,62 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	// decides whether an idle cycle ends an empty round, above).
 	st.sawRevoke.Store(false)
 	st.metrics.ended(time.Since(ending))
+	if transient != nil {
+		return st.settleTransient(n, transient, endErr)
+	}
 	return st.settleEOS(n, commit, committed, endErr, recErr)
+}
+
+// settleTransient settles a cycle whose flush failed for the broker's
+// circumstances and that End then tried to abort.
+//
+// INVARIANT: the transaction never asked to commit (no EndTxn with commit
+// was sent), so it did not commit, whatever End returned. When End
+// returned no error, franz-go waited for every produce request in flight
+// to end (AbortBufferedRecords), then either the coordinator answered the
+// EndTxn abort, or no partition was ever added to the transaction, or
+// franz-go marked its producer id for re-initialization, whose epoch bump
+// aborts the transaction before the next one begins; and End rewound the
+// consumer to the group's committed offsets (txn.go, "resetting to current
+// committed state"). So the cycle's records come again, its produced
+// records stay invisible to read_committed readers behind the abort
+// marker, and discarding the tasks' batches leaves Pebble as it was.
+// Nothing changed hands, so the session goes on without a restart.
+//
+// When End failed (the abort's EndTxn did not land: the coordinator is
+// unreachable past End's deadline, or the broker already timed the
+// transaction out and bumped the epoch), the producer and the consumer's
+// positions are in a state the stage does not trust: restart as after an
+// unknown outcome.
+func (st *stage) settleTransient(n int, flushErr, endErr error) error {
+	st.metrics.aborts.Add(1)
+	st.discardDirty()
+	if endErr != nil {
+		return fmt.Errorf("stage %s: %w: aborting after %w: %w", st.name, errUnknownOutcome, flushErr, endErr)
+	}
+	st.metrics.transientAborts.Add(1)
+	if errors.Is(flushErr, context.DeadlineExceeded) {
+		st.shrinkGathers(n)
+	}
+	if st.transient.aborts == 0 {
+		st.transient.since = time.Now()
+		st.log.Warn("transaction aborted: its records were not acknowledged in time (a broker failing over?); retrying without a restart",
+			"err", flushErr, "records", n, "next_gather_records", st.gatherCap)
+	} else {
+		st.log.Debug("transaction aborted again; retrying", "err", flushErr, "records", n, "aborts", st.transient.aborts+1)
+	}
+	st.transient.aborts++
+	return nil
+}
+
+// transientEnded notes a committed cycle: an episode of transient aborts
+// (settleTransient) is over.
+func (st *stage) transientEnded() {
+	if st.transient.aborts == 0 {
+		return
+	}
+	st.log.Warn("transactions commit again", "aborted", st.transient.aborts, "after", time.Since(st.transient.since).Round(time.Millisecond))
+	st.transient.aborts = 0
 }
 
 // gatherEOS gathers and processes the cycle's records and runs the due
@@ -142,9 +210,13 @@ func (st *stage) gatherEOS(ctx context.Context, sess *kgo.GroupTransactSession) 
 			return nil
 		}
 		if err := sess.Begin(); err != nil {
-			return fmt.Errorf("stage %s: beginning transaction: %w", st.name, err)
+			// franz-go refuses to begin while its producer id is in a
+			// state it cannot recover from by itself (after an abort
+			// that failed to land): a new client can.
+			return fmt.Errorf("stage %s: %w: beginning transaction: %w", st.name, errUnknownOutcome, err)
 		}
 		began = true
+		st.txnBegan = time.Now()
 		return nil
 	}
 	n, err = st.gather(ctx, sess, func(recs []*kgo.Record) error {
@@ -191,6 +263,8 @@ func (st *stage) settleEOS(n int, commit, committed bool, endErr, recErr error) 
 		return fmt.Errorf("stage %s: %w: %w", st.name, errUnknownOutcome, endErr)
 	case committed:
 		st.movedStreak = 0
+		st.transientEnded()
+		st.growGathers()
 		if h := st.p.hooks.afterCommit; h != nil {
 			if err := h(st); err != nil {
 				st.discardDirty()

@@ -86,7 +86,7 @@ func (st *stage) cyclePlain(ctx context.Context, cl *kgo.Client) error {
 	defer st.metrics.cycleDone(started)
 	ending := time.Now()
 	st.produceChangelogs(cl)
-	err := st.flush(cl)
+	err := st.flush(cl, time.Now().Add(st.p.cfg.txnTimeout))
 	st.metrics.ended(time.Since(ending))
 	if err != nil {
 		// Some outputs or changelog records may be written; nothing is

@@ -305,6 +305,14 @@ type StageMetrics struct {
 	LostCycles      int64 // at-most-once cycles whose produce failed after their offsets were committed: their records are lost
 	RestoredRecords int64 // changelog records replayed into local state
 	Rebuilds        int64 // tasks whose local state was wiped and rebuilt from the changelog's start
+	// TransientAborts counts the exactly-once transactions aborted because
+	// their records were not acknowledged in time, or a retriable produce
+	// error outlived its retries (a broker failing over, an overloaded
+	// cluster), and whose abort the broker confirmed: the stage went on
+	// without a restart and processes their records again. Each is counted
+	// in Aborts too. A steady rise means transactions keep failing to flush
+	// within half the transaction timeout (docs/operations.md).
+	TransientAborts int64
 	// RestoreTime is the wall time spent restoring newly assigned tasks
 	// (waiting for the changelogs' stable end, replaying, applying with the
 	// checkpoint), summed over assignments; it grows when a restore ends,
@@ -355,6 +363,7 @@ func (p *Processor) Metrics() Metrics {
 			Emitted:         st.metrics.emitted.Load(),
 			Commits:         st.metrics.commits.Load(),
 			Aborts:          st.metrics.aborts.Load(),
+			TransientAborts: st.metrics.transientAborts.Load(),
 			Skipped:         st.metrics.skipped.Load(),
 			DeadLettered:    st.metrics.deadLettered.Load(),
 			Failed:          st.metrics.failed.Load(),

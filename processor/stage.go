@@ -90,6 +90,21 @@ type stage struct {
 	// unconfirmed is set when franz-go logs that it could not confirm how
 	// an EndTxn ended (see watchLogger).
 	unconfirmed atomic.Bool
+	// txnBegan is when the open cycle began its transaction (the client's
+	// Begin, before the broker's transaction timer starts at the first
+	// partition added): the origin of the flush deadline (flushDeadline).
+	// Loop only.
+	txnBegan time.Time
+	// gatherCap caps the records of the next gathers after a flush that
+	// timed out (shrinkGathers); 0: no cap. Loop only.
+	gatherCap int
+	// transient is the running episode of transactions aborted because
+	// their flush failed for the broker's circumstances (settleTransient).
+	// Loop only.
+	transient struct {
+		since  time.Time // the episode's first abort
+		aborts int       // aborts in the episode; 0: none running
+	}
 	// endingAt is when the open cycle began to end (before its changelog
 	// records were produced and before EndTxn): the time a checkpoint of
 	// this cycle carries (checkpoint.Checkpoint.Written). Stamping it
@@ -445,6 +460,9 @@ func (st *stage) gather(ctx context.Context, pl poller, fn func([]*kgo.Record) e
 	}
 	quiet := st.quietAfter(start)
 	limit := st.gatherLimit(ordered)
+	if c := st.gatherCap; c > 0 && c < limit {
+		limit = c // a flush timed out lately (shrinkGathers)
+	}
 	for n < limit {
 		until, early := deadline, st.pace.caughtUp && n > 0
 		if early {
@@ -589,9 +607,10 @@ func clientOf(pl poller) *kgo.Client {
 	return nil
 }
 
-// flush waits for every produced record and returns the first produce error.
-func (st *stage) flush(cl *kgo.Client) error {
-	fctx, cancel := context.WithTimeout(context.Background(), st.p.cfg.txnTimeout)
+// flush waits, until deadline, for every produced record and returns the
+// first produce error.
+func (st *stage) flush(cl *kgo.Client, deadline time.Time) error {
+	fctx, cancel := context.WithDeadline(context.Background(), deadline)
 	err := cl.Flush(fctx)
 	cancel()
 	if err != nil {
@@ -1056,6 +1075,10 @@ type stageMetrics struct {
 	idleNanos    atomic.Int64
 	applyNanos   atomic.Int64
 	lastCommit   atomic.Int64 // Unix ns of the last committed cycle
+	// transientAborts counts the transactions aborted after a flush that
+	// failed for the broker's circumstances, without a restart
+	// (settleTransient); each is in aborts too.
+	transientAborts atomic.Int64
 
 	// obs holds the stage's histograms; nil without MetricsRegisterer.
 	obs *stageObs

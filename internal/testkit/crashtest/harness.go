@@ -251,6 +251,8 @@ func (h *Harness) StopAll() {
 
 // KillAll kills every instance still running and, if the test has failed,
 // logs the errors and the tail of the log of every instance ever started.
+// With $SLUICE_CRASH_LOGS_ALL set as well as $SLUICE_CRASH_LOGS it keeps
+// the logs of a test that passed too (to study what a fault cost).
 // Defer it right after New.
 func (h *Harness) KillAll() {
 	for name := range h.procs {
@@ -260,6 +262,10 @@ func (h *Harness) KillAll() {
 		for n := range h.started {
 			h.T.Logf("errors in the log of %s:\n%s", n, h.LogErrors(n))
 			h.T.Logf("log of %s: %s", n, h.LogTail(n))
+			h.keepLog(n)
+		}
+	} else if os.Getenv("SLUICE_CRASH_LOGS_ALL") != "" {
+		for n := range h.started {
 			h.keepLog(n)
 		}
 	}

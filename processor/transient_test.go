@@ -1,0 +1,154 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/internal/testkit/testbroker"
+)
+
+// TestChangelogProduceStalls: mid-run, the produce requests that carry the
+// changelog stall for longer than the flush deadline (half the transaction
+// timeout after the transaction began), as while a broker dies and the
+// cluster fails over, then recover. Three kinds of stall:
+//
+//   - "retriable error": every such request is answered NOT_ENOUGH_REPLICAS
+//     for 1.5 transaction timeouts (franz-go retries);
+//   - "connection cut": every such request's connection is closed before it
+//     is handled, for 1.5 transaction timeouts (a killed broker: franz-go
+//     retries on a new connection);
+//   - "held": every such request is held for 0.6 transaction timeouts
+//     before it is handled and written, for 1.25 transaction timeouts (a
+//     broker that answers late: the records land in the transaction after
+//     its flush gave up, so its abort must hide them).
+//
+// The stage must abort each stalled transaction before the broker times it
+// out, go on without restarting its client (StageMetrics.Restarts == 0,
+// TransientAborts > 0), and stay exactly-once: read_committed output,
+// Pebble and the committed offsets agree, every count exactly once.
+//
+// Mutation: with the flush bounded by the whole transaction timeout from
+// its start and every such failure restarting the client (the code before
+// issue 11's fix), "retriable error" and "connection cut" restart the stage
+// (the broker times the transaction out first: INVALID_PRODUCER_EPOCH), and
+// "held" flushes late but commits, aborting nothing: all three fail.
+func TestChangelogProduceStalls(t *testing.T) {
+	if testing.Short() {
+		t.Skip("broker test; run without -short")
+	}
+	const txnTimeout = 2 * time.Second
+	for _, kind := range []string{"retriable error", "connection cut", "held"} {
+		t.Run(kind, func(t *testing.T) {
+			c := testbroker.NewKfake(t)
+			f := newFixtureOn(t, c.ListenAddrs(), 2)
+			f.produce(records("v", 400)...)
+			// Created here (as the processor would) for its topic id:
+			// produce requests v13+ name topics by id.
+			compact := "compact"
+			testbroker.CreateTopic(t, f.brokers, f.changelogTopic, 2, map[string]*string{"cleanup.policy": &compact})
+			tds, err := testbroker.Admin(t, f.brokers).ListTopics(context.Background(), f.changelogTopic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			changelogID := tds[f.changelogTopic].ID
+			var (
+				mu      sync.Mutex
+				seen    int
+				until   time.Time // the stall's end; zero: not begun
+				stalled atomic.Int32
+				fault   *kfake.FaultHandle
+			)
+			window := 3 * txnTimeout / 2
+			if kind == "held" {
+				window = 5 * txnTimeout / 4
+			}
+			c.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+				c.KeepControl()
+				changelog := false
+				for _, rt := range kr.(*kmsg.ProduceRequest).Topics {
+					changelog = changelog || rt.Topic == f.changelogTopic || rt.TopicID == changelogID
+				}
+				if !changelog {
+					return nil, nil, false
+				}
+				mu.Lock()
+				seen++
+				if seen == 4 {
+					until = time.Now().Add(window)
+					if kind == "retriable error" {
+						fault = c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: f.changelogTopic, Err: kerr.NotEnoughReplicas, Count: -1})
+						time.AfterFunc(window, fault.Remove)
+					}
+				}
+				in := !until.IsZero() && time.Now().Before(until)
+				mu.Unlock()
+				if !in {
+					return nil, nil, false
+				}
+				stalled.Add(1)
+				switch kind {
+				case "connection cut":
+					return nil, errors.New("connection cut by the test"), true
+				case "held":
+					c.SleepControl(func() { time.Sleep(3 * txnTimeout / 5) })
+				}
+				return nil, nil, false // handled normally (or by the fault)
+			})
+			p, err := New(counterTopology(t, f.input, f.output, ""), f.opts(MaxRecordsPerTransaction(40), TransactionTimeout(txnTimeout))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = f.run(p, func() bool { return f.committedTotal() == 400 }, 2*time.Minute)
+			m := p.Metrics().Stages["count"]
+			t.Logf("%d changelog produce requests stalled (%s) for %v; Run: %v; stage metrics %+v", stalled.Load(), kind, window, err, m)
+			if stalled.Load() == 0 {
+				t.Fatalf("the stall never began (Run: %v)", err)
+			}
+			if err != nil {
+				t.Fatalf("Run: %v; the stage should have gone on", err)
+			}
+			if m.Restarts != 0 {
+				t.Errorf("%d stage restarts: a flush that failed while the broker stalled must abort and go on, not restart the client", m.Restarts)
+			}
+			if m.TransientAborts == 0 {
+				t.Errorf("no transient abort: the flush outlived the stall, the test proved nothing about aborting")
+			}
+			f.checkGuarantee(evenCounts(400))
+		})
+	}
+}
+
+// TestGatherCapShrinksAndGrows checks the pacing hook that keeps a flush
+// that times out by itself (a large transaction on a loaded machine) from
+// timing out forever: each such abort halves the next gathers, each commit
+// doubles them again, up to no cap at all.
+func TestGatherCapShrinksAndGrows(t *testing.T) {
+	st := &stage{cfg: stageCfg{maxRecords: 1000}}
+	st.shrinkGathers(600)
+	if st.gatherCap != 300 {
+		t.Fatalf("after a timed-out flush of 600 records: cap %d, want 300", st.gatherCap)
+	}
+	st.shrinkGathers(300)
+	st.shrinkGathers(2000) // a larger count never raises the cap
+	if st.gatherCap != 150 {
+		t.Fatalf("after another of 300: cap %d, want 150", st.gatherCap)
+	}
+	st.shrinkGathers(1)
+	if st.gatherCap != 1 {
+		t.Fatalf("after one of 1 record: cap %d, want 1 (never 0, which means no cap)", st.gatherCap)
+	}
+	for i, want := range []int{2, 4, 8, 16, 32, 64, 128, 256, 512, 0} {
+		st.growGathers()
+		if st.gatherCap != want {
+			t.Fatalf("after %d commits: cap %d, want %d", i+1, st.gatherCap, want)
+		}
+	}
+}
