@@ -35,7 +35,7 @@ var (
 		{desc("stage_lost_cycles_total", "At-most-once cycles whose produce failed after their offsets were committed.", stageLabels...), func(m StageMetrics) float64 { return float64(m.LostCycles) }},
 		{desc("stage_restored_records_total", "Changelog records replayed into local state.", stageLabels...), func(m StageMetrics) float64 { return float64(m.RestoredRecords) }},
 		{desc("stage_rebuilds_total", "Tasks whose local state was wiped and rebuilt from the changelog's start.", stageLabels...), func(m StageMetrics) float64 { return float64(m.Rebuilds) }},
-		{desc("stage_transient_aborts_total", "Exactly-once transactions aborted because their records were not acknowledged in time (a broker failing over), without a restart; also in stage_aborts_total.", stageLabels...), func(m StageMetrics) float64 { return float64(m.TransientAborts) }},
+		{desc("stage_transient_aborts_total", "Exactly-once transactions aborted, without a restart, while the brokers could not take them (a broker failing over); also in stage_aborts_total.", stageLabels...), func(m StageMetrics) float64 { return float64(m.TransientAborts) }},
 		{desc("stage_late_records_total", "Records dropped as late (see StageMetrics.Late).", stageLabels...), func(m StageMetrics) float64 { return float64(m.Late) }},
 		{desc("stage_null_key_records_total", "Records that failed for a null key where one is needed.", stageLabels...), func(m StageMetrics) float64 { return float64(m.NullKeys) }},
 		{desc("stage_timer_errors_total", "Wall-clock timer calls that failed.", stageLabels...), func(m StageMetrics) float64 { return float64(m.TimerErrors) }},

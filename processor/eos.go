@@ -129,8 +129,17 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	sess.AllowRebalance()
 	ectx, cancel := context.WithTimeout(context.Background(), 2*st.p.cfg.txnTimeout)
 	st.unconfirmed.Store(false)
+	st.ending.Store(endUnknown)
 	committed, endErr := sess.End(st.fenceContext(ectx), kgo.TransactionEndTry(commit))
 	cancel()
+	if endErr != nil && st.ending.Load() == endTriedAbort {
+		if endErr = st.abortAgain(sess, endErr); endErr == nil {
+			commit = false
+			if transient == nil && recErr == nil {
+				transient = errAbortedAgain
+			}
+		}
+	}
 	ended := time.Now()
 	if st.log.Enabled(ctx, slog.LevelDebug) {
 		defer func() {
@@ -182,12 +191,43 @@ func (st *stage) settleTransient(n int, flushErr, endErr error) error {
 	}
 	if st.transient.aborts == 0 {
 		st.transient.since = time.Now()
-		st.log.Warn("transaction aborted: its records were not acknowledged in time (a broker failing over?); retrying without a restart",
+		st.log.Warn("transaction aborted while the brokers could not take it (a broker failing over?); going on without a restart",
 			"err", flushErr, "records", n, "next_gather_records", st.gatherCap)
 	} else {
 		st.log.Debug("transaction aborted again; retrying", "err", flushErr, "records", n, "aborts", st.transient.aborts+1)
 	}
 	st.transient.aborts++
+	return nil
+}
+
+// errAbortedAgain is the cause settleTransient notes for a transaction that
+// abortAgain settled.
+var errAbortedAgain = errors.New("ending the transaction failed before it tried to commit; aborted again")
+
+// abortAgain settles a transaction whose End failed after franz-go decided
+// not to commit it (it logged will_try_commit=false: a revoke, an offset
+// commit that failed, or an abort asked for), as when the transaction
+// coordinator or the group coordinator is unreachable or moving.
+//
+// INVARIANT: no EndTxn with commit was sent, so the transaction did not
+// commit, and End rewound the consumer to the committed offsets before it
+// failed (txn.go rewinds whenever it did not try to commit). What End left
+// uncertain is only the producer: franz-go's documented answer is to call
+// End with TryAbort again, which re-sends the abort, or re-initializes the
+// producer id with its epoch (KIP-360), which aborts whatever is still open
+// of the transaction. When that succeeds the stage goes on as after an
+// abort; when it fails, or the producer was fenced for good (the next
+// Begin fails), the stage restarts as before.
+func (st *stage) abortAgain(sess *kgo.GroupTransactSession, endErr error) error {
+	ectx, cancel := context.WithTimeout(context.Background(), 2*st.p.cfg.txnTimeout)
+	defer cancel()
+	if _, err := sess.End(ectx, kgo.TryAbort); err != nil {
+		return fmt.Errorf("%w; aborting again: %w", endErr, err)
+	}
+	// The line franz-go logs for the retry's re-initialized producer id
+	// mentions "unconfirmed": it concerns the abort, not a commit.
+	st.unconfirmed.Store(false)
+	st.log.Debug("ending the transaction failed before it tried to commit; aborted it again", "err", endErr)
 	return nil
 }
 

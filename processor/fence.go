@@ -172,10 +172,24 @@ func (st *stage) resolveStarts(ctx context.Context, offsets map[string]map[int32
 // error) although the broker may have committed it; nothing but this line
 // tells that case from an abort. It asks franz-go for info lines always (a
 // few per transaction) and passes on only those the inner logger wants.
+//
+// It also notes what franz-go's End decided before it sent EndTxn (its
+// "transaction session ending" line): whether it tried to commit
+// (endTriedCommit) or only to abort (endTriedAbort). An End that fails
+// after deciding to abort leaves a transaction that never asked to commit
+// (abortAgain).
 type watchLogger struct {
 	inner       kgo.Logger
 	unconfirmed *atomic.Bool
+	ending      *atomic.Int32 // nil: not noted
 }
+
+// What the last End decided before it sent EndTxn (watchLogger.ending).
+const (
+	endUnknown     int32 = iota // End returned before deciding
+	endTriedAbort               // will_try_commit=false
+	endTriedCommit              // will_try_commit=true
+)
 
 func (w watchLogger) Level() kgo.LogLevel {
 	if l := w.inner.Level(); l > kgo.LogLevelInfo {
@@ -187,6 +201,17 @@ func (w watchLogger) Level() kgo.LogLevel {
 func (w watchLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	if strings.Contains(msg, "unconfirmed") {
 		w.unconfirmed.Store(true)
+	}
+	if w.ending != nil && msg == "transaction session ending" {
+		decided := endTriedAbort
+		for i := 0; i+1 < len(keyvals); i += 2 {
+			if k, _ := keyvals[i].(string); k == "will_try_commit" {
+				if v, _ := keyvals[i+1].(bool); v {
+					decided = endTriedCommit
+				}
+			}
+		}
+		w.ending.Store(decided)
 	}
 	if level <= w.inner.Level() {
 		w.inner.Log(level, msg, keyvals...)

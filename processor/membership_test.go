@@ -288,7 +288,7 @@ func TestWatchLogger(t *testing.T) {
 	for _, inner := range []kgo.LogLevel{kgo.LogLevelWarn, kgo.LogLevelDebug} {
 		got = got[:0]
 		var flag atomic.Bool
-		w := watchLogger{levelLogger{inner, &got}, &flag}
+		w := watchLogger{levelLogger{inner, &got}, &flag, nil}
 		if w.Level() < kgo.LogLevelInfo || w.Level() < inner {
 			t.Errorf("inner %v: watch asks franz-go for %v", inner, w.Level())
 		}

@@ -305,11 +305,13 @@ type StageMetrics struct {
 	LostCycles      int64 // at-most-once cycles whose produce failed after their offsets were committed: their records are lost
 	RestoredRecords int64 // changelog records replayed into local state
 	Rebuilds        int64 // tasks whose local state was wiped and rebuilt from the changelog's start
-	// TransientAborts counts the exactly-once transactions aborted because
-	// their records were not acknowledged in time, or a retriable produce
-	// error outlived its retries (a broker failing over, an overloaded
-	// cluster), and whose abort the broker confirmed: the stage went on
-	// without a restart and processes their records again. Each is counted
+	// TransientAborts counts the exactly-once transactions aborted while
+	// the brokers could not take them, and that the stage settled without a
+	// restart: their records were not acknowledged within half the
+	// transaction timeout, or a retriable produce error outlived its
+	// retries, or End failed after deciding not to commit (a broker failing
+	// over, a coordinator moving, an overloaded cluster). The stage
+	// processes their records again. Each is counted
 	// in Aborts too. A steady rise means transactions keep failing to flush
 	// within half the transaction timeout (docs/operations.md).
 	TransientAborts int64

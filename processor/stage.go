@@ -90,6 +90,9 @@ type stage struct {
 	// unconfirmed is set when franz-go logs that it could not confirm how
 	// an EndTxn ended (see watchLogger).
 	unconfirmed atomic.Bool
+	// ending is what franz-go's last End decided before its EndTxn
+	// (endTriedAbort, endTriedCommit; see watchLogger).
+	ending atomic.Int32
 	// txnBegan is when the open cycle began its transaction (the client's
 	// Begin, before the broker's transaction timer starts at the first
 	// partition added): the origin of the flush deadline (flushDeadline).
@@ -283,7 +286,8 @@ func (st *stage) clientOpts() []kgo.Opt {
 	}
 	opts = append(opts, kgo.ProducerLinger(linger))
 	if st.cfg.guarantee == ExactlyOnce {
-		opts = append(opts, kgo.TransactionalID(st.txnID), kgo.TransactionTimeout(c.txnTimeout))
+		opts = append(opts, kgo.TransactionalID(st.txnID), kgo.TransactionTimeout(c.txnTimeout),
+			kgo.RetryTimeoutFn(eosRetryTimeout(c.sessionTimeout, c.txnTimeout)))
 	}
 	opts = append(opts, c.kgoOpts...)
 	// After the user's options: the stage reads only committed input (a
@@ -301,7 +305,7 @@ func (st *stage) clientOpts() []kgo.Opt {
 	if inner == nil {
 		inner = kgox.Logger(st.log)
 	}
-	opts = append(opts, kgo.WithLogger(watchLogger{inner, &st.unconfirmed}))
+	opts = append(opts, kgo.WithLogger(watchLogger{inner, &st.unconfirmed, &st.ending}))
 	// After the user's options: a stage's unit of work is a task (one
 	// partition number across all its inputs), so the group must assign
 	// whole tasks, cooperatively; no other balancer may replace it. The

@@ -1,6 +1,10 @@
 package processor
 
-import "time"
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
 
 // Transient broker trouble under exactly-once (issue 11).
 //
@@ -64,5 +68,31 @@ func (st *stage) growGathers() {
 	st.gatherCap *= 2
 	if st.gatherCap >= st.cfg.maxRecords {
 		st.gatherCap = 0
+	}
+}
+
+// eosRetryTimeout returns how long franz-go retries a request of a key before
+// it gives up: franz-go's defaults (the session timeout for the group's
+// join, sync and heartbeat; 30 s for the rest), except for TxnOffsetCommit,
+// which gets a quarter of the transaction timeout.
+//
+// The transaction's offset commit goes to the group coordinator. While that
+// node is dead, franz-go would retry it until the group moved (10 to 20 s)
+// and send it only then, after the transaction coordinator had timed the
+// transaction out and bumped the producer's epoch: INVALID_PRODUCER_EPOCH,
+// and a restart. Given up within a quarter of the timeout (the flush ended
+// at most half the timeout after the transaction began), the commit fails
+// while the transaction coordinator still takes the abort, and the stage
+// goes on (abortAgain). A coordinator that is only slow or loading answers
+// well within it.
+func eosRetryTimeout(session, txn time.Duration) func(int16) time.Duration {
+	return func(key int16) time.Duration {
+		switch key {
+		case int16(kmsg.JoinGroup), int16(kmsg.SyncGroup), int16(kmsg.Heartbeat), int16(kmsg.ConsumerGroupHeartbeat):
+			return session
+		case int16(kmsg.TxnOffsetCommit):
+			return txn / 4
+		}
+		return 30 * time.Second
 	}
 }

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
@@ -28,7 +30,12 @@ import (
 //   - "held": every such request is held for 0.6 transaction timeouts
 //     before it is handled and written, for 1.25 transaction timeouts (a
 //     broker that answers late: the records land in the transaction after
-//     its flush gave up, so its abort must hide them).
+//     its flush gave up, so its abort must hide them);
+//   - "abort refused": as "retriable error", and every EndTxn that aborts
+//     is answered COORDINATOR_LOAD_IN_PROGRESS for 2.5 transaction
+//     timeouts, longer than End waits: End fails after deciding not to
+//     commit, and the stage must abort again (abortAgain) rather than
+//     restart.
 //
 // The stage must abort each stalled transaction before the broker times it
 // out, go on without restarting its client (StageMetrics.Restarts == 0,
@@ -39,13 +46,14 @@ import (
 // its start and every such failure restarting the client (the code before
 // issue 11's fix), "retriable error" and "connection cut" restart the stage
 // (the broker times the transaction out first: INVALID_PRODUCER_EPOCH), and
-// "held" flushes late but commits, aborting nothing: all three fail.
+// "held" flushes late but commits, aborting nothing: all three fail. Without
+// abortAgain, "abort refused" restarts the stage.
 func TestChangelogProduceStalls(t *testing.T) {
 	if testing.Short() {
 		t.Skip("broker test; run without -short")
 	}
 	const txnTimeout = 2 * time.Second
-	for _, kind := range []string{"retriable error", "connection cut", "held"} {
+	for _, kind := range []string{"retriable error", "connection cut", "held", "abort refused"} {
 		t.Run(kind, func(t *testing.T) {
 			c := testbroker.NewKfake(t)
 			f := newFixtureOn(t, c.ListenAddrs(), 2)
@@ -65,6 +73,8 @@ func TestChangelogProduceStalls(t *testing.T) {
 				until   time.Time // the stall's end; zero: not begun
 				stalled atomic.Int32
 				fault   *kfake.FaultHandle
+				// endTxnFault refuses aborts ("abort refused").
+				endTxnFault atomic.Pointer[kfake.FaultHandle]
 			)
 			window := 3 * txnTimeout / 2
 			if kind == "held" {
@@ -83,9 +93,15 @@ func TestChangelogProduceStalls(t *testing.T) {
 				seen++
 				if seen == 4 {
 					until = time.Now().Add(window)
-					if kind == "retriable error" {
+					if kind == "retriable error" || kind == "abort refused" {
 						fault = c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: f.changelogTopic, Err: kerr.NotEnoughReplicas, Count: -1})
 						time.AfterFunc(window, fault.Remove)
+					}
+					if kind == "abort refused" {
+						refused := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, TopLevel: true, Err: kerr.CoordinatorLoadInProgress, Count: -1,
+							When: func(r kmsg.Request) bool { return !r.(*kmsg.EndTxnRequest).Commit }})
+						endTxnFault.Store(refused)
+						time.AfterFunc(5*txnTimeout/2, refused.Remove)
 					}
 				}
 				in := !until.IsZero() && time.Now().Before(until)
@@ -118,6 +134,9 @@ func TestChangelogProduceStalls(t *testing.T) {
 			if m.Restarts != 0 {
 				t.Errorf("%d stage restarts: a flush that failed while the broker stalled must abort and go on, not restart the client", m.Restarts)
 			}
+			if h := endTxnFault.Load(); kind == "abort refused" && (h == nil || h.Hits() == 0) {
+				t.Errorf("no EndTxn abort was refused: the test proved nothing about aborting again")
+			}
 			if m.TransientAborts == 0 {
 				t.Errorf("no transient abort: the flush outlived the stall, the test proved nothing about aborting")
 			}
@@ -149,6 +168,34 @@ func TestGatherCapShrinksAndGrows(t *testing.T) {
 		st.growGathers()
 		if st.gatherCap != want {
 			t.Fatalf("after %d commits: cap %d, want %d", i+1, st.gatherCap, want)
+		}
+	}
+}
+
+// TestWatchLoggerNotesEnding: the watch notes what franz-go's End decided
+// from its "transaction session ending" line (abortAgain relies on it).
+// Mutation: a watch that ignores will_try_commit notes every End as an
+// abort, and this fails.
+func TestWatchLoggerNotesEnding(t *testing.T) {
+	var unconfirmed atomic.Bool
+	var ending atomic.Int32
+	w := watchLogger{kgo.BasicLogger(io.Discard, kgo.LogLevelWarn, nil), &unconfirmed, &ending}
+	for _, tc := range []struct {
+		keyvals []any
+		want    int32
+	}{
+		{[]any{"was_failed", false, "want_commit", true, "can_try_commit", true, "will_try_commit", true}, endTriedCommit},
+		{[]any{"was_failed", true, "want_commit", true, "can_try_commit", false, "will_try_commit", false}, endTriedAbort},
+		{[]any{"will_try_commit", false}, endTriedAbort},
+	} {
+		ending.Store(endUnknown)
+		w.Log(kgo.LogLevelInfo, "beginning transact session")
+		if got := ending.Load(); got != endUnknown {
+			t.Fatalf("another line noted %d", got)
+		}
+		w.Log(kgo.LogLevelInfo, "transaction session ending", tc.keyvals...)
+		if got := ending.Load(); got != tc.want {
+			t.Errorf("%v: noted %d, want %d", tc.keyvals, got, tc.want)
 		}
 	}
 }

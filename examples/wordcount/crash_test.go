@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -142,6 +143,9 @@ type harness struct {
 func newHarness(t *testing.T, bin string, brokers []string, app, input, output string) *harness {
 	h := &harness{Harness: crashtest.New(t, bin, brokers, app), input: input, output: output}
 	h.Args = []string{"-input", input, "-output", output}
+	if os.Getenv("SLUICE_CRASH_VERBOSE") != "" {
+		h.Args = append(h.Args, "-v") // info lines: tasks assigned and revoked, franz-go's transaction steps
+	}
 	return h
 }
 
