@@ -132,7 +132,9 @@ func startClusterRun(t *testing.T) *clusterRun { return startClusterRunN(t, 2, 1
 
 // startClusterRunN is startClusterRun with the given number of instances,
 // and 50 lines of input every interval.
-func startClusterRunN(t *testing.T, instances int, interval time.Duration) *clusterRun {
+//
+// setup, if any, adjusts the harness before the instances start.
+func startClusterRunN(t *testing.T, instances int, interval time.Duration, setup ...func(*harness)) *clusterRun {
 	c := cluster.Open(t)
 	seed := crashtest.Seed(t)
 	brokers := c.Brokers
@@ -144,6 +146,9 @@ func startClusterRunN(t *testing.T, instances int, interval time.Duration) *clus
 	produce(t, brokers, input, gen.next(backlog))
 	_, words := gen.counts()
 	h := newHarness(t, bin, brokers, app, input, output)
+	for _, f := range setup {
+		f(h)
+	}
 	r := &clusterRun{t: t, c: c, h: h, gen: gen, seed: seed, start: time.Now()}
 	r.watch = cluster.WatchCommits(t, brokers, app+"-")
 	r.names = h.StartAll(instances)

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,12 +39,24 @@ func TestCrashClusterSoak(t *testing.T) {
 	if err != nil || length < time.Minute {
 		t.Fatalf("%s=%q: want a duration of a minute or more, e.g. 30m", EnvSoak, v)
 	}
-	r := startClusterRunN(t, 3, 500*time.Millisecond) // 100 lines/s
+	// i1 serves the admin endpoints, for its heap and goroutines.
+	admin := "127.0.0.1:" + cmp.Or(os.Getenv("SLUICE_SOAK_ADMIN_PORT"), "19330")
+	r := startClusterRunN(t, 3, 500*time.Millisecond, func(h *harness) { // 100 lines/s
+		h.Flags = func(name string) []string {
+			args := append(h.ProcessorFlags(name), h.Args...)
+			if name == "i1" {
+				args = append(args, "-admin-addr", admin)
+			}
+			return args
+		}
+	})
 	defer r.h.KillAll()
 	rng := crashtest.Rand(r.seed)
 	type row struct {
 		at                   time.Duration
 		rssKiB, threads, fds int
+		heapMiB              float64 // Go heap in use (go_memstats_heap_inuse_bytes); -1: not read
+		goroutines           int     // go_goroutines; -1: not read
 		committed            int64
 		event                string
 	}
@@ -53,7 +68,8 @@ func TestCrashClusterSoak(t *testing.T) {
 		}
 		rss, threads := procStatus(t, p.Pid())
 		fds, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(p.Pid()), "fd"))
-		rows = append(rows, row{time.Since(r.start).Round(time.Second), rss, threads, len(fds), r.watch.Committed(), event})
+		heap, goroutines := adminMetrics(admin)
+		rows = append(rows, row{time.Since(r.start).Round(time.Second), rss, threads, len(fds), heap, goroutines, r.watch.Committed(), event})
 	}
 	sample("start")
 	kills, mid, nodes := 0, 0, 0
@@ -77,9 +93,9 @@ func TestCrashClusterSoak(t *testing.T) {
 		sample(event)
 	}
 	var tbl strings.Builder
-	fmt.Fprintf(&tbl, "| minute | i1 RSS (MiB) | i1 threads | i1 open files | offsets committed (all groups) | event |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&tbl, "| minute | i1 RSS (MiB) | i1 Go heap in use (MiB) | i1 goroutines | i1 threads | i1 open files | offsets committed (all groups) | event |\n|---|---|---|---|---|---|---|---|\n")
 	for _, rw := range rows {
-		fmt.Fprintf(&tbl, "| %.0f | %.1f | %d | %d | %d | %s |\n", rw.at.Minutes(), float64(rw.rssKiB)/1024, rw.threads, rw.fds, rw.committed, rw.event)
+		fmt.Fprintf(&tbl, "| %.0f | %.1f | %.1f | %d | %d | %d | %d | %s |\n", rw.at.Minutes(), float64(rw.rssKiB)/1024, rw.heapMiB, rw.goroutines, rw.threads, rw.fds, rw.committed, rw.event)
 	}
 	t.Logf("soak of %v: %d instance kills (%d mid-transaction), %d node kills\n%s", length, kills, mid, nodes, tbl.String())
 	r.finish()
@@ -104,4 +120,38 @@ func procStatus(t *testing.T, pid int) (rssKiB, threads int) {
 		}
 	}
 	return rssKiB, threads
+}
+
+// adminMetrics reads the Go heap in use (MiB) and the goroutines from the
+// Prometheus metrics an instance serves at addr; -1 for what it cannot
+// read.
+func adminMetrics(addr string) (heapMiB float64, goroutines int) {
+	heapMiB, goroutines = -1, -1
+	cl := http.Client{Timeout: 5 * time.Second}
+	resp, err := cl.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "go_memstats_heap_inuse_bytes":
+			heapMiB = v / (1 << 20)
+		case "go_goroutines":
+			goroutines = int(v)
+		}
+	}
+	return
 }
