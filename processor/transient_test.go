@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -14,7 +15,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
+	"github.com/sluicehq/sluice/stream"
 )
 
 // TestChangelogProduceStalls: mid-run, the produce requests that carry the
@@ -198,4 +201,122 @@ func TestWatchLoggerNotesEnding(t *testing.T) {
 			t.Errorf("%v: noted %d, want %d", tc.keyvals, got, tc.want)
 		}
 	}
+}
+
+// TestTimersThroughProduceStall: a wall-clock timer counts its ticks in a
+// store and emits each tick in the same transaction; the produce requests
+// of the ticks stall past the flush deadline for 1.5 transaction timeouts.
+// The transactions that fired timers abort and the stage goes on without a
+// restart: the ticks each task emits, read committed, must still be 1, 2,
+// 3, ... with no gap or repeat (a timer whose transaction aborted fires
+// again, from the count the store committed). Mutation: settleTransient
+// without discardDirty (the aborted cycle's tick count and wall-clock
+// progress kept in the task) repeats or skips ticks, and this fails.
+func TestTimersThroughProduceStall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("broker test; run without -short")
+	}
+	const txnTimeout = 2 * time.Second
+	c := testbroker.NewKfake(t)
+	brokers := c.ListenAddrs()
+	app := testbroker.Unique(t, "stall-timers")
+	events, ticksTopic := app+"-events", app+"-ticks"
+	for _, tp := range []string{events, ticksTopic} {
+		testbroker.CreateTopic(t, brokers, tp, 2, nil)
+	}
+	b := stream.NewBuilder()
+	ticks := stream.DeclareStore(b, "ticks", codec.String{}, codec.Int64{})
+	out := stream.DeclareOutput(b, ticksTopic, codec.String{}, codec.String{})
+	tick := func(h *stream.Handle, now time.Time) error {
+		n, _, err := stream.Get(h, ticks, "wall")
+		if err != nil {
+			return err
+		}
+		if err := stream.Put(h, ticks, "wall", n+1); err != nil {
+			return err
+		}
+		return stream.Emit(h, out, fmt.Sprintf("wall-%d", h.Partition()), fmt.Sprint(n+1))
+	}
+	stream.Process(stream.Source(b, events, codec.String{}, codec.String{}, stream.Named("events")),
+		func(*stream.Handle, stream.Record[string, string]) error { return nil },
+		stream.Uses(ticks), stream.EmitsTo(out),
+		stream.Every(200*time.Millisecond, stream.WallClock, tick), stream.Named("tick"))
+	topo, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen atomic.Int32
+	var fault atomic.Pointer[kfake.FaultHandle]
+	c.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		// Every produce request is the processor's (the test produces
+		// none): the sixth starts the stall.
+		if seen.Add(1) == 6 {
+			h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: ticksTopic, Err: kerr.NotEnoughReplicas, Count: -1})
+			fault.Store(h)
+			time.AfterFunc(3*txnTimeout/2, h.Remove)
+		}
+		return nil, nil, false
+	})
+	p, err := New(topo, append(testOpts(t, brokers, app), TransactionTimeout(txnTimeout))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	// Run until the stall is over and both tasks ticked again after it.
+	var stalledAt int
+	for end := time.Now().Add(time.Minute); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		h := fault.Load()
+		if h == nil {
+			continue
+		}
+		last := lastTicks(testbroker.ReadCommittedWithin(t, 30*time.Second, brokers, ticksTopic))
+		if stalledAt == 0 {
+			stalledAt = max(last["wall-0"], last["wall-1"], 1)
+		}
+		if p.Metrics().Stages["events"].Commits > 0 && last["wall-0"] > stalledAt+3 && last["wall-1"] > stalledAt+3 {
+			break
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	m := p.Metrics().Stages["events"]
+	t.Logf("metrics %+v", m)
+	if h := fault.Load(); h == nil || h.Hits() == 0 {
+		t.Fatalf("the stall never happened")
+	}
+	last := map[string]int{}
+	for _, r := range testbroker.ReadCommitted(t, brokers, ticksTopic) {
+		k := string(r.Key)
+		var n int
+		fmt.Sscan(string(r.Value), &n)
+		if n != last[k]+1 {
+			t.Errorf("%s: tick %d follows %d: a timer's tick repeated or lost across an aborted transaction", k, n, last[k])
+		}
+		last[k] = n
+	}
+	if last["wall-0"] <= stalledAt || last["wall-1"] <= stalledAt {
+		t.Errorf("ticks %v: the timers did not go on after the stall (at %d)", last, stalledAt)
+	}
+	if m.Restarts != 0 {
+		t.Errorf("%d restarts: the stall must cost aborts, not restarts", m.Restarts)
+	}
+	if m.TransientAborts == 0 {
+		t.Errorf("no transient abort: the stall did not outlast the flush deadline")
+	}
+}
+
+// lastTicks returns the last tick of each task's wall-clock counter.
+func lastTicks(recs []*kgo.Record) map[string]int {
+	last := map[string]int{}
+	for _, r := range recs {
+		var n int
+		fmt.Sscan(string(r.Value), &n)
+		last[string(r.Key)] = max(last[string(r.Key)], n)
+	}
+	return last
 }
