@@ -56,20 +56,32 @@ func (s State) String() string {
 }
 
 // StateListener sets a function told of every change of the processor's
-// State, in order. It runs on the goroutine that caused the change, with the
-// processor's state lock held: it must return quickly and must not wait for
-// the processor (it may call Processor.State, which returns new). Default:
-// none. Kafka Streams' KafkaStreams.setStateListener.
+// State, in order, none left out. Default: none. Kafka Streams'
+// KafkaStreams.setStateListener.
+//
+// It runs on a goroutine of its own that Run starts, never inside the
+// processor's work: the changes happen inside rebalances, which must not
+// wait for the application. The changes are queued and delivered one at a
+// time in the order they happened, the RestoreListener's events among them;
+// a slow listener delays only the listeners, is told every change later,
+// and sees Processor.State already past the change it is told of. Run
+// returns after the listener was told the final change (to StateStopped or
+// StateFailed), so a listener that never returns keeps Run from returning.
 func StateListener(fn func(old, new State)) Opt {
 	return opt{func(c *cfg) { c.stateListener = fn }}
 }
 
 // RestoreListener is told of each task's restore from its changelogs, as
-// Kafka Streams' StateRestoreListener (per task rather than per store). Its
-// methods run on the goroutine restoring the task, which waits for them:
-// they must return quickly. A task whose restore starts again (its
-// changelog lost records during the restore, or a later assignment) is
-// reported again from OnRestoreStart.
+// Kafka Streams' StateRestoreListener (per task rather than per store). A
+// task whose restore starts again (its changelog lost records during the
+// restore, or a later assignment) is reported again from OnRestoreStart.
+//
+// Its methods run on the goroutine that delivers the listeners' events
+// (see StateListener), never on the one restoring: a restore does not wait
+// for them. Per task the calls come in order: OnRestoreStart, any number of
+// OnRestoreProgress, OnRestoreEnd. A listener slower than the restore
+// misses progress events, never a start or an end: an undelivered
+// progress event of a task is replaced by the task's next one.
 type RestoreListener interface {
 	// OnRestoreStart is called once a restore has decided where each of
 	// the task's stores starts, before reading anything.
@@ -179,9 +191,7 @@ func (p *Processor) changedLocked() {
 	}
 	p.life.mu.state = s
 	p.life.state.Store(int32(s))
-	if fn := p.cfg.stateListener; fn != nil {
-		fn(old, s)
-	}
+	p.notify.post(listenerEvent{kind: stateChanged, old: old, new: s})
 }
 
 // deriveLocked makes the State from the stages' phases: any stage restoring

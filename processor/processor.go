@@ -39,6 +39,9 @@ type Processor struct {
 
 	// life is the processor's State (lifecycle.go).
 	life lifecycle
+	// notify delivers the StateListener's and RestoreListener's events
+	// (listeners.go).
+	notify *notifier
 	// metricsReg is where the metrics are registered (wrapped with the
 	// application and instance labels), nil without metrics; gatherer
 	// serves them on the admin server's /metrics, nil when the
@@ -65,6 +68,10 @@ type hooks struct {
 	afterCommit func(st *stage) error
 	// afterApply runs after a committed transaction's batches were applied.
 	afterApply func(st *stage, applied []*task)
+	// restoreProgressed runs on the restoring goroutine after each batch
+	// of changelog records a restore applied (a test holds a restore
+	// there).
+	restoreProgressed func(st *stage)
 }
 
 // New checks the options against the topology and returns a Processor. It
@@ -90,7 +97,8 @@ func New(t *stream.Topology, opts ...Opt) (*Processor, error) {
 	if err := t.Validate(c.app); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	p := &Processor{topo: t, cfg: c, now: time.Now, userLogger: userKgoLogger(c.kgoOpts)}
+	p := &Processor{topo: t, cfg: c, now: time.Now, userLogger: userKgoLogger(c.kgoOpts),
+		notify: newNotifier(c.stateListener, c.restoreListener)}
 	for _, spec := range topology.Of(t).Stages {
 		p.stages = append(p.stages, newStage(p, spec))
 	}
@@ -123,10 +131,19 @@ func (p *Processor) InstanceID() string { return p.cfg.instanceID }
 // startup timeout (ErrUnreachable), when a topic is missing or mis-sized
 // (ErrConfig), when the state directory is in use (ErrStateLocked), or when
 // a stage stops: a record the Fail policy refused (*RecordError), or an
-// unrecoverable Kafka error.
+// unrecoverable Kafka error. With a StateListener or RestoreListener, it
+// returns after they were told every event, the final State last.
 func (p *Processor) Run(ctx context.Context) error {
 	err := errors.New("processor: a Processor runs only once; create a new one")
-	p.runOnce.Do(func() { err = p.run(ctx) })
+	p.runOnce.Do(func() {
+		if p.notify.active() {
+			go p.notify.deliver()
+			// After run's final State: the listeners are told
+			// everything before Run returns.
+			defer p.notify.close()
+		}
+		err = p.run(ctx)
+	})
 	return err
 }
 

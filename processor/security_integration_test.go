@@ -232,7 +232,10 @@ func TestIntegrationSecureMissingACL(t *testing.T) {
 			grant(t, sb.Admin(t), append(all[:i:i], all[i+1:]...))
 			lines, _, _ := randomLines(12, 50, 10)
 			a.produce(t, lines)
-			p, err := New(wordcount(t, a.input, a.output), append(a.opts(t), PurgeInterval(time.Second))...)
+			// No purge tick within the test: a missing Delete
+			// must stop Run at its start (probeDelete), as every
+			// other missing ACL does, not at the first purge.
+			p, err := New(wordcount(t, a.input, a.output), append(a.opts(t), PurgeInterval(time.Hour))...)
 			if err != nil {
 				t.Fatal(err)
 			}

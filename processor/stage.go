@@ -250,7 +250,7 @@ func (st *stage) clientOpts() []kgo.Opt {
 	for i, in := range st.inputs {
 		topics[i] = in.name
 	}
-	opts := append(c.baseOpts(st.log),
+	opts := append(c.stageBaseOpts(st.log),
 		kgo.ConsumerGroup(st.group),
 		kgo.ConsumeTopics(topics...),
 		kgo.InstanceID(c.instanceID),
@@ -888,6 +888,7 @@ func (st *stage) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string]
 	}
 	st.sawRevoke.Store(true)
 	st.p.setPhase(st, phaseRebalancing)
+	st.forgetLag(revoked)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, ps := range revoked {
@@ -912,6 +913,7 @@ func (st *stage) onSync(assigned map[string][]int32) {
 		}
 		held[topic] = m
 	}
+	st.forgetLagExcept(held)
 	var phase stagePhase
 	defer func() { st.p.setPhase(st, phase) }() // after the unlock below
 	st.mu.Lock()
@@ -1012,6 +1014,9 @@ func (st *stage) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 	}
 	parts = fresh
 	st.mu.Unlock()
+	// A task restored now starts with no lag known (the next polls tell):
+	// what its partitions showed before they left is stale.
+	st.forgetLag(offsetsParts(offsets, parts))
 	offsets, starts, err := st.resolveStarts(ctx, offsets)
 	if err != nil {
 		st.log.Error("assignment failed", "partitions", parts, "err", err)

@@ -94,8 +94,56 @@ func (lt *lagTable) of(p int32) (records int64, behind time.Duration) {
 	return records, behind
 }
 
+// clear forgets what the polls saw of input in's partition p.
+func (lt *lagTable) clear(in int, p int32) {
+	if lt == nil || p < 0 || p >= lt.parts || in < 0 || (in+1)*int(lt.parts) > len(lt.cells) {
+		return
+	}
+	c := &lt.cells[in*int(lt.parts)+int(p)]
+	c.next.Store(0)
+	c.end.Store(0)
+	c.behind.Store(0)
+}
+
+// forgetLag clears the lag of the partitions of input topics that left
+// this member (revoked, lost, or missing from an assignment). A partition's
+// cell is written only by polls that return its records: without this, a
+// partition that comes back with nothing to read would keep the lag it had
+// when it left, and after StallTimeout /healthz would call the stage
+// stalled. Called from franz-go's rebalance callbacks: atomics only, it
+// neither locks nor waits.
+func (st *stage) forgetLag(gone map[string][]int32) {
+	lt := st.lag.Load()
+	if lt == nil {
+		return
+	}
+	for i, in := range st.inputs {
+		for _, p := range gone[in.name] {
+			lt.clear(i, p)
+		}
+	}
+}
+
+// forgetLagExcept clears the lag of every input partition not in held (an
+// assignment, by topic and partition), as forgetLag.
+func (st *stage) forgetLagExcept(held map[string]map[int32]bool) {
+	lt := st.lag.Load()
+	if lt == nil {
+		return
+	}
+	for i, in := range st.inputs {
+		for p := int32(0); p < lt.parts; p++ {
+			if !held[in.name][p] {
+				lt.clear(i, p)
+			}
+		}
+	}
+}
+
 // noteLag records the positions and ends of the partitions in fetches (loop
-// only; per partition of each poll, never per record).
+// only; per partition of each poll, never per record). Partitions the stage
+// holds no live task for (revoked, dropped: kgo may hand over a few buffered
+// records of them) are not recorded, so forgetLag's clearing stays.
 func (st *stage) noteLag(fetches kgo.Fetches) {
 	lt := st.lag.Load()
 	if lt == nil {
@@ -105,6 +153,14 @@ func (st *stage) noteLag(fetches kgo.Fetches) {
 		lt = &lagTable{parts: st.partitions, cells: make([]lagCell, int(st.partitions)*len(st.inputs))}
 		st.lag.Store(lt)
 	}
+	held := make([]bool, lt.parts)
+	st.mu.Lock()
+	for p, t := range st.mu.tasks {
+		if t != nil && !st.mu.revoked[p] && p >= 0 && p < lt.parts {
+			held[p] = true
+		}
+	}
+	st.mu.Unlock()
 	now := time.Now()
 	for i := range fetches {
 		for j := range fetches[i].Topics {
@@ -120,7 +176,7 @@ func (st *stage) noteLag(fetches kgo.Fetches) {
 			}
 			for k := range ft.Partitions {
 				fp := &ft.Partitions[k]
-				if fp.Err != nil || fp.Partition < 0 || fp.Partition >= lt.parts {
+				if fp.Err != nil || fp.Partition < 0 || fp.Partition >= lt.parts || !held[fp.Partition] {
 					continue
 				}
 				end := fp.LastStableOffset
@@ -212,11 +268,9 @@ func (st *stage) trackRestores(tasks []*task, sinks []*replaySink, began time.Ti
 		tr.tasks = append(tr.tasks, r)
 	}
 	st.restores.Unlock()
-	if l := st.p.cfg.restoreListener; l != nil {
-		now := time.Now()
-		for _, r := range tr.tasks {
-			l.OnRestoreStart(r.progress(now))
-		}
+	now := time.Now()
+	for _, r := range tr.tasks {
+		st.p.notify.post(listenerEvent{kind: restoreStarted, progress: r.progress(now)})
 	}
 	return tr
 }
@@ -224,14 +278,16 @@ func (st *stage) trackRestores(tasks []*task, sinks []*replaySink, began time.Ti
 // progressed updates every task's progress and tells the listener of those
 // that moved.
 func (tr *restoreTracker) progressed() {
-	l := tr.st.p.cfg.restoreListener
 	now := time.Now()
 	for _, r := range tr.tasks {
 		before := r.restored.Load()
 		r.update()
-		if l != nil && r.restored.Load() != before {
-			l.OnRestoreProgress(r.progress(now))
+		if r.restored.Load() != before {
+			tr.st.p.notify.post(listenerEvent{kind: restoreProgressed, progress: r.progress(now)})
 		}
+	}
+	if h := tr.st.p.hooks.restoreProgressed; h != nil {
+		h(tr.st)
 	}
 }
 
@@ -250,9 +306,21 @@ func (tr *restoreTracker) end(err error) {
 		}
 	}
 	tr.st.restores.Unlock()
-	if l := tr.st.p.cfg.restoreListener; l != nil {
-		for _, p := range progress {
-			l.OnRestoreEnd(p, err)
+	for _, p := range progress {
+		tr.st.p.notify.post(listenerEvent{kind: restoreEnded, progress: p, err: err})
+	}
+}
+
+// offsetsParts returns, by topic, the partitions of offsets that are in
+// parts.
+func offsetsParts(offsets map[string]map[int32]kgo.Offset, parts []int32) map[string][]int32 {
+	out := make(map[string][]int32, len(offsets))
+	for topic, ps := range offsets {
+		for p := range ps {
+			if slices.Contains(parts, p) {
+				out[topic] = append(out[topic], p)
+			}
 		}
 	}
+	return out
 }
