@@ -81,54 +81,19 @@ func (p *Processor) topicMetadata(ctx context.Context, adm *kadm.Client) (kadm.M
 // counts and settings of the existing ones. It returns the ids of the
 // topics it created, or every problem at once, wrapping ErrConfig.
 func (p *Processor) ensureTopics(ctx context.Context, adm *kadm.Client, md kadm.Metadata) (map[string][16]byte, error) {
-	exists := func(t string) (kadm.TopicDetail, bool) {
-		d, ok := md.Topics[t]
-		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-			return kadm.TopicDetail{}, false
-		}
-		return d, d.Err == nil
-	}
-	// The partition counts are the topology's rules; what is left here is
-	// to create or check the internal topics.
-	plan, err := topology.Of(p.topo).PlanPartitions(p.cfg.app, func(topic string) (int, bool) {
-		d, ok := exists(topic)
-		return len(d.Partitions), ok
-	})
-	var errs []error
-	if err != nil {
-		errs = append(errs, err)
-	}
+	exists := func(t string) (kadm.TopicDetail, bool) { return topicIn(md, t) }
+	specs, errs := p.planInternal(md)
 	// existing are the internal topics that existed before this start:
 	// their settings are checked below (checkInternalConfigs).
 	existing := map[string]internalKind{}
 	// created are the ids of the internal topics this start created.
 	created := map[string][16]byte{}
-	ensure := func(topic string, kind internalKind, st *stage, partitions int32, configs map[string]*string) {
-		if _, ok := exists(topic); ok {
-			existing[topic] = kind
+	for _, sp := range specs {
+		if _, ok := exists(sp.topic); ok {
+			existing[sp.topic] = sp.kind
 		}
-		if err := p.ensureTopic(ctx, adm, md, created, topic, kind, st, partitions, configs); err != nil {
+		if err := p.ensureTopic(ctx, adm, md, created, sp.topic, sp.kind, sp.st, sp.partitions, sp.configs); err != nil {
 			errs = append(errs, err)
-		}
-	}
-	for i, st := range p.stages {
-		n := int32(plan.Stages[i])
-		if n == 0 {
-			continue // the plan's errors say why
-		}
-		st.partitions = n
-		for _, out := range st.outputs {
-			if out.internal {
-				ensure(out.name, repartitionTopic, st, int32(plan.Internal[out.name]), repartitionConfigs())
-			}
-		}
-		for _, s := range st.stores {
-			ensure(s.topic, changelogTopic, st, n, changelogConfigs())
-		}
-	}
-	if slices.ContainsFunc(p.stages, func(st *stage) bool { return st.cfg.policy == DeadLetter }) {
-		if _, ok := exists(p.cfg.dlq); !ok {
-			ensure(p.cfg.dlq, deadLetterTopic, nil, 1, nil)
 		}
 	}
 	errs = append(errs, p.checkGlobalTopics(md)...)
@@ -143,6 +108,65 @@ func (p *Processor) ensureTopics(ctx context.Context, adm *kadm.Client, md kadm.
 		return nil, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
 	return created, nil
+}
+
+// topicIn returns topic's metadata in md, and whether it exists there
+// without error.
+func topicIn(md kadm.Metadata, topic string) (kadm.TopicDetail, bool) {
+	d, ok := md.Topics[topic]
+	if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+		return kadm.TopicDetail{}, false
+	}
+	return d, d.Err == nil
+}
+
+// internalSpec is an internal topic as the runtime creates it.
+type internalSpec struct {
+	topic      string
+	kind       internalKind
+	st         *stage // the stage writing it; nil for the dead-letter topic
+	partitions int32
+	configs    map[string]*string
+}
+
+// planInternal applies the topology's partition plan (its rules, with the
+// partition counts of the topics in md) and returns the internal topics the
+// processor needs: the repartition topics and changelogs with the plan's
+// counts, and the dead-letter topic when a stage dead-letters and it does
+// not exist yet (any partition count will do). It sets every stage's
+// partition count, and returns the plan's errors.
+func (p *Processor) planInternal(md kadm.Metadata) ([]internalSpec, []error) {
+	exists := func(t string) (kadm.TopicDetail, bool) { return topicIn(md, t) }
+	plan, err := topology.Of(p.topo).PlanPartitions(p.cfg.app, func(topic string) (int, bool) {
+		d, ok := exists(topic)
+		return len(d.Partitions), ok
+	})
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var specs []internalSpec
+	for i, st := range p.stages {
+		n := int32(plan.Stages[i])
+		if n == 0 {
+			continue // the plan's errors say why
+		}
+		st.partitions = n
+		for _, out := range st.outputs {
+			if out.internal {
+				specs = append(specs, internalSpec{out.name, repartitionTopic, st, int32(plan.Internal[out.name]), repartitionConfigs()})
+			}
+		}
+		for _, s := range st.stores {
+			specs = append(specs, internalSpec{s.topic, changelogTopic, st, n, changelogConfigs()})
+		}
+	}
+	if slices.ContainsFunc(p.stages, func(st *stage) bool { return st.cfg.policy == DeadLetter }) {
+		if _, ok := exists(p.cfg.dlq); !ok {
+			specs = append(specs, internalSpec{p.cfg.dlq, deadLetterTopic, nil, 1, nil})
+		}
+	}
+	return specs, errs
 }
 
 // learnChangelogs reads the topic ids and delete.retention.ms of the

@@ -12,6 +12,8 @@
 // The ACLs an application's principal needs on a secured cluster are listed
 // in docs/security.md.
 //
-// Imported by the example binaries' flags (examples/internal/cli) and by
-// users' processor binaries; processor and sink do not import it.
+// Flags registers and parses the TLS and SASL flags (-tls-ca, -tls-cert,
+// -tls-key, -sasl-mechanism, ...) that the example binaries
+// (examples/internal/cli) and the sluice command take. Users' processor
+// binaries may import it too; processor and sink do not.
 package security

@@ -67,6 +67,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if done, err := f.PrintTopics(ctx, stdout, p); done {
+		return err // -print-topics: the internal topics, for sluice topics
+	}
 	logger.Info("running", "app", f.App, "instance", p.InstanceID(), "brokers", f.Brokers)
 	return p.Run(ctx)
 }

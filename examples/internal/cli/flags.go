@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -60,6 +62,7 @@ type Flags struct {
 	brokers, guarantee, onError string
 	describe                    describeFlag
 	verbose                     bool
+	printTopics                 bool
 }
 
 // Register defines the common flags on fs.
@@ -83,6 +86,7 @@ func (f *Flags) Register(fs *flag.FlagSet, d Defaults) {
 	f.Security.Register(fs)
 	fs.IntVar(&f.Partitions, "partitions", 4, "partitions of the topics the embedded demo creates")
 	fs.Var(&f.describe, "describe", "print the topology and exit: -describe (text) or -describe=dot (Graphviz)")
+	fs.BoolVar(&f.printTopics, "print-topics", false, "print the internal topics the processor would create (JSON, for sluice topics --plan) and exit; needs -brokers: their partition counts follow the input topics'")
 	fs.BoolVar(&f.verbose, "v", false, "log at info level (debug with KAFKA_DEBUG=1)")
 	fs.DurationVar(&f.Timeout, "timeout", 2*time.Minute, "embedded demo: give up waiting for "+d.Result+" after this long")
 }
@@ -112,6 +116,9 @@ func (f *Flags) Parse(fs *flag.FlagSet, args []string) (help bool, err error) {
 	if f.brokers != "" {
 		f.Brokers = strings.Split(f.brokers, ",")
 	}
+	if f.printTopics && len(f.Brokers) == 0 {
+		return false, errors.New("-print-topics needs -brokers (or KAFKA_BROKERS): the internal topics' partition counts follow the input topics'")
+	}
 	if len(f.Brokers) > 0 && f.StateDir == "" && f.describe == "" {
 		dir, err := os.UserCacheDir()
 		if err != nil {
@@ -134,6 +141,22 @@ func (f *Flags) Describe(w io.Writer, topo *stream.Topology) bool {
 		return false
 	}
 	return true
+}
+
+// PrintTopics writes the internal topics p would create as JSON
+// (processor.TopicPlan, what sluice topics --plan reads) to w when
+// -print-topics was given, and reports whether it was.
+func (f *Flags) PrintTopics(ctx context.Context, w io.Writer, p *processor.Processor) (bool, error) {
+	if !f.printTopics {
+		return false, nil
+	}
+	plan, err := p.InternalTopics(ctx)
+	if err != nil {
+		return true, err
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return true, enc.Encode(plan)
 }
 
 // Logger returns the binary's logger: warnings, info with -v, debug with

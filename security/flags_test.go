@@ -1,4 +1,4 @@
-package cli
+package security
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 	"testing"
 )
 
-func parseSecurity(t *testing.T, env map[string]string, args ...string) (Security, error) {
+func parseSecurity(t *testing.T, env map[string]string, args ...string) (Flags, error) {
 	t.Helper()
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var s Security
+	var s Flags
 	s.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
@@ -23,7 +23,7 @@ func parseSecurity(t *testing.T, env map[string]string, args ...string) (Securit
 }
 
 // plainSecret returns the password a PLAIN mechanism sends.
-func plainSecret(t *testing.T, s Security) string {
+func plainSecret(t *testing.T, s Flags) string {
 	t.Helper()
 	if s.SASL == nil || s.SASL.Name() != "PLAIN" {
 		t.Fatalf("mechanism %v, want PLAIN", s.SASL)
