@@ -115,6 +115,13 @@ func topics(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err == nil {
 			err = resp.Err
 		}
+		if errors.Is(err, kerr.TopicAlreadyExists) {
+			// Created a moment ago (by a run before, or someone
+			// else) and not in the metadata the broker answered
+			// with yet.
+			fmt.Fprintf(w, "exists\t%s\t%s\tnot in the metadata yet\t%s\tunchecked: run again to check it\n", t.Name, t.Kind, settings)
+			continue
+		}
 		if err != nil {
 			w.Flush()
 			return fmt.Errorf("creating topic %s (%d partitions, replication %s, %s): %w (the topics listed above are done; run again once fixed)", t.Name, t.Partitions, rfName(replication), settings, err)

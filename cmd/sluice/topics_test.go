@@ -85,15 +85,17 @@ func TestIntegrationTopics(t *testing.T) {
 	if code != 0 || strings.Count(out, "created") != 2 {
 		t.Fatalf("topics: exit %d\n%s%s", code, out, errOut)
 	}
-	adm = testbroker.Admin(t, brokers) // not the one whose cached metadata knows them missing
-	tds, err = adm.ListTopics(ctx, repart, changelog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcs, err := adm.DescribeTopicConfigs(ctx, repart, changelog)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A topic just created reaches the broker's metadata a moment later.
+	waitFor(t, func() bool {
+		adm = testbroker.Admin(t, brokers) // not one whose cached metadata knows them missing
+		tds, err = adm.ListTopics(ctx, repart, changelog)
+		return err == nil && len(tds[repart].Partitions) == 3 && len(tds[changelog].Partitions) == 3
+	})
+	var rcs kadm.ResourceConfigs
+	waitFor(t, func() bool {
+		rcs, err = adm.DescribeTopicConfigs(ctx, repart, changelog)
+		return err == nil && len(rcs) == 2 && rcs[0].Err == nil && rcs[1].Err == nil
+	})
 	for _, rc := range rcs {
 		if len(tds[rc.Name].Partitions) != 3 {
 			t.Errorf("%s has %d partitions, want 3", rc.Name, len(tds[rc.Name].Partitions))
