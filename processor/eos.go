@@ -348,9 +348,10 @@ const maxMovedStreak = 3
 // MESSAGE_TOO_LARGE or INVALID_RECORD (franz-go also reports a record above
 // its batch limit as MESSAGE_TOO_LARGE). Producing them again would fail
 // again, so the stage stops. Any other produce error comes from the
-// producer's circumstances and is worth a restart: a fenced producer, a
-// retriable error that outlived its retries, a flush that timed out while the
-// broker was unreachable.
+// producer's circumstances: a fenced producer (a restart, see
+// fencedProducer), or a retriable error that outlived its retries or a
+// flush that timed out while a broker was unreachable (an abort, and the
+// stage goes on: settleTransient).
 func rejectedRecords(err error) bool {
 	if fencedProducer(err) {
 		return false

@@ -21,8 +21,10 @@ import (
 //     old). Retrying cannot help: Run returns a *FatalError naming the cause
 //     and the fix, within seconds.
 //   - Unknown outcome of a commit, and failures of the stage's client
-//     (fenced producer, a flush that timed out): the stage drops its
-//     uncommitted state, makes a new client and restores. Restarts back off
+//     (fenced producer, an abort that did not land): the stage drops its
+//     uncommitted state, makes a new client and restores. (A flush that
+//     timed out while a broker failed over only aborts the transaction:
+//     transient.go.) Restarts back off
 //     exponentially with jitter, up to restartBackoffMax, are counted
 //     (StageMetrics.Restarts) and logged once per change of cause.
 //   - Retriable errors inside franz-go (leader moves, coordinator loads):
