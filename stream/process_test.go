@@ -429,3 +429,40 @@ func TestOutputsIntactAcrossCalls(t *testing.T) {
 		t.Fatalf("%d outputs, want %d", len(got), len(want))
 	}
 }
+
+// A Handle kept by a call that panicked does not work in a later call: the
+// runtime recovers the panic (processor's stage.call) and goes on with the
+// next record, so the Handle must be ended on the panic's way out as well.
+func TestHandleKeptAcrossPanic(t *testing.T) {
+	b := stream.NewBuilder()
+	st := stream.DeclareStore(b, "s", codec.String{}, codec.String{})
+	var kept *stream.Handle
+	var keptErr error
+	stream.Process(src(b, "in"), func(h *stream.Handle, r stream.Record[string, string]) error {
+		if kept == nil {
+			kept = h
+			panic("user bug")
+		}
+		keptErr = stream.Put(kept, st, "k", "v")
+		return nil
+	}, stream.Uses(st))
+	topo, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, task := topology.Of(topo).Stages[0].Program("app"), newTask(0, "s")
+	func() {
+		defer func() {
+			if r := recover(); r != "user bug" {
+				t.Fatalf("recovered %v, want the user's panic", r)
+			}
+		}()
+		_ = p(task, rec("in", 0, 0, "k", "v"))
+	}()
+	if err := p(task, rec("in", 0, 1, "k", "v")); err != nil {
+		t.Fatal(err)
+	}
+	if keptErr == nil || len(task.stores["s"].m) != 0 {
+		t.Errorf("Put through the panicked call's Handle during a later call: %v; want an error", keptErr)
+	}
+}

@@ -138,6 +138,9 @@ func (s *Stage) compileProgram(app string) exec.Program {
 		for i := range inputs {
 			if inputs[i].topic == r.Topic {
 				h, sc := p.handle(t, r)
+				// Deferred: a user function that panics (the runtime
+				// recovers it) must not leave a Handle it kept working.
+				defer p.done(h, sc)
 				h.tm.input = millis(r.Timestamp)
 				err := inputs[i].entry(h, r)
 				if err == nil && s.timeStore != "" {
@@ -148,7 +151,6 @@ func (s *Stage) compileProgram(app string) exec.Program {
 				if err == nil {
 					h.reportDrops()
 				}
-				p.done(h, sc)
 				return err
 			}
 		}
