@@ -132,11 +132,12 @@ func (st *stage) cycleEOS(ctx context.Context, sess *kgo.GroupTransactSession) e
 	st.ending.Store(endUnknown)
 	committed, endErr := sess.End(st.fenceContext(ectx), kgo.TransactionEndTry(commit))
 	cancel()
-	if endErr != nil && st.ending.Load() == endTriedAbort {
+	if endErr != nil && st.ending.Load() == endTriedAbort && retriableEnd(endErr) && st.fatal(endErr) == nil {
+		cause := endErr
 		if endErr = st.abortAgain(sess, endErr); endErr == nil {
 			commit = false
 			if transient == nil && recErr == nil {
-				transient = errAbortedAgain
+				transient = fmt.Errorf("%w: %w", errAbortedAgain, cause)
 			}
 		}
 	}
@@ -198,6 +199,18 @@ func (st *stage) settleTransient(n int, flushErr, endErr error) error {
 	}
 	st.transient.aborts++
 	return nil
+}
+
+// retriableEnd reports whether an End that failed after deciding not to
+// commit failed for the broker's circumstances (a timeout, a connection, a
+// retriable Kafka error), which abortAgain may settle. An error that Kafka
+// says is not retriable (a refused ACL on the offset commit, an invalid
+// offset commit, a fenced instance id) would come back at every
+// transaction: the stage fails (st.fatal) or restarts with its backoff
+// instead of aborting forever in silence.
+func retriableEnd(err error) bool {
+	ke, ok := errors.AsType[*kerr.Error](err)
+	return !ok || ke.Retriable
 }
 
 // errAbortedAgain is the cause settleTransient notes for a transaction that

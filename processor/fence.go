@@ -203,11 +203,18 @@ func (w watchLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		w.unconfirmed.Store(true)
 	}
 	if w.ending != nil && msg == "transaction session ending" {
-		decided := endTriedAbort
+		// Unknown unless the line says which, explicitly: a franz-go that
+		// renamed the key or changed its type must not make a failed
+		// commit look like an abort (abortAgain would then discard a
+		// transaction that may have committed).
+		decided := endUnknown
 		for i := 0; i+1 < len(keyvals); i += 2 {
 			if k, _ := keyvals[i].(string); k == "will_try_commit" {
-				if v, _ := keyvals[i+1].(bool); v {
-					decided = endTriedCommit
+				if v, ok := keyvals[i+1].(bool); ok {
+					decided = endTriedAbort
+					if v {
+						decided = endTriedCommit
+					}
 				}
 			}
 		}

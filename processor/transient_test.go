@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -190,6 +191,11 @@ func TestWatchLoggerNotesEnding(t *testing.T) {
 		{[]any{"was_failed", false, "want_commit", true, "can_try_commit", true, "will_try_commit", true}, endTriedCommit},
 		{[]any{"was_failed", true, "want_commit", true, "can_try_commit", false, "will_try_commit", false}, endTriedAbort},
 		{[]any{"will_try_commit", false}, endTriedAbort},
+		// A line without the key, or with another type, says nothing:
+		// unknown, so that a failed End restarts instead of aborting
+		// again a transaction that may have committed.
+		{[]any{"was_failed", false, "want_commit", true}, endUnknown},
+		{[]any{"will_try_commit", "false"}, endUnknown},
 	} {
 		ending.Store(endUnknown)
 		w.Log(kgo.LogLevelInfo, "beginning transact session")
@@ -319,4 +325,59 @@ func lastTicks(recs []*kgo.Record) map[string]int {
 		last[string(r.Key)] = max(last[string(r.Key)], n)
 	}
 	return last
+}
+
+// TestOffsetCommitRefusedIsFatal: the broker refuses every TxnOffsetCommit of
+// the stage's group with GROUP_AUTHORIZATION_FAILED (an ACL that only the
+// offset commit needs: heartbeats and fetches still pass). franz-go aborts
+// the transaction and End reports the refusal; that is not the broker's
+// passing trouble, so the stage must not settle it by aborting again and
+// going on (it would reprocess the same records into aborted transactions
+// forever, in silence): Run returns a *FatalError naming the group ACL.
+// Mutation: abortAgain for every End error (retriableEnd always true) runs
+// to the deadline with TransientAborts rising, and this fails.
+func TestOffsetCommitRefusedIsFatal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("broker test; run without -short")
+	}
+	c := testbroker.NewKfake(t)
+	f := newFixtureOn(t, c.ListenAddrs(), 2)
+	f.produce(records("v", 100)...)
+	group := f.app + "-count"
+	c.ControlKey(int16(kmsg.TxnOffsetCommit), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kr.(*kmsg.TxnOffsetCommitRequest)
+		if req.Group != group {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+		resp.Version = req.Version
+		for _, rt := range req.Topics {
+			tt := kmsg.NewTxnOffsetCommitResponseTopic()
+			tt.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				pp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				pp.Partition = rp.Partition
+				pp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+				tt.Partitions = append(tt.Partitions, pp)
+			}
+			resp.Topics = append(resp.Topics, tt)
+		}
+		return resp, nil, true
+	})
+	p, err := New(counterTopology(t, f.input, f.output, ""), f.opts(MaxRecordsPerTransaction(25))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.run(p, func() bool { return false }, time.Minute)
+	var fe *FatalError
+	if !errors.As(err, &fe) || !errors.Is(err, kerr.GroupAuthorizationFailed) || !strings.Contains(err.Error(), group) {
+		t.Fatalf("Run: %v; want a *FatalError for GROUP_AUTHORIZATION_FAILED naming the group %q", err, group)
+	}
+	if m := p.Metrics().Stages["count"]; m.TransientAborts != 0 {
+		t.Errorf("%d transient aborts: a refused offset commit was settled as the broker's passing trouble", m.TransientAborts)
+	}
+	if n := f.committedTotal(); n != 0 {
+		t.Errorf("%d input records committed through a refused offset commit", n)
+	}
 }
