@@ -510,20 +510,7 @@ func TestTxnOffsetCommitRejected(t *testing.T) {
 				}
 				rejected++
 				next = calls + 1 + rng.IntN(3)
-				resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
-				resp.Version = req.Version
-				for _, rt := range req.Topics {
-					tt := kmsg.NewTxnOffsetCommitResponseTopic()
-					tt.Topic = rt.Topic
-					for _, rp := range rt.Partitions {
-						pp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
-						pp.Partition = rp.Partition
-						pp.ErrorCode = code.Code
-						tt.Partitions = append(tt.Partitions, pp)
-					}
-					resp.Topics = append(resp.Topics, tt)
-				}
-				return resp, nil, true
+				return txnOffsetCommitAnswer(req, code), nil, true
 			})
 			p, err := New(counterTopology(t, f.input, f.output, ""), f.opts(MaxRecordsPerTransaction(25))...)
 			if err != nil {

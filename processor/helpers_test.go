@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/codec"
 	"github.com/sluicehq/sluice/internal/testkit/testbroker"
@@ -155,4 +157,23 @@ func checkCounts(t testing.TB, recs []*kgo.Record, want map[string]int) {
 	if bad > 0 {
 		t.Fatalf("%d violations of exactly-once in %d output records", bad, len(recs))
 	}
+}
+
+// txnOffsetCommitAnswer answers every partition of req with code, for kfake
+// control functions that refuse a transaction's offset commit.
+func txnOffsetCommitAnswer(req *kmsg.TxnOffsetCommitRequest, code *kerr.Error) *kmsg.TxnOffsetCommitResponse {
+	resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+	resp.Version = req.Version
+	for _, rt := range req.Topics {
+		tt := kmsg.NewTxnOffsetCommitResponseTopic()
+		tt.Topic, tt.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			pp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+			pp.Partition = rp.Partition
+			pp.ErrorCode = code.Code
+			tt.Partitions = append(tt.Partitions, pp)
+		}
+		resp.Topics = append(resp.Topics, tt)
+	}
+	return resp
 }

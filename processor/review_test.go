@@ -242,20 +242,7 @@ func TestReviewEndHangsAfterHeartbeatLoss(t *testing.T) {
 		if !hbFired.Load() || !strings.HasPrefix(req.Group, f.app) || !tocFired.CompareAndSwap(false, true) {
 			return nil, nil, false
 		}
-		resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
-		resp.Version = req.Version
-		for _, rt := range req.Topics {
-			st := kmsg.NewTxnOffsetCommitResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.UnknownMemberID.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return txnOffsetCommitAnswer(req, kerr.UnknownMemberID), nil, true
 	})
 	start := time.Now()
 	go func() {

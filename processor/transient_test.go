@@ -350,20 +350,7 @@ func TestOffsetCommitRefusedIsFatal(t *testing.T) {
 		if req.Group != group {
 			return nil, nil, false
 		}
-		resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
-		resp.Version = req.Version
-		for _, rt := range req.Topics {
-			tt := kmsg.NewTxnOffsetCommitResponseTopic()
-			tt.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				pp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
-				pp.Partition = rp.Partition
-				pp.ErrorCode = kerr.GroupAuthorizationFailed.Code
-				tt.Partitions = append(tt.Partitions, pp)
-			}
-			resp.Topics = append(resp.Topics, tt)
-		}
-		return resp, nil, true
+		return txnOffsetCommitAnswer(req, kerr.GroupAuthorizationFailed), nil, true
 	})
 	p, err := New(counterTopology(t, f.input, f.output, ""), f.opts(MaxRecordsPerTransaction(25))...)
 	if err != nil {
